@@ -1,0 +1,303 @@
+#include "cli/commands.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <ostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cluster2/v1/cluster.grpc.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "master/internal/run_dir.h"
+
+namespace cluster2 {
+namespace {
+
+constexpr char kUsage[] = R"(usage: cluster2ctl [options] VERB [ARGS]
+
+Verbs:
+  workers              list the workers (id, pid, state, uptime, restarts, heartbeat)
+  worker PID           one worker
+  config               the effective configuration (JSON)
+  shutdown [--fast]    stop the cluster (graceful drain, or kill at once)
+
+Options:
+  --name NAME          cluster name (default "default")
+  --run-dir DIR        run directory of the cluster (overrides --name)
+  --master ADDRESS     master address, e.g. unix:/run/x/master.sock
+                       (default: $CLUSTER2_MASTER, then the run directory)
+  -o, --output FORMAT  table (default) or json
+  --timeout SECONDS    RPC deadline (default 5)
+  -h, --help           this text
+
+Exit codes: 0 ok, 1 the master returned an error, 2 usage, 3 no master running.
+)";
+
+struct Options {
+  std::string name = "default";
+  std::string run_dir;
+  std::string master;
+  std::string output = "table";
+  int timeout_seconds = 5;
+  std::vector<std::string> verb;  // verb and its arguments
+};
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes == 0) return "-";
+  if (bytes < (1 << 20)) return absl::StrFormat("%.1fKiB", bytes / 1024.0);
+  if (bytes < (1ull << 30)) return absl::StrFormat("%.1fMiB", bytes / 1048576.0);
+  return absl::StrFormat("%.1fGiB", bytes / 1073741824.0);
+}
+
+std::string FormatAge(absl::Duration age) {
+  age = absl::Trunc(age, age < absl::Minutes(1) ? absl::Milliseconds(100) : absl::Seconds(1));
+  return absl::FormatDuration(age);
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& time) {
+  return absl::FromUnixSeconds(time.seconds()) + absl::Nanoseconds(time.nanos());
+}
+
+std::string StateName(v1::WorkerState state) {
+  std::string name = v1::WorkerState_Name(state);
+  constexpr absl::string_view kPrefix = "WORKER_STATE_";
+  if (absl::StartsWith(name, kPrefix)) name = name.substr(kPrefix.size());
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+template <typename Message>
+std::string ToJson(const Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+class Ctl {
+ public:
+  Ctl(Options options, std::ostream& out, std::ostream& err)
+      : options_(std::move(options)), out_(out), err_(err) {}
+
+  int Run() {
+    const std::string& verb = options_.verb[0];
+    std::map<std::string, std::function<int()>> verbs = {
+        {"workers", [this] { return Workers(); }},
+        {"worker", [this] { return OneWorker(); }},
+        {"config", [this] { return Config(); }},
+        {"shutdown", [this] { return Shutdown(); }},
+    };
+    auto it = verbs.find(verb);
+    if (it == verbs.end()) {
+      err_ << "cluster2ctl: unknown verb '" << verb << "' (see cluster2ctl --help)\n";
+      return kExitUsage;
+    }
+    if (int code = Connect(); code != kExitOk) return code;
+    return it->second();
+  }
+
+ private:
+  // Resolves the master's address; kExitNoMaster if its socket is missing.
+  int Connect() {
+    address_ = options_.master;
+    if (address_.empty() && options_.run_dir.empty()) {
+      const char* env = std::getenv("CLUSTER2_MASTER");
+      if (env != nullptr) address_ = env;
+    }
+    if (address_.empty()) {
+      std::string dir = !options_.run_dir.empty()
+                            ? options_.run_dir
+                            : DefaultRunDir(options_.name, std::getenv, geteuid());
+      address_ = absl::StrCat("unix:", dir, "/", RunDirectory::kMasterSocket);
+    }
+    if (absl::StartsWith(address_, "unix:")) {
+      std::string path = address_.substr(5);
+      struct stat info;
+      if (stat(path.c_str(), &info) != 0) {
+        err_ << "cluster2ctl: no master running: " << path
+             << " does not exist (start one with cluster2-master, or pass "
+                "--name/--run-dir)\n";
+        return kExitNoMaster;
+      }
+    }
+    stub_ = v1::Cluster::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    return kExitOk;
+  }
+
+  void Prepare(grpc::ClientContext* context) const {
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(options_.timeout_seconds));
+  }
+
+  int Fail(const grpc::Status& status) {
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      err_ << "cluster2ctl: no master running at " << address_ << " ("
+           << status.error_message() << ")\n";
+      return kExitNoMaster;
+    }
+    err_ << "cluster2ctl: " << status.error_message() << "\n";
+    return kExitFailed;
+  }
+
+  bool Json() const { return options_.output == "json"; }
+
+  int Workers() {
+    if (options_.verb.size() != 1) return Usage("workers takes no arguments");
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::ListWorkersResponse response;
+    grpc::Status status = stub_->ListWorkers(&context, {}, &response);
+    if (!status.ok()) return Fail(status);
+    out_ << (Json() ? ToJson(response) : FormatWorkersTable(response, absl::Now()));
+    return kExitOk;
+  }
+
+  int OneWorker() {
+    int pid = 0;
+    if (options_.verb.size() != 2 || !absl::SimpleAtoi(options_.verb[1], &pid)) {
+      return Usage("worker takes one pid");
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::GetWorkerRequest request;
+    request.set_pid(pid);
+    v1::Worker response;
+    grpc::Status status = stub_->GetWorker(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+    } else {
+      v1::ListWorkersResponse one;
+      *one.add_workers() = response;
+      out_ << FormatWorkersTable(one, absl::Now());
+    }
+    return kExitOk;
+  }
+
+  int Config() {
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::GetConfigResponse response;
+    grpc::Status status = stub_->GetConfig(&context, {}, &response);
+    if (!status.ok()) return Fail(status);
+    out_ << ToJson(response.config());
+    return kExitOk;
+  }
+
+  int Shutdown() {
+    v1::ShutdownRequest request;
+    for (size_t i = 1; i < options_.verb.size(); ++i) {
+      if (options_.verb[i] != "--fast") return Usage("shutdown takes only --fast");
+      request.set_fast(true);
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::ShutdownResponse response;
+    grpc::Status status = stub_->Shutdown(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    if (!Json()) out_ << (request.fast() ? "fast stop begun\n" : "graceful stop begun\n");
+    return kExitOk;
+  }
+
+  int Usage(absl::string_view problem) {
+    err_ << "cluster2ctl: " << problem << " (see cluster2ctl --help)\n";
+    return kExitUsage;
+  }
+
+  const Options options_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::string address_;
+  std::unique_ptr<v1::Cluster::Stub> stub_;
+};
+
+}  // namespace
+
+std::string FormatWorkersTable(const v1::ListWorkersResponse& workers, absl::Time now) {
+  std::string table = absl::StrFormat("%-4s %-8s %-9s %-9s %-9s %-9s %-10s %s\n", "ID",
+                                      "PID", "STATE", "UPTIME", "RESTARTS", "RSS",
+                                      "HEARTBEAT", "REQUESTS");
+  for (const v1::Worker& worker : workers.workers()) {
+    std::string heartbeat = "-";
+    if (worker.has_last_heartbeat_at()) {
+      heartbeat = absl::StrCat(FormatAge(now - FromProto(worker.last_heartbeat_at())), " ago");
+    }
+    absl::StrAppendFormat(
+        &table, "%-4d %-8d %-9s %-9s %-9d %-9s %-10s %d\n", worker.id(), worker.pid(),
+        StateName(worker.state()), FormatAge(now - FromProto(worker.started_at())),
+        worker.restarts(), FormatBytes(worker.last_heartbeat().rss_bytes()), heartbeat,
+        worker.last_heartbeat().requests_total());
+  }
+  return table;
+}
+
+int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Options options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value = [&](std::string* target) {
+      if (i + 1 >= args.size()) return false;
+      *target = args[++i];
+      return true;
+    };
+    if (!options.verb.empty()) {
+      options.verb.push_back(arg);
+    } else if (arg == "-h" || arg == "--help" || arg == "help") {
+      out << kUsage;
+      return kExitOk;
+    } else if (arg == "--name") {
+      if (!value(&options.name)) break;
+    } else if (arg == "--run-dir") {
+      if (!value(&options.run_dir)) break;
+    } else if (arg == "--master") {
+      if (!value(&options.master)) break;
+    } else if (arg == "-o" || arg == "--output") {
+      if (!value(&options.output)) break;
+      if (options.output != "json" && options.output != "table") {
+        err << "cluster2ctl: -o takes table or json\n";
+        return kExitUsage;
+      }
+    } else if (arg == "--timeout") {
+      std::string text;
+      if (!value(&text) || !absl::SimpleAtoi(text, &options.timeout_seconds) ||
+          options.timeout_seconds <= 0) {
+        err << "cluster2ctl: --timeout takes a positive number of seconds\n";
+        return kExitUsage;
+      }
+    } else if (absl::StartsWith(arg, "-")) {
+      err << "cluster2ctl: unknown option '" << arg << "' (see cluster2ctl --help)\n";
+      return kExitUsage;
+    } else {
+      options.verb.push_back(arg);
+    }
+  }
+  if (options.verb.empty()) {
+    err << "cluster2ctl: no verb given (see cluster2ctl --help)\n";
+    return kExitUsage;
+  }
+  // Verbs accept -o after them too: `cluster2ctl workers -o json`.
+  for (size_t i = 1; i + 1 < options.verb.size(); ++i) {
+    if (options.verb[i] == "-o" || options.verb[i] == "--output") {
+      options.output = options.verb[i + 1];
+      options.verb.erase(options.verb.begin() + i, options.verb.begin() + i + 2);
+      break;
+    }
+  }
+  if (options.output != "json" && options.output != "table") {
+    err << "cluster2ctl: -o takes table or json\n";
+    return kExitUsage;
+  }
+  return Ctl(std::move(options), out, err).Run();
+}
+
+}  // namespace cluster2

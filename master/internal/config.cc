@@ -1,0 +1,202 @@
+#include "master/internal/config.h"
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "common/status.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace cluster2 {
+namespace {
+
+constexpr uint32_t kMaxWorkers = 1024;
+
+// protobuf reports "(ecv) foo: Cannot find field." or "(no_workers): invalid
+// value ..."; rewrite both into one line naming the JSON field path.
+std::string DescribeJsonError(absl::string_view message) {
+  std::string line = absl::StrReplaceAll(message, {{"\n", " "}});
+  absl::StripAsciiWhitespace(&line);
+  if (line.empty() || line[0] != '(') return absl::StrCat("invalid JSON: ", line);
+  size_t close = line.find(')');
+  if (close == std::string::npos) return line;
+  std::string path = line.substr(1, close - 1);
+  std::string rest = line.substr(close + 1);
+  constexpr absl::string_view kUnknown = ": Cannot find field.";
+  if (absl::EndsWith(rest, kUnknown)) {
+    std::string name(absl::StripAsciiWhitespace(
+        rest.substr(0, rest.size() - kUnknown.size())));
+    std::string full = path.empty() ? name : absl::StrCat(path, ".", name);
+    return absl::StrCat("unknown field '", JsonFieldPath(full), "'");
+  }
+  if (absl::StartsWith(rest, ":")) rest.erase(0, 1);
+  return absl::StrCat("field '", JsonFieldPath(path), "':", rest);
+}
+
+bool IsJsonLiteral(absl::string_view value) {
+  if (value == "true" || value == "false") return true;
+  double number;
+  return !value.empty() && absl::SimpleAtod(value, &number) &&
+         (std::isdigit(static_cast<unsigned char>(value.back())) != 0);
+}
+
+std::string JsonQuote(absl::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+      continue;
+    }
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+bool ValidName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return name != "." && name != "..";
+}
+
+absl::Status FieldError(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("field '", field, "': ", problem));
+}
+
+}  // namespace
+
+std::string JsonFieldPath(absl::string_view proto_path) {
+  std::string out;
+  bool upper = false;
+  for (char c : proto_path) {
+    if (c == '_') {
+      upper = true;
+      continue;
+    }
+    out.push_back(upper ? absl::ascii_toupper(c) : c);
+    upper = false;
+  }
+  return out;
+}
+
+absl::StatusOr<v1::ClusterConfig> ParseConfigJson(absl::string_view json) {
+  v1::ClusterConfig config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &config, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        DescribeJsonError(std::string(status.message())));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::ClusterConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return ErrnoStatus(errno, absl::StrCat("config ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto config = ParseConfigJson(text.str());
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat("config ", path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+absl::Status ApplyConfigFlag(absl::string_view key, absl::string_view value,
+                             v1::ClusterConfig* config) {
+  std::vector<absl::string_view> parts = absl::StrSplit(key, '.');
+  std::string json;
+  for (absl::string_view part : parts) {
+    if (part.empty()) return absl::InvalidArgumentError(absl::StrCat("bad flag --", key));
+    absl::StrAppend(&json, "{", JsonQuote(part), ":");
+  }
+  absl::StrAppend(&json, IsJsonLiteral(value) ? std::string(value) : JsonQuote(value));
+  json.append(parts.size(), '}');
+  auto flag_config = ParseConfigJson(json);
+  if (!flag_config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flag --", key, ": ", flag_config.status().message()));
+  }
+  config->MergeFrom(*flag_config);
+  return absl::OkStatus();
+}
+
+void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
+  if (config->name().empty()) config->set_name("default");
+  if (config->no_workers() == 0) config->set_no_workers(cpu_count > 0 ? cpu_count : 1);
+  if (!config->has_port()) config->set_port(8080);
+  if (config->host().empty()) config->set_host("0.0.0.0");
+  if (config->backlog() == 0) config->set_backlog(511);
+  if (!config->has_mon_port()) config->set_mon_port(8081);
+  if (config->mon_host().empty()) config->set_mon_host("127.0.0.1");
+  if (config->heartbeat_interval() == 0) config->set_heartbeat_interval(5000);
+  if (config->stop_timeout() == 0) config->set_stop_timeout(60000);
+  if (config->timeout() == 0) config->set_timeout(60000);
+  auto* ecv = config->mutable_ecv();
+  if (ecv->root().empty()) ecv->set_root("/ecv");
+  if (ecv->mode().empty()) ecv->set_mode("control");
+  if (ecv->mark_up().empty()) ecv->set_mark_up("/ecv/markUp");
+  if (ecv->mark_down().empty()) ecv->set_mark_down("/ecv/markDown");
+  if (ecv->monitor().empty()) ecv->set_monitor("/");
+  auto* cache = config->mutable_cache();
+  if (!cache->has_enable()) cache->set_enable(true);
+  if (cache->mode().empty()) cache->set_mode("standalone");
+  if (config->debug().web_port() == 0) config->mutable_debug()->set_web_port(8082);
+  auto* nanny = config->mutable_nanny();
+  if (!nanny->has_enable()) nanny->set_enable(true);
+  if (nanny->tolerance() == 0) nanny->set_tolerance(3 * config->heartbeat_interval());
+}
+
+absl::Status ValidateConfig(const v1::ClusterConfig& config) {
+  if (!ValidName(config.name())) {
+    return FieldError("name", "must be 1-64 characters of [A-Za-z0-9._-]");
+  }
+  if (config.no_workers() > kMaxWorkers) {
+    return FieldError("noWorkers", absl::StrCat("must be at most ", kMaxWorkers));
+  }
+  if (config.port() > 65535) return FieldError("port", "must be at most 65535");
+  if (config.mon_port() > 65535) return FieldError("monPort", "must be at most 65535");
+  if (config.port() != 0 && config.port() == config.mon_port()) {
+    return FieldError("monPort", absl::StrCat("equals 'port' (", config.port(),
+                                              "): the monitor and application ports must differ"));
+  }
+  if (config.debug().web_port() > 65535) {
+    return FieldError("debug.webPort", "must be at most 65535");
+  }
+  if ((config.port() != 0 && config.debug().web_port() == config.port()) ||
+      (config.mon_port() != 0 && config.debug().web_port() == config.mon_port())) {
+    return FieldError("debug.webPort", "must differ from 'port' and 'monPort'");
+  }
+  if (config.heartbeat_interval() < 10) {
+    return FieldError("heartbeatInterval", "must be at least 10 ms");
+  }
+  if (config.ecv().mode() != "control" && config.ecv().mode() != "monitor") {
+    return FieldError("ecv.mode", "must be \"control\" or \"monitor\"");
+  }
+  if (config.ecv().root().empty() || config.ecv().root()[0] != '/') {
+    return FieldError("ecv.root", "must be a path starting with '/'");
+  }
+  if (config.cache().mode() != "standalone" && config.cache().mode() != "master") {
+    return FieldError("cache.mode", "must be \"standalone\" or \"master\"");
+  }
+  if (config.command().empty()) {
+    return FieldError("command",
+                      "no worker command: give one in the config or after '--'");
+  }
+  if (config.command(0).empty()) return FieldError("command", "argv[0] is empty");
+  return absl::OkStatus();
+}
+
+}  // namespace cluster2

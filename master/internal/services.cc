@@ -1,0 +1,234 @@
+#include "master/internal/services.h"
+
+#include <unistd.h>
+
+#include <deque>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+
+namespace cluster2 {
+namespace {
+
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
+  int64_t nanos = absl::ToUnixNanos(time);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+void SetDuration(absl::Duration duration, google::protobuf::Duration* out) {
+  int64_t nanos = absl::ToInt64Nanoseconds(duration);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+absl::Duration FromDuration(const google::protobuf::Duration& duration) {
+  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+}
+
+v1::WorkerState ToProto(WorkerState state) {
+  switch (state) {
+    case WorkerState::kStarting:
+      return v1::WORKER_STATE_STARTING;
+    case WorkerState::kReady:
+      return v1::WORKER_STATE_READY;
+    case WorkerState::kPaused:
+      return v1::WORKER_STATE_PAUSED;
+    case WorkerState::kDraining:
+      return v1::WORKER_STATE_DRAINING;
+    case WorkerState::kExited:
+      return v1::WORKER_STATE_EXITED;
+  }
+  return v1::WORKER_STATE_UNSPECIFIED;
+}
+
+// The master's end of one session: messages queued by the supervisor are
+// written by a dedicated thread, so the supervisor never blocks on a worker.
+class SessionChannel final : public WorkerChannel {
+ public:
+  using Stream = grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>;
+
+  explicit SessionChannel(Stream* stream)
+      : stream_(stream), writer_([this] { WriteLoop(); }) {}
+
+  ~SessionChannel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+    }
+    writer_.join();
+  }
+
+  void SendWelcome(absl::Duration heartbeat_interval) override {
+    v1::MasterMessage message;
+    SetDuration(heartbeat_interval,
+                message.mutable_welcome()->mutable_heartbeat_interval());
+    Enqueue(std::move(message));
+  }
+
+  void SendDrain(absl::Duration grace, absl::string_view reason) override {
+    v1::MasterMessage message;
+    SetDuration(grace, message.mutable_drain()->mutable_grace());
+    message.mutable_drain()->set_reason(std::string(reason));
+    Enqueue(std::move(message));
+  }
+
+ private:
+  void Enqueue(v1::MasterMessage message) {
+    absl::MutexLock lock(&mu_);
+    outbox_.push_back(std::move(message));
+  }
+
+  void WriteLoop() {
+    while (true) {
+      v1::MasterMessage message;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](SessionChannel* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+              return self->closed_ || !self->outbox_.empty();
+            },
+            this));
+        if (outbox_.empty()) return;  // closed and flushed
+        message = std::move(outbox_.front());
+        outbox_.pop_front();
+      }
+      if (!stream_->Write(message)) {
+        absl::MutexLock lock(&mu_);
+        outbox_.clear();
+        closed_ = true;
+        return;
+      }
+    }
+  }
+
+  Stream* const stream_;
+  absl::Mutex mu_;
+  std::deque<v1::MasterMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread writer_;  // last: starts once the members above exist
+};
+
+}  // namespace
+
+void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
+  worker->set_id(snapshot.id);
+  worker->set_pid(snapshot.pid);
+  worker->set_state(ToProto(snapshot.state));
+  SetTimestamp(snapshot.started_at, worker->mutable_started_at());
+  if (snapshot.ready_at) SetTimestamp(*snapshot.ready_at, worker->mutable_ready_at());
+  worker->set_restarts(snapshot.restarts);
+  worker->set_attached(snapshot.attached);
+  worker->set_last_exit(snapshot.last_exit);
+  worker->set_reason(snapshot.reason);
+  if (snapshot.heartbeat) {
+    const HeartbeatFigures& figures = *snapshot.heartbeat;
+    v1::Heartbeat* heartbeat = worker->mutable_last_heartbeat();
+    heartbeat->set_rss_bytes(figures.rss_bytes);
+    SetDuration(figures.cpu_time, heartbeat->mutable_cpu_time());
+    heartbeat->set_open_fds(figures.open_fds);
+    heartbeat->set_threads(figures.threads);
+    SetDuration(figures.uptime, heartbeat->mutable_uptime());
+    heartbeat->set_requests_total(figures.requests_total);
+    heartbeat->set_requests_in_flight(figures.requests_in_flight);
+    SetDuration(figures.latency_p50, heartbeat->mutable_latency_p50());
+    SetDuration(figures.latency_p99, heartbeat->mutable_latency_p99());
+    SetDuration(figures.lag, heartbeat->mutable_lag());
+  }
+  if (snapshot.heartbeat_at) {
+    SetTimestamp(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());
+  }
+}
+
+HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
+  HeartbeatFigures figures;
+  figures.rss_bytes = heartbeat.rss_bytes();
+  figures.cpu_time = FromDuration(heartbeat.cpu_time());
+  figures.open_fds = heartbeat.open_fds();
+  figures.threads = heartbeat.threads();
+  figures.uptime = FromDuration(heartbeat.uptime());
+  figures.requests_total = heartbeat.requests_total();
+  figures.requests_in_flight = heartbeat.requests_in_flight();
+  figures.latency_p50 = FromDuration(heartbeat.latency_p50());
+  figures.latency_p99 = FromDuration(heartbeat.latency_p99());
+  figures.lag = FromDuration(heartbeat.lag());
+  return figures;
+}
+
+grpc::Status WorkerSessionService::Attach(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) {
+  v1::WorkerMessage message;
+  if (!stream->Read(&message)) return grpc::Status::OK;  // gone before hello
+  if (!message.has_hello()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the first message of a session must be hello");
+  }
+  const std::string token = message.hello().token();
+  auto channel = std::make_unique<SessionChannel>(stream);
+  absl::StatusOr<AttachedWorker> attached = supervisor_->Attach(token, channel.get());
+  if (!attached.ok()) return ToGrpcStatus(attached.status());
+
+  while (stream->Read(&message)) {
+    switch (message.kind_case()) {
+      case v1::WorkerMessage::kReady:
+        supervisor_->Ready(token);
+        break;
+      case v1::WorkerMessage::kHeartbeat:
+        supervisor_->Heartbeat(token, FromProto(message.heartbeat()));
+        break;
+      case v1::WorkerMessage::kHello:
+        supervisor_->Detach(token);
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "hello may only be the first message");
+      default:
+        // Events, statuses and acks are handled once those services exist;
+        // until then they are ignored rather than breaking the session.
+        break;
+    }
+  }
+  supervisor_->Detach(token);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::ListWorkers(grpc::ServerContext*,
+                                         const v1::ListWorkersRequest*,
+                                         v1::ListWorkersResponse* response) {
+  for (const WorkerSnapshot& snapshot : supervisor_->Workers()) {
+    ToProto(snapshot, response->add_workers());
+  }
+  response->set_desired(supervisor_->desired_workers());
+  response->set_master_pid(getpid());
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::GetWorker(grpc::ServerContext*,
+                                       const v1::GetWorkerRequest* request,
+                                       v1::Worker* response) {
+  absl::StatusOr<WorkerSnapshot> snapshot = supervisor_->WorkerByPid(request->pid());
+  if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  ToProto(*snapshot, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Shutdown(grpc::ServerContext*,
+                                      const v1::ShutdownRequest* request,
+                                      v1::ShutdownResponse*) {
+  absl::Duration grace = request->has_timeout()
+                             ? FromDuration(request->timeout())
+                             : absl::Milliseconds(config_.stop_timeout());
+  request_stop_(request->fast(), grace);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::GetConfig(grpc::ServerContext*,
+                                       const v1::GetConfigRequest*,
+                                       v1::GetConfigResponse* response) {
+  *response->mutable_config() = config_;
+  return grpc::Status::OK;
+}
+
+}  // namespace cluster2

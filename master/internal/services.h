@@ -1,0 +1,67 @@
+// The master's gRPC services. Each only translates between protos and the
+// Supervisor's domain types (and absl::Status <-> grpc::Status); the logic
+// lives in Supervisor.
+//
+// Thread-safe: gRPC calls these from its threads concurrently.
+#ifndef CLUSTER2_MASTER_INTERNAL_SERVICES_H_
+#define CLUSTER2_MASTER_INTERNAL_SERVICES_H_
+
+#include <functional>
+
+#include "cluster2/v1/cluster.grpc.pb.h"
+#include "cluster2/v1/worker_session.grpc.pb.h"
+#include "master/internal/supervisor.h"
+
+namespace cluster2 {
+
+// Fills a v1::Worker from a snapshot.
+void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker);
+HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat);
+
+// WorkerSession.Attach: one stream per worker. Borrows `supervisor`.
+class WorkerSessionService final : public v1::WorkerSession::Service {
+ public:
+  explicit WorkerSessionService(Supervisor* supervisor) : supervisor_(supervisor) {}
+
+  grpc::Status Attach(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) override;
+
+ private:
+  Supervisor* const supervisor_;
+};
+
+// Cluster: the control API. Borrows `supervisor`; `config` is the effective
+// configuration; `request_stop(fast)` begins a cluster stop.
+class ClusterService final : public v1::Cluster::Service {
+ public:
+  ClusterService(Supervisor* supervisor, v1::ClusterConfig config,
+                 std::function<void(bool fast, absl::Duration grace)> request_stop)
+      : supervisor_(supervisor),
+        config_(std::move(config)),
+        request_stop_(std::move(request_stop)) {}
+
+  grpc::Status ListWorkers(grpc::ServerContext* context,
+                           const v1::ListWorkersRequest* request,
+                           v1::ListWorkersResponse* response) override;
+  grpc::Status GetWorker(grpc::ServerContext* context,
+                         const v1::GetWorkerRequest* request,
+                         v1::Worker* response) override;
+  grpc::Status Shutdown(grpc::ServerContext* context,
+                        const v1::ShutdownRequest* request,
+                        v1::ShutdownResponse* response) override;
+  grpc::Status GetConfig(grpc::ServerContext* context,
+                         const v1::GetConfigRequest* request,
+                         v1::GetConfigResponse* response) override;
+  // Restart, Scale, Recycle, Pause, Resume and Debug answer UNIMPLEMENTED
+  // until the supervision and debug work lands (the generated defaults).
+
+ private:
+  Supervisor* const supervisor_;
+  const v1::ClusterConfig config_;
+  const std::function<void(bool, absl::Duration)> request_stop_;
+};
+
+}  // namespace cluster2
+
+#endif  // CLUSTER2_MASTER_INTERNAL_SERVICES_H_

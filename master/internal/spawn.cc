@@ -1,0 +1,158 @@
+#include "master/internal/spawn.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status.h"
+
+extern char** environ;
+
+namespace cluster2 {
+namespace {
+
+bool HasReservedName(const std::string& entry) {
+  return absl::StartsWith(entry, "LISTEN_PID=") ||
+         absl::StartsWith(entry, "LISTEN_FDS=") ||
+         absl::StartsWith(entry, "LISTEN_FDNAMES=") ||
+         absl::StartsWith(entry, "CLUSTER2_");
+}
+
+// Writes `value` in decimal at `out` (async-signal-safe); returns the end.
+char* FormatDecimal(long value, char* out) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0);
+  while (n > 0) *out++ = digits[--n];
+  *out = '\0';
+  return out;
+}
+
+void WriteError(const char* what, const char* path) {
+  const char* reason = strerror(errno);  // not strictly AS-safe, but only reads
+  const char* parts[] = {"cluster2: cannot ", what, " ", path, ": ", reason, "\n"};
+  for (const char* part : parts) {
+    ssize_t ignored = write(STDERR_FILENO, part, strlen(part));
+    (void)ignored;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveExecutable(const std::string& name,
+                                              const std::string& cwd) {
+  if (name.empty()) return absl::InvalidArgumentError("empty command");
+  auto executable = [](const std::string& path) {
+    return access(path.c_str(), X_OK) == 0;
+  };
+  if (name.find('/') != std::string::npos) {
+    std::string path =
+        name[0] == '/' || cwd.empty() ? name : absl::StrCat(cwd, "/", name);
+    if (executable(path)) return path;
+    return ErrnoStatus(errno, absl::StrCat("worker command ", path));
+  }
+  const char* search = std::getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(search ? search : "/usr/bin:/bin", ':')) {
+    std::string path = absl::StrCat(dir.empty() ? "." : dir, "/", name);
+    if (executable(path)) return path;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("worker command '", name, "' not found in PATH"));
+}
+
+std::vector<std::string> BuildWorkerEnvironment(
+    const std::vector<std::string>& base, const std::vector<std::string>& extra,
+    const WorkerEnvironment& worker) {
+  std::vector<std::string> env;
+  env.reserve(base.size() + extra.size() + 8);
+  for (const std::string& entry : base) {
+    if (!HasReservedName(entry)) env.push_back(entry);
+  }
+  for (const std::string& entry : extra) {
+    if (!HasReservedName(entry)) env.push_back(entry);
+  }
+  env.push_back(absl::StrCat("CLUSTER2_NAME=", worker.cluster_name));
+  env.push_back(absl::StrCat("CLUSTER2_MASTER=", worker.master_address));
+  if (!worker.cache_address.empty()) {
+    env.push_back(absl::StrCat("CLUSTER2_CACHE=", worker.cache_address));
+  }
+  env.push_back(absl::StrCat("CLUSTER2_WORKER_ID=", worker.worker_id));
+  env.push_back(absl::StrCat("CLUSTER2_WORKER_TOKEN=", worker.token));
+  env.push_back(absl::StrCat("CLUSTER2_HEARTBEAT_INTERVAL_MS=",
+                             worker.heartbeat_interval_ms));
+  env.push_back("LISTEN_FDS=1");
+  env.push_back("LISTEN_FDNAMES=app");
+  return env;
+}
+
+std::vector<std::string> CurrentEnvironment() {
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) env.emplace_back(*entry);
+  return env;
+}
+
+absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("empty command");
+  CLUSTER2_ASSIGN_OR_RETURN(std::string path, ResolveExecutable(spec.argv[0], spec.cwd));
+  // Everything the child touches is built here, before fork().
+  std::vector<char*> argv;
+  for (const std::string& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const std::string& entry : spec.env) envp.push_back(const_cast<char*>(entry.c_str()));
+  char listen_pid[32] = "LISTEN_PID=";
+  char* listen_pid_digits = listen_pid + strlen(listen_pid);
+  if (spec.listen_fd >= 0) envp.push_back(listen_pid);
+  envp.push_back(nullptr);
+  const char* cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+  const pid_t parent = getpid();
+  sigset_t empty_mask;
+  sigemptyset(&empty_mask);
+
+  pid_t pid = fork();
+  if (pid < 0) return ErrnoStatus(errno, "fork");
+  if (pid > 0) return pid;
+
+  // Child: async-signal-safe calls only from here to exec.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(127);  // the master died before prctl
+  setpgid(0, 0);
+  signal(SIGPIPE, SIG_DFL);
+  sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+  if (spec.listen_fd >= 0) {
+    if (spec.listen_fd == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else if (dup2(spec.listen_fd, 3) < 0) {
+      WriteError("pass the listening socket to", argv[0]);
+      _exit(127);
+    }
+    FormatDecimal(getpid(), listen_pid_digits);
+  }
+  // Nothing else of the master's leaks into the worker.
+  syscall(SYS_close_range, spec.listen_fd >= 0 ? 4 : 3, ~0U, 0);
+  if (cwd != nullptr && chdir(cwd) != 0) {
+    WriteError("change directory to", cwd);
+    _exit(127);
+  }
+  execve(path.c_str(), argv.data(), envp.data());
+  WriteError("execute", argv[0]);
+  _exit(127);
+}
+
+void PosixProcessLauncher::Signal(pid_t pid, int signal) {
+  if (pid > 0) kill(pid, signal);
+}
+
+}  // namespace cluster2

@@ -1,0 +1,80 @@
+// Starting worker processes: the environment they get and the launcher that
+// fork+execs them.
+//
+// A worker receives the shared listening socket as fd 3 under the systemd
+// socket-activation convention (LISTEN_FDS=1, LISTEN_PID=<its pid>,
+// LISTEN_FDNAMES=app), so an sd_listen_fds() program works unchanged, and the
+// CLUSTER2_* variables that locate the master and name its slot.
+#ifndef CLUSTER2_MASTER_INTERNAL_SPAWN_H_
+#define CLUSTER2_MASTER_INTERNAL_SPAWN_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace cluster2 {
+
+// What a worker needs to know, exported as CLUSTER2_* variables.
+struct WorkerEnvironment {
+  std::string cluster_name;    // CLUSTER2_NAME
+  std::string master_address;  // CLUSTER2_MASTER, "unix:<run_dir>/master.sock"
+  std::string cache_address;   // CLUSTER2_CACHE, empty if the cache is off
+  unsigned worker_id = 0;      // CLUSTER2_WORKER_ID, the slot
+  std::string token;           // CLUSTER2_WORKER_TOKEN, identifies the spawn
+  unsigned heartbeat_interval_ms = 0;  // CLUSTER2_HEARTBEAT_INTERVAL_MS
+};
+
+// The environment of a worker: `base` ("K=V" entries, normally the master's
+// own) without inherited LISTEN_* and CLUSTER2_* entries, plus `extra`
+// ("K=V", from the config), plus the CLUSTER2_* variables, plus LISTEN_FDS=1
+// and LISTEN_FDNAMES=app. LISTEN_PID is added by the launcher in the child,
+// where the pid is known.
+std::vector<std::string> BuildWorkerEnvironment(
+    const std::vector<std::string>& base, const std::vector<std::string>& extra,
+    const WorkerEnvironment& worker);
+
+// The absolute path `name` executes: as given if it holds a '/' (relative to
+// `cwd` if set), else the first executable match in $PATH. NOT_FOUND or
+// PERMISSION_DENIED naming the command.
+absl::StatusOr<std::string> ResolveExecutable(const std::string& name,
+                                              const std::string& cwd);
+
+// The current process's environment as "K=V" entries.
+std::vector<std::string> CurrentEnvironment();
+
+// What to start.
+struct SpawnSpec {
+  std::vector<std::string> argv;  // argv[0] is resolved by ResolveExecutable
+  std::vector<std::string> env;   // complete environment, "K=V"
+  std::string cwd;                // empty = inherit
+  int listen_fd = -1;             // becomes fd 3; -1 = none
+};
+
+// Starts and signals processes. Implementations are thread-safe.
+class ProcessLauncher {
+ public:
+  virtual ~ProcessLauncher() = default;
+  // Starts a process; returns its pid. The child dies with its parent
+  // (PR_SET_PDEATHSIG) and runs in its own process group, so a terminal's
+  // Ctrl-C reaches only the master, which drains the workers.
+  virtual absl::StatusOr<pid_t> Launch(const SpawnSpec& spec) = 0;
+  // Sends `signal` to `pid`; a process that is already gone is not an error.
+  virtual void Signal(pid_t pid, int signal) = 0;
+};
+
+// fork + exec. Everything the child needs is prepared before fork(), and
+// between fork() and exec() only async-signal-safe calls are made, so it is
+// safe in a process running gRPC threads. exec failures are reported by the
+// child on stderr and as exit status 127.
+class PosixProcessLauncher final : public ProcessLauncher {
+ public:
+  absl::StatusOr<pid_t> Launch(const SpawnSpec& spec) override;
+  void Signal(pid_t pid, int signal) override;
+};
+
+}  // namespace cluster2
+
+#endif  // CLUSTER2_MASTER_INTERNAL_SPAWN_H_

@@ -1,0 +1,291 @@
+#include "master/master.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/grpcpp.h"
+#include "master/internal/config.h"
+#include "master/internal/listener.h"
+#include "master/internal/run_dir.h"
+#include "master/internal/services.h"
+#include "master/internal/spawn.h"
+#include "master/internal/supervisor.h"
+
+namespace cluster2 {
+namespace {
+
+// Signals the master's loop handles; blocked in every thread.
+sigset_t HandledSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signal : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2,
+                     SIGTTIN, SIGTTOU}) {
+    sigaddset(&set, signal);
+  }
+  return set;
+}
+
+absl::Status Fail(absl::string_view what, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(what, status.message()));
+}
+
+// One running cluster: the resources it holds, released in reverse order.
+class Master {
+ public:
+  explicit Master(v1::ClusterConfig config) : config_(std::move(config)) {}
+
+  ~Master() {
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    }
+    if (app_socket_ >= 0) close(app_socket_);
+    if (mon_socket_ >= 0) close(mon_socket_);
+  }
+
+  absl::Status Start() {
+    std::string run_dir = config_.run_dir().empty()
+                              ? DefaultRunDir(config_.name(), std::getenv, geteuid())
+                              : config_.run_dir();
+    CLUSTER2_ASSIGN_OR_RETURN(run_dir_, RunDirectory::Open(run_dir));
+    config_.set_run_dir(run_dir_->path());
+
+    app_socket_ = InheritedListenSocket();
+    if (app_socket_ >= 0) {
+      LogInfo("using the listening socket inherited on fd 3");
+    } else {
+      auto bound = ListenTcp(config_.host(), config_.port(), config_.backlog());
+      if (!bound.ok()) return Fail("", bound.status());
+      app_socket_ = bound->fd;
+      config_.set_port(bound->port);
+    }
+    if (config_.mon_port() != 0) {
+      // Held until the monitor server takes it over, so a busy monitor port
+      // fails the start now rather than later.
+      auto reserved = ReserveTcp(config_.mon_host(), config_.mon_port());
+      if (!reserved.ok()) return Fail("monitor ", reserved.status());
+      mon_socket_ = reserved->fd;
+    }
+
+    SupervisorOptions options;
+    options.workers = config_.no_workers();
+    options.command.assign(config_.command().begin(), config_.command().end());
+    options.base_env = CurrentEnvironment();
+    for (const auto& [key, value] : config_.env()) {
+      options.extra_env.push_back(absl::StrCat(key, "=", value));
+    }
+    options.cwd = config_.cwd();
+    options.environment.cluster_name = config_.name();
+    options.environment.master_address = run_dir_->Address(RunDirectory::kMasterSocket);
+    options.listen_fd = app_socket_;
+    options.heartbeat_interval = absl::Milliseconds(config_.heartbeat_interval());
+    options.start_timeout = absl::Milliseconds(config_.timeout());
+    options.stop_timeout = absl::Milliseconds(config_.stop_timeout());
+    supervisor_ = std::make_unique<Supervisor>(std::move(options), &launcher_, &clock_);
+
+    CLUSTER2_RETURN_IF_ERROR(StartServer());
+    LogInfo(absl::StrCat("cluster '", config_.name(), "': port ", config_.port(),
+                         ", ", config_.no_workers(), " workers, control ",
+                         run_dir_->Address(RunDirectory::kMasterSocket)));
+    return supervisor_->Start();
+  }
+
+  // The event loop: signals and supervisor timers, until every worker is gone.
+  void Run() {
+    if (supervisor_ == nullptr) return;
+    const sigset_t signals = HandledSignals();
+    while (!supervisor_->Stopped()) {
+      absl::Time next = supervisor_->Tick();
+      absl::Duration wait = std::min(next - absl::Now(), absl::Milliseconds(100));
+      if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
+      timespec timeout = absl::ToTimespec(wait);
+      siginfo_t info;
+      int signal = sigtimedwait(&signals, &info, &timeout);
+      if (signal < 0) continue;  // timeout or EINTR
+      HandleSignal(signal);
+    }
+    LogInfo("all workers have exited; master stops");
+  }
+
+  void RequestStop(bool fast, absl::Duration grace, absl::string_view reason) {
+    if (server_ != nullptr) {
+      server_->GetHealthCheckService()->SetServingStatus(false);
+    }
+    if (supervisor_ != nullptr) supervisor_->Stop(fast, grace, reason);
+  }
+
+ private:
+  absl::Status StartServer() {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    session_service_ = std::make_unique<WorkerSessionService>(supervisor_.get());
+    cluster_service_ = std::make_unique<ClusterService>(
+        supervisor_.get(), config_, [this](bool fast, absl::Duration grace) {
+          RequestStop(fast, grace, "Cluster.Shutdown");
+          kill(getpid(), SIGUSR2);  // wake the loop
+        });
+    grpc::ServerBuilder builder;
+    std::string address = run_dir_->Address(RunDirectory::kMasterSocket);
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+    builder.RegisterService(session_service_.get());
+    builder.RegisterService(cluster_service_.get());
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr) {
+      return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", address));
+    }
+    std::string path = run_dir_->File(RunDirectory::kMasterSocket);
+    if (chmod(path.c_str(), 0600) != 0) return ErrnoStatus(errno, "chmod " + path);
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    return absl::OkStatus();
+  }
+
+  void HandleSignal(int signal) {
+    switch (signal) {
+      case SIGCHLD:
+        ReapChildren();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        if (supervisor_->Stopping()) {
+          RequestStop(/*fast=*/true, absl::ZeroDuration(),
+                      absl::StrCat("second ", strsignal(signal)));
+        } else {
+          RequestStop(/*fast=*/false, absl::Milliseconds(config_.stop_timeout()),
+                      strsignal(signal));
+        }
+        break;
+      case SIGQUIT:
+        RequestStop(/*fast=*/true, absl::ZeroDuration(), strsignal(signal));
+        break;
+      case SIGUSR2:
+        break;  // a wake-up
+      default:
+        LogWarning(absl::StrCat("signal ", strsignal(signal),
+                                " is not handled yet; ignored"));
+        break;
+    }
+  }
+
+  void ReapChildren() {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      supervisor_->ProcessExited(pid, status);
+    }
+  }
+
+  v1::ClusterConfig config_;
+  std::unique_ptr<RunDirectory> run_dir_;
+  int app_socket_ = -1;
+  int mon_socket_ = -1;
+  PosixProcessLauncher launcher_;
+  RealClock clock_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<WorkerSessionService> session_service_;
+  std::unique_ptr<ClusterService> cluster_service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace
+
+std::string MasterUsage() {
+  return R"(usage: cluster2-master [--config FILE] [--key=value ...] [-- COMMAND [ARGS...]]
+
+Runs COMMAND as N workers sharing one listening port (fd 3, LISTEN_FDS=1).
+Configuration (docs/configuration.md) comes from the JSON file, then flags:
+  --noWorkers=N          number of workers (default: CPU count)
+  --port=P               service port (default 8080; 0 = any free port)
+  --host=ADDR            bind address (default 0.0.0.0)
+  --monPort=P            monitor port (default 8081)
+  --name=NAME            cluster name (default "default")
+  --runDir=DIR           socket directory (default $XDG_RUNTIME_DIR/cluster2/NAME
+                         or /tmp/cluster2-UID/NAME)
+  --heartbeatInterval=MS, --stopTimeout=MS, --timeout=MS, --ecv.mode=..., ...
+Any field of ClusterConfig is a flag; nested fields use dots.
+Signals: TERM/INT graceful stop, QUIT fast stop.
+)";
+}
+
+absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(const std::vector<std::string>& args) {
+  std::string config_file;
+  std::vector<std::pair<std::string, std::string>> flags;
+  std::vector<std::string> command;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      command.assign(args.begin() + i + 1, args.end());
+      break;
+    }
+    if (arg == "--help" || arg == "-h") return absl::FailedPreconditionError(MasterUsage());
+    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unexpected argument '", arg, "' (the worker command goes after '--')"));
+    }
+    std::string key = arg.substr(2);
+    std::string value;
+    if (size_t equals = key.find('='); equals != std::string::npos) {
+      value = key.substr(equals + 1);
+      key.resize(equals);
+    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", key, " needs a value"));
+    }
+    key = absl::StrReplaceAll(key, {{"-", "_"}});
+    if (key == "config") {
+      config_file = value;
+    } else {
+      flags.emplace_back(key, value);
+    }
+  }
+  v1::ClusterConfig config;
+  if (!config_file.empty()) {
+    CLUSTER2_ASSIGN_OR_RETURN(config, LoadConfigFile(config_file));
+  }
+  for (const auto& [key, value] : flags) {
+    CLUSTER2_RETURN_IF_ERROR(ApplyConfigFlag(key, value, &config));
+  }
+  if (!command.empty()) {
+    config.clear_command();
+    for (const std::string& part : command) config.add_command(part);
+  }
+  return CompleteConfig(std::move(config));
+}
+
+absl::StatusOr<v1::ClusterConfig> CompleteConfig(v1::ClusterConfig config) {
+  ApplyConfigDefaults(std::thread::hardware_concurrency(), &config);
+  CLUSTER2_RETURN_IF_ERROR(ValidateConfig(config));
+  return config;
+}
+
+int RunMaster(const v1::ClusterConfig& config) {
+  SetLogComponent("master");
+  sigset_t signals = HandledSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  int code = 0;
+  {
+    Master master(config);
+    if (absl::Status status = master.Start(); !status.ok()) {
+      LogError(absl::StrCat("cannot start: ", status.message()));
+      master.RequestStop(/*fast=*/true, absl::ZeroDuration(), "start failed");
+      code = 1;
+    }
+    master.Run();
+  }
+  return code;
+}
+
+}  // namespace cluster2

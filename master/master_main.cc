@@ -1,0 +1,19 @@
+// cluster2-master: runs a cluster. See MasterUsage() and docs/configuration.md.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "master/master.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  absl::StatusOr<cluster2::v1::ClusterConfig> config = cluster2::ConfigFromArgs(args);
+  if (!config.ok()) {
+    bool help = config.status().code() == absl::StatusCode::kFailedPrecondition;
+    (help ? std::cout : std::cerr)
+        << (help ? "" : "cluster2-master: ") << config.status().message()
+        << (help ? "" : "\n");
+    return help ? 0 : 2;
+  }
+  return cluster2::RunMaster(*config);
+}

@@ -1,0 +1,304 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "cluster2/v1/worker_session.grpc.pb.h"
+#include "common/grpc_status.h"
+#include "grpcpp/grpcpp.h"
+#include "worker/internal/process_stats.h"
+
+namespace cluster2 {
+namespace {
+
+// Grace assumed when the session is lost without a Drain from the master.
+constexpr absl::Duration kLostSessionGrace = absl::Seconds(10);
+// Latency samples kept per heartbeat window.
+constexpr size_t kMaxLatencySamples = 8192;
+
+void SetDuration(absl::Duration duration, google::protobuf::Duration* out) {
+  int64_t nanos = absl::ToInt64Nanoseconds(duration);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& duration) {
+  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+}
+
+absl::Duration Percentile(std::vector<absl::Duration>& samples, double fraction) {
+  if (samples.empty()) return absl::ZeroDuration();
+  size_t index = std::min(samples.size() - 1,
+                          static_cast<size_t>(fraction * samples.size()));
+  std::nth_element(samples.begin(), samples.begin() + index, samples.end());
+  return samples[index];
+}
+
+}  // namespace
+
+class Worker::Impl {
+ public:
+  Impl(unsigned id, std::string cluster_name, std::string token)
+      : id_(id), cluster_name_(std::move(cluster_name)), token_(std::move(token)),
+        started_(absl::Now()) {}
+
+  ~Impl() {
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+    }
+    {
+      absl::MutexLock lock(&write_mu_);
+      if (stream_ != nullptr) stream_->WritesDone();
+    }
+    context_.TryCancel();
+    if (reader_.joinable()) reader_.join();
+    if (heartbeat_.joinable()) heartbeat_.join();
+  }
+
+  absl::Status Connect(const std::string& address, const WorkerOptions& options) {
+    channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    stub_ = v1::WorkerSession::NewStub(channel_);
+    stream_ = stub_->Attach(&context_);
+    v1::WorkerMessage hello;
+    hello.mutable_hello()->set_worker_id(id_);
+    hello.mutable_hello()->set_token(token_);
+    hello.mutable_hello()->set_pid(getpid());
+    hello.mutable_hello()->set_client(options.client);
+    Write(hello);
+    reader_ = std::thread([this] { ReadLoop(); });
+
+    absl::MutexLock lock(&mu_);
+    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return welcomed_ || session_ended_;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&settled), options.attach_timeout)) {
+      return absl::UnavailableError(absl::StrCat(
+          "no welcome from the master at ", address, " within ",
+          absl::FormatDuration(options.attach_timeout)));
+    }
+    if (!welcomed_) {
+      return absl::UnavailableError(absl::StrCat(
+          "the master at ", address, " ended the session: ", session_error_));
+    }
+    heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+    return absl::OkStatus();
+  }
+
+  void SetReady() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (ready_sent_) return;
+      ready_sent_ = true;
+    }
+    v1::WorkerMessage message;
+    message.mutable_ready();
+    Write(message);
+  }
+
+  void OnDrain(std::function<void(absl::Duration)> callback) {
+    absl::Duration grace;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!draining_) {
+        drain_callback_ = std::move(callback);
+        return;
+      }
+      grace = drain_grace_;
+    }
+    callback(grace);
+  }
+
+  absl::Duration WaitForDrain() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&draining_));
+    return drain_grace_;
+  }
+
+  bool draining() const {
+    absl::MutexLock lock(&mu_);
+    return draining_;
+  }
+
+  void RecordRequest(absl::Duration latency) {
+    absl::MutexLock lock(&stats_mu_);
+    ++requests_total_;
+    if (latencies_.size() < kMaxLatencySamples) latencies_.push_back(latency);
+  }
+
+  void SetRequestsInFlight(uint32_t count) {
+    absl::MutexLock lock(&stats_mu_);
+    in_flight_ = count;
+  }
+
+  unsigned id() const { return id_; }
+  const std::string& cluster_name() const { return cluster_name_; }
+
+ private:
+  bool Write(const v1::WorkerMessage& message) {
+    absl::MutexLock lock(&write_mu_);
+    return stream_->Write(message);
+  }
+
+  void StartDrain(absl::Duration grace) {
+    std::function<void(absl::Duration)> callback;
+    {
+      absl::MutexLock lock(&mu_);
+      if (draining_) return;
+      draining_ = true;
+      drain_grace_ = grace;
+      callback = std::move(drain_callback_);
+    }
+    if (callback) callback(grace);
+  }
+
+  void ReadLoop() {
+    v1::MasterMessage message;
+    while (stream_->Read(&message)) {
+      switch (message.kind_case()) {
+        case v1::MasterMessage::kWelcome: {
+          absl::MutexLock lock(&mu_);
+          heartbeat_interval_ = FromProto(message.welcome().heartbeat_interval());
+          if (heartbeat_interval_ <= absl::ZeroDuration()) {
+            heartbeat_interval_ = absl::Seconds(5);
+          }
+          welcomed_ = true;
+          break;
+        }
+        case v1::MasterMessage::kDrain:
+          StartDrain(FromProto(message.drain().grace()));
+          break;
+        default:
+          break;  // not handled by this version of the library
+      }
+    }
+    grpc::Status status = stream_->Finish();
+    {
+      absl::MutexLock lock(&mu_);
+      session_ended_ = true;
+      session_error_ = status.ok() ? "closed" : status.error_message();
+      if (closing_) return;
+    }
+    StartDrain(kLostSessionGrace);
+  }
+
+  void HeartbeatLoop() {
+    absl::Time scheduled = absl::Now();
+    while (true) {
+      absl::Duration interval;
+      {
+        absl::MutexLock lock(&mu_);
+        interval = heartbeat_interval_;
+        scheduled += interval;
+        auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return closing_ || session_ended_;
+        };
+        if (mu_.AwaitWithDeadline(absl::Condition(&stop), scheduled)) return;
+      }
+      absl::Time now = absl::Now();
+      v1::WorkerMessage message;
+      v1::Heartbeat* beat = message.mutable_heartbeat();
+      ProcessStats stats = ReadProcessStats();
+      beat->set_rss_bytes(stats.rss_bytes);
+      SetDuration(stats.cpu_time, beat->mutable_cpu_time());
+      beat->set_open_fds(stats.open_fds);
+      beat->set_threads(stats.threads);
+      SetDuration(now - started_, beat->mutable_uptime());
+      {
+        absl::MutexLock lock(&stats_mu_);
+        beat->set_requests_total(requests_total_);
+        beat->set_requests_in_flight(in_flight_);
+        SetDuration(Percentile(latencies_, 0.5), beat->mutable_latency_p50());
+        SetDuration(Percentile(latencies_, 0.99), beat->mutable_latency_p99());
+        latencies_.clear();
+      }
+      int64_t nanos = absl::ToUnixNanos(now);
+      beat->mutable_sent_at()->set_seconds(nanos / 1000000000);
+      beat->mutable_sent_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+      SetDuration(now - scheduled, beat->mutable_lag());
+      // A stalled process catches up with one beat, not a burst.
+      if (now - scheduled > interval) scheduled = now;
+      if (!Write(message)) return;
+    }
+  }
+
+  const unsigned id_;
+  const std::string cluster_name_;
+  const std::string token_;
+  const absl::Time started_;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerSession::Stub> stub_;
+  grpc::ClientContext context_;
+  absl::Mutex write_mu_;  // serializes writes on the stream
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::MasterMessage>>
+      stream_;
+  std::thread reader_;
+  std::thread heartbeat_;
+
+  mutable absl::Mutex mu_;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  bool session_ended_ ABSL_GUARDED_BY(mu_) = false;
+  std::string session_error_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool ready_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration drain_grace_ ABSL_GUARDED_BY(mu_);
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
+  std::function<void(absl::Duration)> drain_callback_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex stats_mu_;
+  uint64_t requests_total_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  uint32_t in_flight_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  std::vector<absl::Duration> latencies_ ABSL_GUARDED_BY(stats_mu_);
+};
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Attach(WorkerOptions options) {
+  const char* master = std::getenv("CLUSTER2_MASTER");
+  const char* id_text = std::getenv("CLUSTER2_WORKER_ID");
+  const char* token = std::getenv("CLUSTER2_WORKER_TOKEN");
+  const char* listen_pid = std::getenv("LISTEN_PID");
+  const char* name = std::getenv("CLUSTER2_NAME");
+  unsigned id = 0;
+  int pid = 0;
+  if (master == nullptr || id_text == nullptr || token == nullptr ||
+      !absl::SimpleAtoi(id_text, &id)) {
+    return absl::FailedPreconditionError(
+        "not started by cluster2-master (CLUSTER2_MASTER, CLUSTER2_WORKER_ID or "
+        "CLUSTER2_WORKER_TOKEN missing)");
+  }
+  if (listen_pid == nullptr || !absl::SimpleAtoi(listen_pid, &pid) || pid != getpid()) {
+    return absl::FailedPreconditionError(
+        "LISTEN_PID does not name this process: the listening socket on fd 3 "
+        "belongs to another process");
+  }
+  auto impl = std::make_unique<Impl>(id, name != nullptr ? name : "", token);
+  if (absl::Status status = impl->Connect(master, options); !status.ok()) {
+    return status;
+  }
+  return std::unique_ptr<Worker>(new Worker(std::move(impl)));
+}
+
+Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Worker::~Worker() = default;
+
+int Worker::listen_fd() const { return 3; }
+unsigned Worker::id() const { return impl_->id(); }
+const std::string& Worker::cluster_name() const { return impl_->cluster_name(); }
+void Worker::SetReady() { impl_->SetReady(); }
+void Worker::OnDrain(std::function<void(absl::Duration)> callback) {
+  impl_->OnDrain(std::move(callback));
+}
+absl::Duration Worker::WaitForDrain() { return impl_->WaitForDrain(); }
+bool Worker::draining() const { return impl_->draining(); }
+void Worker::RecordRequest(absl::Duration latency) { impl_->RecordRequest(latency); }
+void Worker::SetRequestsInFlight(uint32_t count) { impl_->SetRequestsInFlight(count); }
+
+}  // namespace cluster2
