@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <thread>
 
@@ -50,13 +51,17 @@ class Master {
 
   ~Master() {
     if (server_ != nullptr) {
-      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      // Every worker is gone; a control call still running gets 100 ms.
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
     }
     if (app_socket_ >= 0) close(app_socket_);
     if (mon_socket_ >= 0) close(mon_socket_);
   }
 
   absl::Status Start() {
+    // A command that cannot run fails the start before anything is created.
+    auto executable = ResolveExecutable(config_.command(0), config_.cwd());
+    if (!executable.ok()) return executable.status();
     std::string run_dir = config_.run_dir().empty()
                               ? DefaultRunDir(config_.name(), std::getenv, geteuid())
                               : config_.run_dir();
@@ -275,17 +280,14 @@ int RunMaster(const v1::ClusterConfig& config) {
   SetLogComponent("master");
   sigset_t signals = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  int code = 0;
-  {
-    Master master(config);
-    if (absl::Status status = master.Start(); !status.ok()) {
-      LogError(absl::StrCat("cannot start: ", status.message()));
-      master.RequestStop(/*fast=*/true, absl::ZeroDuration(), "start failed");
-      code = 1;
-    }
-    master.Run();
+  Master master(config);
+  if (absl::Status status = master.Start(); !status.ok()) {
+    // One plain line: scripts and service managers show it as the reason.
+    std::cerr << "cluster2-master: " << status.message() << std::endl;
+    return 1;
   }
-  return code;
+  master.Run();
+  return 0;
 }
 
 }  // namespace cluster2

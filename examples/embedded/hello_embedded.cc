@@ -5,6 +5,7 @@
 // Run from a shell it is the master and starts 2 copies of itself as
 // workers; each copy answers every TCP connection on the shared port with a
 // one-line HTTP response naming itself.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/ioctl.h>
@@ -24,6 +25,9 @@ namespace {
 // A deliberately tiny blocking HTTP responder: enough to show the wiring.
 int Serve(cluster2::Worker& worker) {
   std::atomic<bool> stop{false};
+  // Non-blocking, so that losing a connection to another worker after poll()
+  // does not block. (The flag is shared by every worker: all run this code.)
+  fcntl(worker.listen_fd(), F_SETFL, fcntl(worker.listen_fd(), F_GETFL) | O_NONBLOCK);
   std::thread acceptor([&] {
     std::string body = absl::StrCat("embedded worker ", worker.id(), " pid ", getpid(), "\n");
     std::string response =

@@ -1,0 +1,350 @@
+// End-to-end: a real cluster2-master running real hello_worker processes,
+// driven over HTTP, cluster2ctl and signals.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "cluster2/v1/cluster.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/testing/harness.h"
+
+namespace cluster2 {
+namespace {
+
+using ::cluster2::testing::BinaryPath;
+using ::cluster2::testing::CommandResult;
+using ::cluster2::testing::FreePort;
+using ::cluster2::testing::HttpGet;
+using ::cluster2::testing::Process;
+using ::cluster2::testing::ProcessAlive;
+using ::cluster2::testing::RunCommand;
+using ::cluster2::testing::TempDir;
+using ::cluster2::testing::WaitUntil;
+
+std::string Master() { return BinaryPath("master/cluster2-master"); }
+std::string Hello() { return BinaryPath("examples/hello/hello_worker"); }
+std::string Ctl() { return BinaryPath("cli/cluster2ctl"); }
+
+// A cluster of `workers` hello workers on a free port in its own run dir.
+class Cluster {
+ public:
+  explicit Cluster(int workers, std::vector<std::string> extra_flags = {})
+      : port_(FreePort()), run_dir_(tmp_.path() + "/run") {
+    std::vector<std::string> argv = {Master(),
+                                     absl::StrCat("--noWorkers=", workers),
+                                     absl::StrCat("--port=", port_),
+                                     "--host=127.0.0.1",
+                                     "--monPort=0",
+                                     "--runDir=" + run_dir_,
+                                     "--heartbeatInterval=200",
+                                     "--stopTimeout=5000"};
+    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+    argv.push_back("--");
+    argv.push_back(Hello());
+    master_ = std::make_unique<Process>(argv);
+  }
+
+  int port() const { return port_; }
+  const std::string& run_dir() const { return run_dir_; }
+  Process& master() { return *master_; }
+
+  CommandResult Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {cluster2::Ctl(), "--run-dir", run_dir_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+
+  // The workers as cluster2ctl reports them (empty if it fails).
+  std::vector<v1::Worker> Workers() {
+    CommandResult result = Ctl({"workers", "-o", "json"});
+    if (result.exit_code != 0) return {};
+    v1::ListWorkersResponse response;
+    if (!google::protobuf::util::JsonStringToMessage(result.out, &response).ok()) return {};
+    return {response.workers().begin(), response.workers().end()};
+  }
+
+  size_t ReadyCount() {
+    size_t ready = 0;
+    for (const v1::Worker& worker : Workers()) {
+      if (worker.state() == v1::WORKER_STATE_READY) ++ready;
+    }
+    return ready;
+  }
+
+  bool WaitReady(size_t count, absl::Duration timeout = absl::Seconds(10)) {
+    return WaitUntil([&] { return ReadyCount() == count; }, timeout);
+  }
+
+ private:
+  TempDir tmp_;
+  int port_;
+  std::string run_dir_;
+  std::unique_ptr<Process> master_;
+};
+
+TEST(ClusterTest, TwoWorkersServe200RequestsFromTwoPids) {
+  Cluster cluster(2);
+  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  std::set<std::string> bodies;
+  int ok = 0;
+  for (int i = 0; i < 200; ++i) {
+    testing::HttpResult result = HttpGet(cluster.port(), "/");
+    ASSERT_EQ(result.status, 200) << result.error;
+    ++ok;
+    bodies.insert(result.body);
+  }
+  EXPECT_EQ(ok, 200);
+  std::set<std::string> pids;
+  for (const std::string& body : bodies) {
+    // "worker <id> pid <pid>\n"
+    std::vector<std::string> words = absl::StrSplit(body, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+    ASSERT_EQ(words.size(), 4u) << body;
+    EXPECT_EQ(words[0], "worker");
+    EXPECT_EQ(words[2], "pid");
+    pids.insert(words[3]);
+  }
+  EXPECT_EQ(pids.size(), 2u) << "all 200 requests went to one worker";
+}
+
+TEST(ClusterTest, CtlListsTwoReadyWorkersAsJson) {
+  Cluster cluster(2);
+  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  std::vector<v1::Worker> workers = cluster.Workers();
+  ASSERT_EQ(workers.size(), 2u);
+  std::set<unsigned> ids;
+  for (const v1::Worker& worker : workers) {
+    EXPECT_EQ(worker.state(), v1::WORKER_STATE_READY);
+    EXPECT_TRUE(worker.attached());
+    EXPECT_TRUE(ProcessAlive(worker.pid()));
+    ids.insert(worker.id());
+  }
+  EXPECT_EQ(ids, (std::set<unsigned>{0, 1}));
+  // Heartbeats arrive every 200 ms with real process figures.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (const v1::Worker& worker : cluster.Workers()) {
+          if (worker.last_heartbeat().rss_bytes() == 0) return false;
+        }
+        return true;
+      },
+      absl::Seconds(5)));
+  CommandResult table = cluster.Ctl({"workers"});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_TRUE(absl::StartsWith(table.out, "ID ")) << table.out;
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 3) << table.out;
+}
+
+TEST(ClusterTest, KilledWorkerIsReplacedInTheSameSlotWithin3Seconds) {
+  Cluster cluster(2);
+  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  std::vector<v1::Worker> before = cluster.Workers();
+  ASSERT_EQ(before.size(), 2u);
+  const v1::Worker victim = before[1];
+  ASSERT_EQ(kill(victim.pid(), SIGKILL), 0);
+  absl::Time killed = absl::Now();
+
+  bool replaced = WaitUntil(
+      [&] {
+        for (const v1::Worker& worker : cluster.Workers()) {
+          if (worker.id() == victim.id() && worker.pid() != victim.pid() &&
+              worker.state() == v1::WORKER_STATE_READY) {
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(3));
+  ASSERT_TRUE(replaced) << cluster.master().Stderr();
+  EXPECT_LT(absl::Now() - killed, absl::Seconds(3));
+  std::vector<v1::Worker> after = cluster.Workers();
+  ASSERT_EQ(after.size(), 2u);
+  for (const v1::Worker& worker : after) {
+    if (worker.id() == victim.id()) {
+      EXPECT_EQ(worker.restarts(), 1u);
+      EXPECT_EQ(worker.last_exit(), "signal 9 (Killed)");
+    } else {
+      EXPECT_EQ(worker.pid(), before[0].pid()) << "the other worker was disturbed";
+    }
+  }
+  EXPECT_EQ(HttpGet(cluster.port(), "/").status, 200);
+}
+
+TEST(ClusterTest, SigkilledMasterLeavesNoWorkerAliveWithin2Seconds) {
+  Cluster cluster(2);
+  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  std::vector<v1::Worker> workers = cluster.Workers();
+  ASSERT_EQ(workers.size(), 2u);
+  cluster.master().Signal(SIGKILL);
+  ASSERT_TRUE(cluster.master().Wait(absl::Seconds(2)).has_value());
+  bool gone = WaitUntil(
+      [&] {
+        for (const v1::Worker& worker : workers) {
+          if (ProcessAlive(worker.pid())) return false;
+        }
+        return true;
+      },
+      absl::Seconds(2));
+  EXPECT_TRUE(gone) << "a worker outlived its master";
+}
+
+TEST(ClusterTest, SigtermDrainsWorkersAndExitsZeroLeavingNothing) {
+  Cluster cluster(2);
+  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  std::vector<v1::Worker> workers = cluster.Workers();
+  cluster.master().Signal(SIGTERM);
+  std::optional<int> status = cluster.master().Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << "master did not stop";
+  ASSERT_TRUE(WIFEXITED(*status)) << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << cluster.master().Stderr();
+  for (const v1::Worker& worker : workers) EXPECT_FALSE(ProcessAlive(worker.pid()));
+  EXPECT_NE(access(cluster.run_dir().c_str(), F_OK), 0) << "run directory left behind";
+  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "ended: exit 0"));
+  // The port is free again.
+  EXPECT_EQ(HttpGet(cluster.port(), "/").status, 0);
+}
+
+TEST(ClusterTest, CtlShutdownStopsTheCluster) {
+  Cluster cluster(1);
+  ASSERT_TRUE(cluster.WaitReady(1)) << cluster.master().Stderr();
+  CommandResult result = cluster.Ctl({"shutdown"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  std::optional<int> status = cluster.master().Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+}
+
+TEST(ClusterTest, SecondMasterInTheSameRunDirIsRefused) {
+  Cluster cluster(1);
+  ASSERT_TRUE(cluster.WaitReady(1)) << cluster.master().Stderr();
+  CommandResult second = RunCommand({Master(), "--port=0", "--monPort=0",
+                                     "--runDir=" + cluster.run_dir(), "--", Hello()});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(second.err, "a master is already running")) << second.err;
+  EXPECT_TRUE(absl::StrContains(second.err, absl::StrCat("pid ", cluster.master().pid())))
+      << second.err;
+  EXPECT_EQ(cluster.ReadyCount(), 1u) << "the running cluster was disturbed";
+}
+
+TEST(ClusterTest, StaleSocketOfADeadMasterIsReplaced) {
+  TempDir tmp;
+  std::string run_dir = tmp.path() + "/run";
+  int port = FreePort();
+  std::vector<std::string> argv = {Master(), absl::StrCat("--port=", port), "--host=127.0.0.1",
+                                   "--monPort=0", "--runDir=" + run_dir, "--noWorkers=1",
+                                   "--", Hello()};
+  {
+    Process first(argv);
+    ASSERT_TRUE(WaitUntil([&] { return access((run_dir + "/master.sock").c_str(), F_OK) == 0; },
+                          absl::Seconds(10)));
+    first.Signal(SIGKILL);
+    ASSERT_TRUE(first.Wait(absl::Seconds(5)).has_value());
+  }
+  ASSERT_EQ(access((run_dir + "/master.sock").c_str(), F_OK), 0) << "no stale socket to test";
+  Process second(argv);
+  EXPECT_TRUE(WaitUntil([&] { return HttpGet(port, "/").status == 200; }, absl::Seconds(10)))
+      << second.Stderr();
+}
+
+// Errors at start: each is one line naming the problem, and fast.
+void ExpectFailsFastWithOneLine(const std::vector<std::string>& argv, int exit_code,
+                                const std::string& expected) {
+  absl::Time start = absl::Now();
+  CommandResult result = RunCommand(argv, absl::Seconds(10));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ(result.exit_code, exit_code) << result.err;
+  EXPECT_TRUE(absl::StrContains(result.err, expected)) << result.err;
+  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+}
+
+TEST(ClusterTest, BadConfigFailsFastWithOneLine) {
+  TempDir tmp;
+  std::string path = tmp.path() + "/bad.json";
+  {
+    std::ofstream(path) << R"({"noWorkers": 2, "port": 9090, "ecv": {"mdoe": "control"}})";
+  }
+  ExpectFailsFastWithOneLine({Master(), "--config", path, "--", Hello()}, 2,
+                             "unknown field 'ecv.mdoe'");
+  {
+    std::ofstream(path) << R"({"noWorkers": 2, "port": 9090, "monPort": 9090})";
+  }
+  ExpectFailsFastWithOneLine({Master(), "--config", path, "--", Hello()}, 2,
+                             "field 'monPort': equals 'port' (9090)");
+  {
+    std::ofstream(path) << R"({"noWorkers": "two"})";
+  }
+  ExpectFailsFastWithOneLine({Master(), "--config", path, "--", Hello()}, 2,
+                             "field 'noWorkers'");
+  ExpectFailsFastWithOneLine({Master(), "--config", tmp.path() + "/missing.json", "--", Hello()},
+                             2, "missing.json: No such file or directory");
+  ExpectFailsFastWithOneLine({Master(), "--port=0", "--monPort=0", "--runDir=" + tmp.path() + "/r",
+                              "--", "/nonexistent/worker"},
+                             1, "/nonexistent/worker");
+}
+
+TEST(ClusterTest, BusyPortFailsFastWithOneLine) {
+  TempDir tmp;
+  int port = FreePort();
+  testing::Process blocker({"/usr/bin/python3", "-c",
+                            absl::StrCat("import socket,time\n"
+                                         "s=socket.socket()\n"
+                                         "s.bind(('127.0.0.1',", port, "))\n"
+                                         "s.listen()\n"
+                                         "print('bound',flush=True)\n"
+                                         "time.sleep(60)\n")});
+  ASSERT_TRUE(WaitUntil([&] { return absl::StrContains(blocker.Stdout(), "bound"); },
+                        absl::Seconds(10)));
+  ExpectFailsFastWithOneLine({Master(), absl::StrCat("--port=", port), "--host=127.0.0.1",
+                              "--monPort=0", "--runDir=" + tmp.path() + "/run", "--", Hello()},
+                             1, absl::StrCat("port ", port, " is already in use"));
+  // The same for the monitor port.
+  ExpectFailsFastWithOneLine({Master(), "--port=0", "--host=127.0.0.1",
+                              absl::StrCat("--monPort=", port), "--monHost=127.0.0.1",
+                              "--runDir=" + tmp.path() + "/run", "--", Hello()},
+                             1, absl::StrCat("port ", port, " is already in use"));
+  EXPECT_NE(access((tmp.path() + "/run").c_str(), F_OK), 0) << "failed start left its run dir";
+}
+
+TEST(ClusterTest, CtlWithoutMasterExitsThreeWithClearError) {
+  TempDir tmp;
+  CommandResult result = RunCommand({Ctl(), "--run-dir", tmp.path() + "/none", "workers"});
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_TRUE(absl::StrContains(result.err, "no master running")) << result.err;
+}
+
+TEST(ClusterTest, EmbeddedListenRunsMasterAndWorkersFromOneBinary) {
+  TempDir tmp;
+  int port = FreePort();
+  Process embedded({BinaryPath("examples/embedded/hello_embedded"), absl::StrCat("--port=", port)},
+                   {"XDG_RUNTIME_DIR=" + tmp.path()});
+  std::set<std::string> bodies;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        testing::HttpResult result = HttpGet(port, "/");
+        if (result.status == 200) bodies.insert(result.body);
+        return bodies.size() == 2;
+      },
+      absl::Seconds(10)))
+      << embedded.Stderr();
+  for (const std::string& body : bodies) {
+    EXPECT_TRUE(absl::StartsWith(body, "embedded worker ")) << body;
+  }
+  embedded.Signal(SIGTERM);
+  std::optional<int> status = embedded.Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << embedded.Stderr();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << embedded.Stderr();
+}
+
+}  // namespace
+}  // namespace cluster2
