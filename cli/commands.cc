@@ -58,7 +58,7 @@ std::string FormatBytes(uint64_t bytes) {
 
 std::string FormatAge(absl::Duration age) {
   age = absl::Trunc(age, age < absl::Minutes(1) ? absl::Milliseconds(100) : absl::Seconds(1));
-  return absl::FormatDuration(age);
+  return age <= absl::ZeroDuration() ? "0s" : absl::FormatDuration(age);
 }
 
 absl::Time FromProto(const google::protobuf::Timestamp& time) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace cluster2 {
@@ -17,25 +18,46 @@ namespace {
 
 constexpr uint32_t kMaxWorkers = 1024;
 
-// protobuf reports "(ecv) foo: Cannot find field." or "(no_workers): invalid
-// value ..."; rewrite both into one line naming the JSON field path.
+// protobuf reports "(ecv) foo: Cannot find field.", "foo: Cannot find
+// field." at the top level, or "(no_workers): invalid value ..."; rewrite
+// them into one line naming the JSON field path.
 std::string DescribeJsonError(absl::string_view message) {
   std::string line = absl::StrReplaceAll(message, {{"\n", " "}});
   absl::StripAsciiWhitespace(&line);
-  if (line.empty() || line[0] != '(') return absl::StrCat("invalid JSON: ", line);
-  size_t close = line.find(')');
-  if (close == std::string::npos) return line;
-  std::string path = line.substr(1, close - 1);
-  std::string rest = line.substr(close + 1);
+  std::string path;
+  std::string rest = line;
+  if (absl::StartsWith(line, "(")) {
+    size_t close = line.find(')');
+    if (close == std::string::npos) return absl::StrCat("invalid config: ", line);
+    path = line.substr(1, close - 1);
+    rest = line.substr(close + 1);
+  }
   constexpr absl::string_view kUnknown = ": Cannot find field.";
   if (absl::EndsWith(rest, kUnknown)) {
     std::string name(absl::StripAsciiWhitespace(
-        rest.substr(0, rest.size() - kUnknown.size())));
+        absl::string_view(rest).substr(0, rest.size() - kUnknown.size())));
     std::string full = path.empty() ? name : absl::StrCat(path, ".", name);
     return absl::StrCat("unknown field '", JsonFieldPath(full), "'");
   }
+  if (path.empty()) return absl::StrCat("invalid JSON: ", line);
   if (absl::StartsWith(rest, ":")) rest.erase(0, 1);
   return absl::StrCat("field '", JsonFieldPath(path), "':", rest);
+}
+
+// The field a dotted flag path names ("ecv.markUp" or "ecv.mark_up"), or
+// null if there is none.
+const google::protobuf::FieldDescriptor* FindField(absl::string_view key) {
+  const google::protobuf::Descriptor* message = v1::ClusterConfig::descriptor();
+  const google::protobuf::FieldDescriptor* field = nullptr;
+  for (absl::string_view part : absl::StrSplit(key, '.')) {
+    if (message == nullptr) return nullptr;
+    std::string name(part);
+    field = message->FindFieldByName(name);
+    if (field == nullptr) field = message->FindFieldByCamelcaseName(name);
+    if (field == nullptr) return nullptr;
+    message = field->message_type();
+  }
+  return field;
 }
 
 bool IsJsonLiteral(absl::string_view value) {
@@ -122,7 +144,15 @@ absl::Status ApplyConfigFlag(absl::string_view key, absl::string_view value,
     if (part.empty()) return absl::InvalidArgumentError(absl::StrCat("bad flag --", key));
     absl::StrAppend(&json, "{", JsonQuote(part), ":");
   }
-  absl::StrAppend(&json, IsJsonLiteral(value) ? std::string(value) : JsonQuote(value));
+  // Strings are quoted whatever they look like (a name may be "1234");
+  // other values go in raw when they read as JSON literals, so protobuf
+  // reports a wrong type against the field.
+  const google::protobuf::FieldDescriptor* field = FindField(key);
+  bool is_string = field != nullptr &&
+                   (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING ||
+                    field->type() == google::protobuf::FieldDescriptor::TYPE_BYTES);
+  bool raw = !is_string && IsJsonLiteral(value);
+  absl::StrAppend(&json, raw ? std::string(value) : JsonQuote(value));
   json.append(parts.size(), '}');
   auto flag_config = ParseConfigJson(json);
   if (!flag_config.ok()) {

@@ -40,8 +40,13 @@ absl::StatusOr<BoundSocket> Bind(const std::string& host, uint16_t port,
                           : absl::StrCat(host, ":", port);
   int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus(errno, "socket");
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  // A listener may take over a port with connections in TIME_WAIT. A mere
+  // reservation must not set it: Linux lets a second SO_REUSEADDR socket bind
+  // next to a bound socket that does not listen.
+  if (listen_too) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  }
   if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
     int saved = errno;
     close(fd);

@@ -1,0 +1,180 @@
+#include "master/internal/config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "master/master.h"
+
+namespace cluster2 {
+namespace {
+
+TEST(ParseConfigJsonTest, AcceptsTheOriginalOptionsAsWritten) {
+  auto config = ParseConfigJson(
+      R"({"noWorkers": 2, "port": 9090, "monPort": 9091, "heartbeatInterval": 5000,
+          "ecv": {"root": "/ecv", "mode": "control", "markUp": "/ecv/markUp",
+                  "markDown": "/ecv/markDown", "disable": true},
+          "cache": {"enable": true, "mode": "standalone"},
+          "debug": {"webPort": 9092, "saveLiveEdit": true},
+          "nanny": {"enable": true, "tolerance": 180000},
+          "gc": {"monitor": true, "idleNotification": false},
+          "warmUpPort": 9093, "stopTimeout": 60000, "maxAge": 3600,
+          "skipCheckBusyPorts": false, "pids": "./pids"})");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->no_workers(), 2u);
+  EXPECT_EQ(config->port(), 9090u);
+  EXPECT_EQ(config->mon_port(), 9091u);
+  EXPECT_EQ(config->heartbeat_interval(), 5000u);
+  EXPECT_EQ(config->ecv().mark_up(), "/ecv/markUp");
+  EXPECT_TRUE(config->ecv().disable());
+  EXPECT_EQ(config->debug().web_port(), 9092u);
+  EXPECT_EQ(config->nanny().tolerance(), 180000u);
+  EXPECT_EQ(config->max_age(), 3600u);
+}
+
+TEST(ParseConfigJsonTest, NamesAnUnknownFieldByItsJsonPath) {
+  auto config = ParseConfigJson(R"({"port": 1, "ecv": {"markup": "/x"}})");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(config.status().message(), "unknown field 'ecv.markup'");
+  EXPECT_EQ(ParseConfigJson(R"({"workers": 2})").status().message(),
+            "unknown field 'workers'");
+}
+
+TEST(ParseConfigJsonTest, NamesAFieldWithTheWrongType) {
+  auto config = ParseConfigJson(R"({"noWorkers": "many"})");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(config.status().message(),
+            "field 'noWorkers': invalid value \"many\" for type TYPE_UINT32");
+  EXPECT_EQ(ParseConfigJson(R"({"port": -1})").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseConfigJson(R"({"ecv": {"mode": 3}})").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseConfigJsonTest, MalformedJsonIsOneLine) {
+  auto config = ParseConfigJson("{\"port\": 9090,\n");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(config.status().message()).find('\n'), std::string::npos)
+      << config.status();
+  EXPECT_EQ(config.status().message().substr(0, 13), "invalid JSON:");
+}
+
+TEST(ApplyConfigFlagTest, OverridesTopLevelAndNestedFields) {
+  v1::ClusterConfig config = *ParseConfigJson(R"({"port": 9090, "ecv": {"root": "/e"}})");
+  ASSERT_TRUE(ApplyConfigFlag("port", "7070", &config).ok());
+  ASSERT_TRUE(ApplyConfigFlag("ecv.mode", "monitor", &config).ok());
+  ASSERT_TRUE(ApplyConfigFlag("heartbeat_interval", "250", &config).ok());
+  ASSERT_TRUE(ApplyConfigFlag("name", "1234", &config).ok());  // a string field
+  ASSERT_TRUE(ApplyConfigFlag("cache.enable", "false", &config).ok());
+  EXPECT_EQ(config.port(), 7070u);
+  EXPECT_EQ(config.ecv().mode(), "monitor");
+  EXPECT_EQ(config.ecv().root(), "/e");
+  EXPECT_EQ(config.heartbeat_interval(), 250u);
+  EXPECT_EQ(config.name(), "1234");
+  EXPECT_FALSE(config.cache().enable());
+  absl::Status bad = ApplyConfigFlag("prot", "1", &config);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.message(), "flag --prot: unknown field 'prot'");
+}
+
+TEST(ApplyConfigDefaultsTest, FillsUnsetFieldsOnly) {
+  v1::ClusterConfig config;
+  config.set_port(0);  // explicitly "any free port"
+  ApplyConfigDefaults(6, &config);
+  EXPECT_EQ(config.no_workers(), 6u);
+  EXPECT_EQ(config.port(), 0u);
+  EXPECT_EQ(config.mon_port(), 8081u);
+  EXPECT_EQ(config.name(), "default");
+  EXPECT_EQ(config.heartbeat_interval(), 5000u);
+  EXPECT_EQ(config.ecv().mode(), "control");
+  EXPECT_TRUE(config.cache().enable());
+  EXPECT_EQ(config.cache().mode(), "standalone");
+  EXPECT_EQ(config.nanny().tolerance(), 15000u);
+
+  v1::ClusterConfig unset;
+  ApplyConfigDefaults(0, &unset);
+  EXPECT_EQ(unset.port(), 8080u);
+  EXPECT_EQ(unset.no_workers(), 1u);
+}
+
+v1::ClusterConfig Valid() {
+  v1::ClusterConfig config;
+  config.add_command("/bin/true");
+  ApplyConfigDefaults(2, &config);
+  return config;
+}
+
+TEST(ValidateConfigTest, AcceptsDefaults) { EXPECT_TRUE(ValidateConfig(Valid()).ok()); }
+
+TEST(ValidateConfigTest, RejectsEqualPorts) {
+  v1::ClusterConfig config = Valid();
+  config.set_port(9090);
+  config.set_mon_port(9090);
+  absl::Status status = ValidateConfig(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "field 'monPort': equals 'port' (9090): the monitor and application ports must "
+            "differ");
+  config.set_port(0);
+  config.set_mon_port(0);  // two free ports are not equal
+  EXPECT_TRUE(ValidateConfig(config).ok());
+}
+
+TEST(ValidateConfigTest, NamesEachBadField) {
+  struct Case {
+    std::function<void(v1::ClusterConfig&)> change;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {[](auto& c) { c.set_port(70000); }, "'port'"},
+      {[](auto& c) { c.set_no_workers(5000); }, "'noWorkers'"},
+      {[](auto& c) { c.set_name("a/b"); }, "'name'"},
+      {[](auto& c) { c.mutable_ecv()->set_mode("both"); }, "'ecv.mode'"},
+      {[](auto& c) { c.mutable_ecv()->set_root("ecv"); }, "'ecv.root'"},
+      {[](auto& c) { c.mutable_cache()->set_mode("cluster"); }, "'cache.mode'"},
+      {[](auto& c) { c.set_heartbeat_interval(1); }, "'heartbeatInterval'"},
+      {[](auto& c) { c.clear_command(); }, "'command'"},
+      {[](auto& c) { c.mutable_debug()->set_web_port(c.mon_port()); }, "'debug.webPort'"},
+  };
+  for (const Case& test : cases) {
+    v1::ClusterConfig config = Valid();
+    test.change(config);
+    absl::Status status = ValidateConfig(config);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << test.field;
+    EXPECT_NE(status.message().find(test.field), absl::string_view::npos) << status;
+  }
+}
+
+TEST(ConfigFromArgsTest, FileThenFlagsThenCommand) {
+  char path[] = "/tmp/c2cfg-XXXXXX";
+  int fd = mkstemp(path);
+  std::string json = R"({"noWorkers": 2, "port": 9090, "command": ["old"]})";
+  ASSERT_EQ(write(fd, json.data(), json.size()), static_cast<ssize_t>(json.size()));
+  close(fd);
+  auto config = ConfigFromArgs({"--config", path, "--port=7000", "--stop-timeout", "100",
+                                "--", "./worker", "--flag"});
+  unlink(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->no_workers(), 2u);
+  EXPECT_EQ(config->port(), 7000u);
+  EXPECT_EQ(config->stop_timeout(), 100u);
+  ASSERT_EQ(config->command_size(), 2);
+  EXPECT_EQ(config->command(0), "./worker");
+  EXPECT_EQ(config->command(1), "--flag");
+}
+
+TEST(ConfigFromArgsTest, RejectsStrayArgumentsAndMissingValues) {
+  EXPECT_EQ(ConfigFromArgs({"worker"}).status().message(),
+            "unexpected argument 'worker' (the worker command goes after '--')");
+  EXPECT_EQ(ConfigFromArgs({"--port"}).status().message(), "flag --port needs a value");
+  EXPECT_EQ(ConfigFromArgs({"--help"}).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ConfigFromArgs({"--port=1"}).status().message(),
+            "field 'command': no worker command: give one in the config or after '--'");
+}
+
+}  // namespace
+}  // namespace cluster2

@@ -1,0 +1,311 @@
+#include "master/internal/supervisor.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+
+namespace cluster2 {
+namespace {
+
+class FakeClock final : public Clock {
+ public:
+  absl::Time Now() override { return now_; }
+  void Advance(absl::Duration duration) { now_ += duration; }
+
+ private:
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+};
+
+// Records launches and signals instead of touching processes.
+class FakeLauncher final : public ProcessLauncher {
+ public:
+  absl::StatusOr<pid_t> Launch(const SpawnSpec& spec) override {
+    if (fail_next_) {
+      fail_next_ = false;
+      return absl::ResourceExhaustedError("fork: out of processes");
+    }
+    pid_t pid = next_pid_++;
+    for (const std::string& entry : spec.env) {
+      if (absl::StartsWith(entry, "CLUSTER2_WORKER_TOKEN=")) tokens_[pid] = entry.substr(22);
+      if (absl::StartsWith(entry, "CLUSTER2_WORKER_ID=")) ids_[pid] = entry.substr(19);
+    }
+    launched_.push_back(pid);
+    return pid;
+  }
+  void Signal(pid_t pid, int signal) override { signals_.emplace_back(pid, signal); }
+
+  std::vector<pid_t> launched_;
+  std::vector<std::pair<pid_t, int>> signals_;
+  std::map<pid_t, std::string> tokens_;
+  std::map<pid_t, std::string> ids_;
+  bool fail_next_ = false;
+
+ private:
+  pid_t next_pid_ = 100;
+};
+
+class FakeChannel final : public WorkerChannel {
+ public:
+  void SendWelcome(absl::Duration interval) override {
+    messages_.push_back("welcome " + absl::FormatDuration(interval));
+  }
+  void SendDrain(absl::Duration grace, absl::string_view reason) override {
+    messages_.push_back("drain " + absl::FormatDuration(grace) + " " + std::string(reason));
+  }
+  std::vector<std::string> messages_;
+};
+
+int Killed(int signal) { return signal; }  // wait status of death by `signal`
+int Exited(int code) { return code << 8; }
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  SupervisorTest() {
+    options_.workers = 2;
+    options_.command = {"/bin/sh"};
+    options_.heartbeat_interval = absl::Milliseconds(500);
+    options_.start_timeout = absl::Seconds(5);
+    options_.backoff_initial = absl::Milliseconds(100);
+    options_.backoff_max = absl::Seconds(1);
+    options_.stable_period = absl::Seconds(10);
+  }
+
+  Supervisor& Start() {
+    supervisor_ = std::make_unique<Supervisor>(options_, &launcher_, &clock_);
+    EXPECT_TRUE(supervisor_->Start().ok());
+    return *supervisor_;
+  }
+
+  // Attaches and readies the worker of `pid`.
+  void MakeReady(pid_t pid, FakeChannel* channel) {
+    ASSERT_TRUE(supervisor_->Attach(launcher_.tokens_[pid], channel).ok());
+    supervisor_->Ready(launcher_.tokens_[pid]);
+  }
+
+  WorkerSnapshot Slot(unsigned id) {
+    for (const WorkerSnapshot& worker : supervisor_->Workers()) {
+      if (worker.id == id) return worker;
+    }
+    ADD_FAILURE() << "no worker in slot " << id;
+    return {};
+  }
+
+  SupervisorOptions options_;
+  FakeClock clock_;
+  FakeLauncher launcher_;
+  std::unique_ptr<Supervisor> supervisor_;
+};
+
+TEST_F(SupervisorTest, StartsOneProcessPerSlotWithItsOwnToken) {
+  Supervisor& supervisor = Start();
+  ASSERT_EQ(launcher_.launched_.size(), 2u);
+  EXPECT_EQ(launcher_.ids_[100], "0");
+  EXPECT_EQ(launcher_.ids_[101], "1");
+  EXPECT_NE(launcher_.tokens_[100], launcher_.tokens_[101]);
+  std::vector<WorkerSnapshot> workers = supervisor.Workers();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[0].state, WorkerState::kStarting);
+  EXPECT_FALSE(supervisor.AllReady());
+}
+
+TEST_F(SupervisorTest, StartFailsWithoutSpawningIfTheCommandCannotRun) {
+  options_.command = {"/no/such/worker"};
+  Supervisor supervisor(options_, &launcher_, &clock_);
+  EXPECT_EQ(supervisor.Start().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(launcher_.launched_.empty());
+}
+
+TEST_F(SupervisorTest, AttachWelcomesAndReadyCountsOnlyWhenAllAreReady) {
+  Supervisor& supervisor = Start();
+  FakeChannel first, second;
+  auto attached = supervisor.Attach(launcher_.tokens_[101], &first);
+  ASSERT_TRUE(attached.ok());
+  EXPECT_EQ(attached->id, 1u);
+  EXPECT_EQ(attached->pid, 101);
+  EXPECT_EQ(first.messages_, std::vector<std::string>{"welcome 500ms"});
+  supervisor.Ready(launcher_.tokens_[101]);
+  EXPECT_EQ(Slot(1).state, WorkerState::kReady);
+  EXPECT_TRUE(Slot(1).attached);
+  EXPECT_FALSE(supervisor.AllReady());
+  MakeReady(100, &second);
+  EXPECT_TRUE(supervisor.AllReady());
+}
+
+TEST_F(SupervisorTest, AttachRefusesUnknownTokensAndSecondSessions) {
+  Supervisor& supervisor = Start();
+  FakeChannel channel, again;
+  EXPECT_EQ(supervisor.Attach("forged", &channel).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(supervisor.Attach(launcher_.tokens_[100], &channel).ok());
+  EXPECT_EQ(supervisor.Attach(launcher_.tokens_[100], &again).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  supervisor.Detach(launcher_.tokens_[100]);
+  EXPECT_FALSE(Slot(0).attached);
+  EXPECT_TRUE(supervisor.Attach(launcher_.tokens_[100], &again).ok());
+}
+
+TEST_F(SupervisorTest, HeartbeatsAreKeptWithTheirArrivalTime) {
+  Supervisor& supervisor = Start();
+  HeartbeatFigures figures;
+  figures.rss_bytes = 12345;
+  figures.requests_total = 7;
+  clock_.Advance(absl::Seconds(1));
+  supervisor.Heartbeat(launcher_.tokens_[100], figures);
+  WorkerSnapshot worker = Slot(0);
+  ASSERT_TRUE(worker.heartbeat.has_value());
+  EXPECT_EQ(worker.heartbeat->rss_bytes, 12345u);
+  EXPECT_EQ(worker.heartbeat->requests_total, 7u);
+  EXPECT_EQ(*worker.heartbeat_at, clock_.Now());
+}
+
+TEST_F(SupervisorTest, AWorkerThatDiesAfterAStableRunIsReplacedAtOnceInItsSlot) {
+  Supervisor& supervisor = Start();
+  FakeChannel channel;
+  MakeReady(101, &channel);
+  clock_.Advance(absl::Minutes(5));
+  supervisor.ProcessExited(101, Killed(SIGKILL));
+  supervisor.Tick();
+  ASSERT_EQ(launcher_.launched_.size(), 3u);
+  pid_t replacement = launcher_.launched_.back();
+  EXPECT_EQ(launcher_.ids_[replacement], "1");
+  WorkerSnapshot worker = Slot(1);
+  EXPECT_EQ(worker.pid, replacement);
+  EXPECT_EQ(worker.state, WorkerState::kStarting);
+  EXPECT_EQ(worker.restarts, 1u);
+  EXPECT_EQ(worker.last_exit, "signal 9 (Killed)");
+  EXPECT_EQ(Slot(0).pid, 100) << "the other slot is untouched";
+}
+
+TEST_F(SupervisorTest, ACrashLoopBacksOffExponentiallyUpToTheMaximum) {
+  Supervisor& supervisor = Start();
+  std::vector<absl::Duration> delays;
+  pid_t pid = 100;
+  for (int crash = 0; crash < 6; ++crash) {
+    supervisor.ProcessExited(pid, Exited(1));
+    absl::Time crashed = clock_.Now();
+    size_t before = launcher_.launched_.size();
+    // Step the clock 10 ms at a time until the slot is respawned.
+    while (launcher_.launched_.size() == before) {
+      supervisor.Tick();
+      if (launcher_.launched_.size() == before) clock_.Advance(absl::Milliseconds(10));
+    }
+    delays.push_back(clock_.Now() - crashed);
+    pid = launcher_.launched_.back();
+  }
+  std::vector<absl::Duration> expected = {
+      absl::ZeroDuration(),      absl::Milliseconds(100), absl::Milliseconds(200),
+      absl::Milliseconds(400),   absl::Milliseconds(800), absl::Seconds(1)};
+  EXPECT_EQ(delays, expected);
+  EXPECT_EQ(Slot(0).restarts, 6u);
+  EXPECT_EQ(Slot(0).last_exit, "exit 1");
+
+  // A stable run resets the backoff.
+  clock_.Advance(absl::Seconds(11));
+  supervisor.ProcessExited(pid, Exited(1));
+  supervisor.Tick();
+  EXPECT_EQ(Slot(0).pid, launcher_.launched_.back());
+  EXPECT_NE(launcher_.launched_.back(), pid);
+}
+
+TEST_F(SupervisorTest, TickReportsWhenTheNextRespawnIsDue) {
+  Supervisor& supervisor = Start();
+  supervisor.ProcessExited(100, Exited(1));
+  supervisor.Tick();  // immediate first restart
+  pid_t second = launcher_.launched_.back();
+  supervisor.ProcessExited(second, Exited(1));
+  EXPECT_EQ(supervisor.Tick(), clock_.Now() + absl::Milliseconds(100));
+}
+
+TEST_F(SupervisorTest, AFailedSpawnIsRetriedWithBackoff) {
+  Supervisor& supervisor = Start();
+  launcher_.fail_next_ = true;
+  clock_.Advance(absl::Minutes(1));
+  supervisor.ProcessExited(100, Exited(2));
+  supervisor.Tick();  // the immediate restart fails
+  EXPECT_EQ(launcher_.launched_.size(), 2u);
+  clock_.Advance(absl::Milliseconds(100));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), 3u);
+  EXPECT_EQ(Slot(0).pid, launcher_.launched_.back());
+}
+
+TEST_F(SupervisorTest, AWorkerNotReadyByTheStartDeadlineIsKilledAndReplaced) {
+  Supervisor& supervisor = Start();
+  FakeChannel channel;
+  MakeReady(101, &channel);
+  clock_.Advance(absl::Seconds(5));
+  supervisor.Tick();
+  ASSERT_EQ(launcher_.signals_.size(), 1u);
+  EXPECT_EQ(launcher_.signals_[0], std::make_pair(pid_t{100}, SIGKILL));
+  supervisor.ProcessExited(100, Killed(SIGKILL));
+  supervisor.Tick();
+  EXPECT_EQ(Slot(0).pid, launcher_.launched_.back());
+  EXPECT_EQ(Slot(1).pid, 101);
+}
+
+TEST_F(SupervisorTest, GracefulStopDrainsAttachedWorkersAndSignalsTheOthers) {
+  Supervisor& supervisor = Start();
+  FakeChannel channel;
+  MakeReady(100, &channel);
+  supervisor.Stop(/*fast=*/false, absl::Seconds(3), "SIGTERM");
+  EXPECT_EQ(channel.messages_.back(), "drain 3s SIGTERM");
+  ASSERT_EQ(launcher_.signals_.size(), 1u);
+  EXPECT_EQ(launcher_.signals_[0], std::make_pair(pid_t{101}, SIGTERM));
+  EXPECT_EQ(Slot(0).state, WorkerState::kDraining);
+  EXPECT_TRUE(supervisor.Stopping());
+  EXPECT_FALSE(supervisor.Stopped());
+
+  // Worker 0 drains in time; worker 1 outlives the grace and is killed.
+  supervisor.ProcessExited(100, Exited(0));
+  clock_.Advance(absl::Milliseconds(2999));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.signals_.size(), 1u);
+  clock_.Advance(absl::Milliseconds(1));
+  supervisor.Tick();
+  ASSERT_EQ(launcher_.signals_.size(), 2u);
+  EXPECT_EQ(launcher_.signals_[1], std::make_pair(pid_t{101}, SIGKILL));
+  supervisor.ProcessExited(101, Killed(SIGKILL));
+  supervisor.Tick();
+  EXPECT_TRUE(supervisor.Stopped());
+  EXPECT_EQ(launcher_.launched_.size(), 2u) << "nothing may be restarted while stopping";
+}
+
+TEST_F(SupervisorTest, AWorkerAttachingDuringStopIsToldToDrainAtOnce) {
+  Supervisor& supervisor = Start();
+  supervisor.Stop(/*fast=*/false, absl::Seconds(10), "SIGTERM");
+  clock_.Advance(absl::Seconds(4));
+  FakeChannel channel;
+  ASSERT_TRUE(supervisor.Attach(launcher_.tokens_[100], &channel).ok());
+  EXPECT_EQ(channel.messages_,
+            (std::vector<std::string>{"welcome 500ms", "drain 6s SIGTERM"}));
+}
+
+TEST_F(SupervisorTest, FastStopKillsEveryWorker) {
+  Supervisor& supervisor = Start();
+  supervisor.Stop(/*fast=*/true, absl::ZeroDuration(), "SIGQUIT");
+  supervisor.Tick();
+  ASSERT_EQ(launcher_.signals_.size(), 2u);
+  EXPECT_EQ(launcher_.signals_[0].second, SIGKILL);
+  EXPECT_EQ(launcher_.signals_[1].second, SIGKILL);
+}
+
+TEST_F(SupervisorTest, UnknownPidsAndTokensAreIgnored) {
+  Supervisor& supervisor = Start();
+  supervisor.ProcessExited(4242, Exited(0));
+  supervisor.Ready("nope");
+  supervisor.Heartbeat("nope", {});
+  supervisor.Detach("nope");
+  EXPECT_EQ(supervisor.Workers().size(), 2u);
+  EXPECT_EQ(supervisor.WorkerByPid(4242).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(supervisor.WorkerByPid(100)->id, 0u);
+}
+
+}  // namespace
+}  // namespace cluster2
