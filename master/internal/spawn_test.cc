@@ -84,7 +84,7 @@ TEST(PosixProcessLauncherTest, PassesTheSocketAsFd3AndNothingElse) {
 
   SpawnSpec spec;
   spec.argv = {"sh", "-c",
-               "echo \"$LISTEN_PID $$ $LISTEN_FDS $(ps -o pgid= -p $$ | tr -d ' ')\" > " + out +
+               "echo \"$LISTEN_PID $$ $LISTEN_FDS $(cut -d' ' -f5 /proc/$$/stat)\" > " + out +
                    "; readlink /proc/$$/fd/3 >> " + out + "; ls /proc/$$/fd | sort -n | tr '\\n' ' ' >> " +
                    out};
   spec.env = {"PATH=/usr/bin:/bin", "LISTEN_FDS=1"};

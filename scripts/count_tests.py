@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Prints 'N passed, N failed' counted from Bazel's test results.
+
+Counts every test case in bazel-testlogs/**/test.xml (GoogleTest writes one
+element per TEST; Bazel writes one for a target whose binary wrote none), and
+adds every target the log reports as FAILED TO BUILD or NO STATUS as failed.
+Usage: count_tests.py BAZEL_OUTPUT_LOG
+"""
+import glob
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+
+def main():
+    log = open(sys.argv[1], encoding="utf-8", errors="replace").read() if len(sys.argv) > 1 else ""
+    passed = failed = skipped = 0
+    for path in glob.glob(os.path.join("bazel-testlogs", "**", "test.xml"), recursive=True):
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError:
+            failed += 1
+            continue
+        for case in root.iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed += 1
+            elif case.find("skipped") is not None or case.get("result") == "skipped":
+                skipped += 1
+            else:
+                passed += 1
+    failed += len(re.findall(r"^//\S+\s+(?:FAILED TO BUILD|NO STATUS)", log, re.M))
+    line = f"{passed} passed, {failed} failed"
+    if skipped:
+        line += f", {skipped} skipped"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that cluster2's build, tests, demo and
+# benchmarks need. Idempotent: does nothing when everything is present.
+# Runs apt-get as root (directly, or through sudo).
+set -euo pipefail
+
+PACKAGES=(
+  # build: Debian's Bazel and the system libraries it wraps as @system
+  bazel-bootstrap g++
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
+  prometheus-cpp-dev libmicrohttpd-dev
+  # tests
+  libgtest-dev libgmock-dev python3
+  # demo and benchmarks
+  curl wrk
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "cluster2 setup: installing ${missing[*]}" >&2
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "cluster2 setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  as_root=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
