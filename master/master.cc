@@ -54,7 +54,7 @@ class Master {
       // Every worker is gone; a control call still running gets 100 ms.
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
     }
-    if (app_socket_ >= 0) close(app_socket_);
+    for (int fd : app_sockets_) close(fd);
     if (mon_socket_ >= 0) close(mon_socket_);
   }
 
@@ -68,15 +68,7 @@ class Master {
     CLUSTER2_ASSIGN_OR_RETURN(run_dir_, RunDirectory::Open(run_dir));
     config_.set_run_dir(run_dir_->path());
 
-    app_socket_ = InheritedListenSocket();
-    if (app_socket_ >= 0) {
-      LogInfo("using the listening socket inherited on fd 3");
-    } else {
-      auto bound = ListenTcp(config_.host(), config_.port(), config_.backlog());
-      if (!bound.ok()) return Fail("", bound.status());
-      app_socket_ = bound->fd;
-      config_.set_port(bound->port);
-    }
+    CLUSTER2_RETURN_IF_ERROR(BindServicePort());
     if (config_.mon_port() != 0) {
       // Held until the monitor server takes it over, so a busy monitor port
       // fails the start now rather than later.
@@ -95,7 +87,7 @@ class Master {
     options.cwd = config_.cwd();
     options.environment.cluster_name = config_.name();
     options.environment.master_address = run_dir_->Address(RunDirectory::kMasterSocket);
-    options.listen_fd = app_socket_;
+    options.listen_fds = app_sockets_;
     options.heartbeat_interval = absl::Milliseconds(config_.heartbeat_interval());
     options.start_timeout = absl::Milliseconds(config_.timeout());
     options.stop_timeout = absl::Milliseconds(config_.stop_timeout());
@@ -133,6 +125,33 @@ class Master {
   }
 
  private:
+  absl::Status BindServicePort() {
+    if (int inherited = InheritedListenSocket(); inherited >= 0) {
+      if (config_.balance() == "reuseport") {
+        return absl::InvalidArgumentError(
+            "field 'balance': \"reuseport\" needs the master to bind the port, but a "
+            "socket was inherited (LISTEN_FDS)");
+      }
+      LogInfo("using the listening socket inherited on fd 3");
+      app_sockets_.push_back(inherited);
+      return absl::OkStatus();
+    }
+    if (config_.balance() == "reuseport") {
+      CLUSTER2_ASSIGN_OR_RETURN(
+          std::vector<BoundSocket> group,
+          ListenTcpGroup(config_.host(), config_.port(), config_.backlog(),
+                         config_.no_workers()));
+      for (const BoundSocket& socket : group) app_sockets_.push_back(socket.fd);
+      config_.set_port(group.front().port);
+      return absl::OkStatus();
+    }
+    CLUSTER2_ASSIGN_OR_RETURN(
+        BoundSocket socket, ListenTcp(config_.host(), config_.port(), config_.backlog()));
+    app_sockets_.push_back(socket.fd);
+    config_.set_port(socket.port);
+    return absl::OkStatus();
+  }
+
   absl::Status StartServer() {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -194,7 +213,7 @@ class Master {
 
   v1::ClusterConfig config_;
   std::unique_ptr<RunDirectory> run_dir_;
-  int app_socket_ = -1;
+  std::vector<int> app_sockets_;  // one shared, or one per slot (reuseport)
   int mon_socket_ = -1;
   PosixProcessLauncher launcher_;
   RealClock clock_;

@@ -118,6 +118,28 @@ TEST(ClusterTest, TwoWorkersServe200RequestsFromTwoPids) {
   EXPECT_EQ(pids.size(), 2u) << "all 200 requests went to one worker";
 }
 
+TEST(ClusterTest, ReuseportBalanceServesFromEveryWorkerAndSurvivesAKill) {
+  Cluster cluster(2, {"--balance=reuseport"});
+  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  std::set<std::string> bodies;
+  for (int i = 0; i < 100; ++i) {
+    testing::HttpResult result = HttpGet(cluster.port(), "/");
+    ASSERT_EQ(result.status, 200) << result.error;
+    bodies.insert(result.body);
+  }
+  EXPECT_EQ(bodies.size(), 2u);
+  // The replacement takes over its slot's socket: every request succeeds
+  // while it starts (connections queued for the slot wait for it).
+  std::vector<v1::Worker> workers = cluster.Workers();
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(kill(workers[0].pid(), SIGKILL), 0);
+  for (int i = 0; i < 100; ++i) {
+    testing::HttpResult result = HttpGet(cluster.port(), "/");
+    ASSERT_EQ(result.status, 200) << "request " << i << ": " << result.error;
+  }
+  EXPECT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+}
+
 TEST(ClusterTest, CtlListsTwoReadyWorkersAsJson) {
   Cluster cluster(2);
   ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();

@@ -169,6 +169,7 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (!config->has_port()) config->set_port(8080);
   if (config->host().empty()) config->set_host("0.0.0.0");
   if (config->backlog() == 0) config->set_backlog(511);
+  if (config->balance().empty()) config->set_balance("shared");
   if (!config->has_mon_port()) config->set_mon_port(8081);
   if (config->mon_host().empty()) config->set_mon_host("127.0.0.1");
   if (config->heartbeat_interval() == 0) config->set_heartbeat_interval(5000);
@@ -220,6 +221,9 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
   }
   if (config.cache().mode() != "standalone" && config.cache().mode() != "master") {
     return FieldError("cache.mode", "must be \"standalone\" or \"master\"");
+  }
+  if (config.balance() != "shared" && config.balance() != "reuseport") {
+    return FieldError("balance", "must be \"shared\" or \"reuseport\"");
   }
   if (config.command().empty()) {
     return FieldError("command",

@@ -17,8 +17,10 @@
 namespace cluster2 {
 namespace {
 
+enum class Reuse { kNone, kAddress, kPort };
+
 absl::StatusOr<BoundSocket> Bind(const std::string& host, uint16_t port,
-                                 bool listen_too, int backlog) {
+                                 bool listen_too, int backlog, Reuse reuse) {
   sockaddr_storage address{};
   socklen_t length;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
@@ -43,10 +45,9 @@ absl::StatusOr<BoundSocket> Bind(const std::string& host, uint16_t port,
   // A listener may take over a port with connections in TIME_WAIT. A mere
   // reservation must not set it: Linux lets a second SO_REUSEADDR socket bind
   // next to a bound socket that does not listen.
-  if (listen_too) {
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  }
+  int one = 1;
+  if (reuse != Reuse::kNone) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuse == Reuse::kPort) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
     int saved = errno;
     close(fd);
@@ -79,11 +80,37 @@ absl::StatusOr<BoundSocket> Bind(const std::string& host, uint16_t port,
 
 absl::StatusOr<BoundSocket> ListenTcp(const std::string& host, uint16_t port,
                                       int backlog) {
-  return Bind(host, port, /*listen_too=*/true, backlog);
+  return Bind(host, port, /*listen_too=*/true, backlog, Reuse::kAddress);
+}
+
+absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
+                                                        uint16_t port, int backlog,
+                                                        unsigned count) {
+  // Probe with a plain bind first: SO_REUSEPORT would happily join a group
+  // another process of this user already listens with.
+  auto probe = Bind(host, port, /*listen_too=*/false, 0, Reuse::kAddress);
+  if (!probe.ok()) return probe.status();
+  std::vector<BoundSocket> group;
+  absl::Status status;
+  for (unsigned i = 0; i < count && status.ok(); ++i) {
+    auto socket = Bind(host, probe->port, /*listen_too=*/true, backlog, Reuse::kPort);
+    if (i == 0) close(probe->fd);  // after the first member holds the port
+    if (socket.ok()) {
+      group.push_back(*socket);
+    } else {
+      status = socket.status();
+    }
+  }
+  if (count == 0) close(probe->fd);
+  if (!status.ok()) {
+    for (const BoundSocket& socket : group) close(socket.fd);
+    return status;
+  }
+  return group;
 }
 
 absl::StatusOr<BoundSocket> ReserveTcp(const std::string& host, uint16_t port) {
-  return Bind(host, port, /*listen_too=*/false, 0);
+  return Bind(host, port, /*listen_too=*/false, 0, Reuse::kNone);
 }
 
 int InheritedListenSocket() {

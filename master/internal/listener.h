@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -23,6 +24,14 @@ struct BoundSocket {
 // for a busy port; INVALID_ARGUMENT for a bad host.
 absl::StatusOr<BoundSocket> ListenTcp(const std::string& host, uint16_t port,
                                       int backlog);
+
+// `count` listening sockets on the same host:port with SO_REUSEPORT, among
+// which the kernel spreads connections. Port 0 picks one free port for all.
+// A port held by anyone else (even with SO_REUSEPORT) is ALREADY_EXISTS as
+// for ListenTcp.
+absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
+                                                        uint16_t port, int backlog,
+                                                        unsigned count);
 
 // Binds without listening, to reserve a port (connections to it are refused
 // until someone listens). Same errors as ListenTcp.

@@ -79,5 +79,28 @@ TEST(InheritedListenSocketTest, OnlyForThisPid) {
   unsetenv("LISTEN_FDS");
 }
 
+
+TEST(ListenTcpGroupTest, SocketsShareOnePortAndRefuseOutsiders) {
+  auto group = ListenTcpGroup("127.0.0.1", 0, 16, 3);
+  ASSERT_TRUE(group.ok()) << group.status();
+  ASSERT_EQ(group->size(), 3u);
+  uint16_t port = (*group)[0].port;
+  for (const BoundSocket& socket : *group) EXPECT_EQ(socket.port, port);
+  EXPECT_TRUE(CanConnect(port));
+  // Neither a plain listener nor another reuseport group may join.
+  EXPECT_EQ(ListenTcp("127.0.0.1", port, 16).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ListenTcpGroup("127.0.0.1", port, 16, 2).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  for (const BoundSocket& socket : *group) close(socket.fd);
+}
+
+TEST(ListenTcpGroupTest, ABusyPortIsRefused) {
+  auto plain = ListenTcp("127.0.0.1", 0, 16);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(ListenTcpGroup("127.0.0.1", plain->port, 16, 2).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  close(plain->fd);
+}
+
 }  // namespace
 }  // namespace cluster2

@@ -77,7 +77,9 @@ absl::Status Supervisor::SpawnLocked(Slot& slot) {
   spec.argv = options_.command;
   spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env, environment);
   spec.cwd = options_.cwd;
-  spec.listen_fd = options_.listen_fd;
+  if (!options_.listen_fds.empty()) {
+    spec.listen_fd = options_.listen_fds[slot.id % options_.listen_fds.size()];
+  }
   absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
   slot.respawn_at.reset();
   if (!pid.ok()) return pid.status();

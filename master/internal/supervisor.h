@@ -90,8 +90,9 @@ struct SupervisorOptions {
   std::vector<std::string> extra_env;  // "K=V" from the config
   std::string cwd;
   WorkerEnvironment environment;
-  // The shared listening socket, passed as fd 3. -1 = none.
-  int listen_fd = -1;
+  // The listening sockets, passed as fd 3: slot i gets
+  // listen_fds[i % size] (one shared socket, or one per slot). Empty = none.
+  std::vector<int> listen_fds;
   // Heartbeat period announced to workers. Default 5 s.
   absl::Duration heartbeat_interval = absl::Seconds(5);
   // A worker not ready by then is killed (and restarted). Default 60 s.
