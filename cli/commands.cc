@@ -52,24 +52,28 @@ struct Options {
 std::string FormatBytes(uint64_t bytes) {
   if (bytes == 0) return "-";
   if (bytes < (1 << 20)) return absl::StrFormat("%.1fKiB", bytes / 1024.0);
-  if (bytes < (1ull << 30)) return absl::StrFormat("%.1fMiB", bytes / 1048576.0);
+  if (bytes < (1ull << 30))
+    return absl::StrFormat("%.1fMiB", bytes / 1048576.0);
   return absl::StrFormat("%.1fGiB", bytes / 1073741824.0);
 }
 
 std::string FormatAge(absl::Duration age) {
-  age = absl::Trunc(age, age < absl::Minutes(1) ? absl::Milliseconds(100) : absl::Seconds(1));
+  age = absl::Trunc(
+      age, age < absl::Minutes(1) ? absl::Milliseconds(100) : absl::Seconds(1));
   return age <= absl::ZeroDuration() ? "0s" : absl::FormatDuration(age);
 }
 
 absl::Time FromProto(const google::protobuf::Timestamp& time) {
-  return absl::FromUnixSeconds(time.seconds()) + absl::Nanoseconds(time.nanos());
+  return absl::FromUnixSeconds(time.seconds()) +
+         absl::Nanoseconds(time.nanos());
 }
 
 std::string StateName(v1::WorkerState state) {
   std::string name = v1::WorkerState_Name(state);
   constexpr absl::string_view kPrefix = "WORKER_STATE_";
   if (absl::StartsWith(name, kPrefix)) name = name.substr(kPrefix.size());
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : name)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return name;
 }
 
@@ -98,7 +102,8 @@ class Ctl {
     };
     auto it = verbs.find(verb);
     if (it == verbs.end()) {
-      err_ << "cluster2ctl: unknown verb '" << verb << "' (see cluster2ctl --help)\n";
+      err_ << "cluster2ctl: unknown verb '" << verb
+           << "' (see cluster2ctl --help)\n";
       return kExitUsage;
     }
     if (int code = Connect(); code != kExitOk) return code;
@@ -114,9 +119,10 @@ class Ctl {
       if (env != nullptr) address_ = env;
     }
     if (address_.empty()) {
-      std::string dir = !options_.run_dir.empty()
-                            ? options_.run_dir
-                            : DefaultRunDir(options_.name, std::getenv, geteuid());
+      std::string dir =
+          !options_.run_dir.empty()
+              ? options_.run_dir
+              : DefaultRunDir(options_.name, std::getenv, geteuid());
       address_ = absl::StrCat("unix:", dir, "/", RunDirectory::kMasterSocket);
     }
     if (absl::StartsWith(address_, "unix:")) {
@@ -158,13 +164,15 @@ class Ctl {
     v1::ListWorkersResponse response;
     grpc::Status status = stub_->ListWorkers(&context, {}, &response);
     if (!status.ok()) return Fail(status);
-    out_ << (Json() ? ToJson(response) : FormatWorkersTable(response, absl::Now()));
+    out_ << (Json() ? ToJson(response)
+                    : FormatWorkersTable(response, absl::Now()));
     return kExitOk;
   }
 
   int OneWorker() {
     int pid = 0;
-    if (options_.verb.size() != 2 || !absl::SimpleAtoi(options_.verb[1], &pid)) {
+    if (options_.verb.size() != 2 ||
+        !absl::SimpleAtoi(options_.verb[1], &pid)) {
       return Usage("worker takes one pid");
     }
     grpc::ClientContext context;
@@ -197,7 +205,8 @@ class Ctl {
   int Shutdown() {
     v1::ShutdownRequest request;
     for (size_t i = 1; i < options_.verb.size(); ++i) {
-      if (options_.verb[i] != "--fast") return Usage("shutdown takes only --fast");
+      if (options_.verb[i] != "--fast")
+        return Usage("shutdown takes only --fast");
       request.set_fast(true);
     }
     grpc::ClientContext context;
@@ -205,7 +214,8 @@ class Ctl {
     v1::ShutdownResponse response;
     grpc::Status status = stub_->Shutdown(&context, request, &response);
     if (!status.ok()) return Fail(status);
-    if (!Json()) out_ << (request.fast() ? "fast stop begun\n" : "graceful stop begun\n");
+    if (!Json())
+      out_ << (request.fast() ? "fast stop begun\n" : "graceful stop begun\n");
     return kExitOk;
   }
 
@@ -223,25 +233,29 @@ class Ctl {
 
 }  // namespace
 
-std::string FormatWorkersTable(const v1::ListWorkersResponse& workers, absl::Time now) {
-  std::string table = absl::StrFormat("%-4s %-8s %-9s %-9s %-9s %-9s %-10s %s\n", "ID",
-                                      "PID", "STATE", "UPTIME", "RESTARTS", "RSS",
-                                      "HEARTBEAT", "REQUESTS");
+std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
+                               absl::Time now) {
+  std::string table = absl::StrFormat(
+      "%-4s %-8s %-9s %-9s %-9s %-9s %-10s %s\n", "ID", "PID", "STATE",
+      "UPTIME", "RESTARTS", "RSS", "HEARTBEAT", "REQUESTS");
   for (const v1::Worker& worker : workers.workers()) {
     std::string heartbeat = "-";
     if (worker.has_last_heartbeat_at()) {
-      heartbeat = absl::StrCat(FormatAge(now - FromProto(worker.last_heartbeat_at())), " ago");
+      heartbeat = absl::StrCat(
+          FormatAge(now - FromProto(worker.last_heartbeat_at())), " ago");
     }
-    absl::StrAppendFormat(
-        &table, "%-4d %-8d %-9s %-9s %-9d %-9s %-10s %d\n", worker.id(), worker.pid(),
-        StateName(worker.state()), FormatAge(now - FromProto(worker.started_at())),
-        worker.restarts(), FormatBytes(worker.last_heartbeat().rss_bytes()), heartbeat,
-        worker.last_heartbeat().requests_total());
+    absl::StrAppendFormat(&table, "%-4d %-8d %-9s %-9s %-9d %-9s %-10s %d\n",
+                          worker.id(), worker.pid(), StateName(worker.state()),
+                          FormatAge(now - FromProto(worker.started_at())),
+                          worker.restarts(),
+                          FormatBytes(worker.last_heartbeat().rss_bytes()),
+                          heartbeat, worker.last_heartbeat().requests_total());
   }
   return table;
 }
 
-int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+int RunCtl(const std::vector<std::string>& args, std::ostream& out,
+           std::ostream& err) {
   Options options;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -275,7 +289,8 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
         return kExitUsage;
       }
     } else if (absl::StartsWith(arg, "-")) {
-      err << "cluster2ctl: unknown option '" << arg << "' (see cluster2ctl --help)\n";
+      err << "cluster2ctl: unknown option '" << arg
+          << "' (see cluster2ctl --help)\n";
       return kExitUsage;
     } else {
       options.verb.push_back(arg);
@@ -289,7 +304,8 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream
   for (size_t i = 1; i + 1 < options.verb.size(); ++i) {
     if (options.verb[i] == "-o" || options.verb[i] == "--output") {
       options.output = options.verb[i + 1];
-      options.verb.erase(options.verb.begin() + i, options.verb.begin() + i + 2);
+      options.verb.erase(options.verb.begin() + i,
+                         options.verb.begin() + i + 2);
       break;
     }
   }

@@ -24,12 +24,14 @@ inline constexpr int kExitNoMaster = 3;
 
 // Runs cluster2ctl with `args` (without argv[0]); writes results to `out`,
 // errors (one line, "cluster2ctl: ...") to `err`; returns the exit code.
-int RunCtl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int RunCtl(const std::vector<std::string>& args, std::ostream& out,
+           std::ostream& err);
 
 // The human table of `workers` at time `now`:
 //   ID  PID    STATE   UPTIME  RESTARTS  RSS     HEARTBEAT
 //   0   4242   ready   1m5s    0         12.3MiB 1.2s ago
-std::string FormatWorkersTable(const v1::ListWorkersResponse& workers, absl::Time now);
+std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
+                               absl::Time now);
 
 }  // namespace cluster2
 

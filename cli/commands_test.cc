@@ -30,14 +30,18 @@ TEST(RunCtlTest, HelpAndUsageErrors) {
   EXPECT_EQ(format.err, "cluster2ctl: -o takes table or json\n");
   Result verb = Ctl({"--run-dir", "/nonexistent-c2", "frobnicate"});
   EXPECT_EQ(verb.code, kExitUsage);
-  EXPECT_EQ(verb.err, "cluster2ctl: unknown verb 'frobnicate' (see cluster2ctl --help)\n");
+  EXPECT_EQ(
+      verb.err,
+      "cluster2ctl: unknown verb 'frobnicate' (see cluster2ctl --help)\n");
 }
 
 TEST(RunCtlTest, NoMasterIsExitThreeWithOneLine) {
-  Result result = Ctl({"--run-dir", "/nonexistent-c2", "workers", "-o", "json"});
+  Result result =
+      Ctl({"--run-dir", "/nonexistent-c2", "workers", "-o", "json"});
   EXPECT_EQ(result.code, kExitNoMaster);
   EXPECT_EQ(result.err,
-            "cluster2ctl: no master running: /nonexistent-c2/master.sock does not exist (start "
+            "cluster2ctl: no master running: /nonexistent-c2/master.sock does "
+            "not exist (start "
             "one with cluster2-master, or pass --name/--run-dir)\n");
   EXPECT_TRUE(result.out.empty());
 }
@@ -61,10 +65,12 @@ TEST(FormatWorkersTableTest, OneRowPerWorkerWithHumanFigures) {
   starting->mutable_started_at()->set_seconds(1700000100);
 
   std::string table = FormatWorkersTable(response, now);
-  EXPECT_EQ(table,
-            "ID   PID      STATE     UPTIME    RESTARTS  RSS       HEARTBEAT  REQUESTS\n"
-            "0    4242     ready     1m5s      2         12.3MiB   2s ago     99\n"
-            "1    4243     starting  0s        0         -         -          0\n");
+  EXPECT_EQ(
+      table,
+      "ID   PID      STATE     UPTIME    RESTARTS  RSS       HEARTBEAT  "
+      "REQUESTS\n"
+      "0    4242     ready     1m5s      2         12.3MiB   2s ago     99\n"
+      "1    4243     starting  0s        0         -         -          0\n");
 }
 
 }  // namespace

@@ -43,7 +43,8 @@ void Log(LogLevel level, absl::string_view message) {
     who = component != nullptr ? *component : "cluster2";
   }
   std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                       absl::UTCTimeZone()),
       " ", LevelName(level), " ", who, "[", getpid(), "] ", message, "\n");
   ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;

@@ -4,9 +4,8 @@
 #ifndef CLUSTER2_COMMON_STATUS_H_
 #define CLUSTER2_COMMON_STATUS_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace cluster2 {
 
@@ -18,10 +17,9 @@ absl::Status ErrnoStatus(int errno_value, absl::string_view what);
 }  // namespace cluster2
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define CLUSTER2_RETURN_IF_ERROR(expr)                 \
-  do {                                                 \
-    if (::absl::Status _status = (expr); !_status.ok()) \
-      return _status;                                  \
+#define CLUSTER2_RETURN_IF_ERROR(expr)                                  \
+  do {                                                                  \
+    if (::absl::Status _status = (expr); !_status.ok()) return _status; \
   } while (false)
 
 #define CLUSTER2_CONCAT_INNER_(a, b) a##b
@@ -29,8 +27,9 @@ absl::Status ErrnoStatus(int errno_value, absl::string_view what);
 
 // `CLUSTER2_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from an OK
 // StatusOr, or returns its status from the enclosing function.
-#define CLUSTER2_ASSIGN_OR_RETURN(lhs, expr) \
-  CLUSTER2_ASSIGN_OR_RETURN_IMPL_(CLUSTER2_CONCAT_(_status_or, __LINE__), lhs, expr)
+#define CLUSTER2_ASSIGN_OR_RETURN(lhs, expr)                                   \
+  CLUSTER2_ASSIGN_OR_RETURN_IMPL_(CLUSTER2_CONCAT_(_status_or, __LINE__), lhs, \
+                                  expr)
 #define CLUSTER2_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                    \
   if (!tmp.ok()) return tmp.status();                   \

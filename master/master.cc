@@ -17,8 +17,8 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "master/internal/config.h"
 #include "master/internal/listener.h"
 #include "master/internal/run_dir.h"
@@ -33,8 +33,8 @@ namespace {
 sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int signal : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2,
-                     SIGTTIN, SIGTTOU}) {
+  for (int signal : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+                     SIGUSR2, SIGTTIN, SIGTTOU}) {
     sigaddset(&set, signal);
   }
   return set;
@@ -52,7 +52,8 @@ class Master {
   ~Master() {
     if (server_ != nullptr) {
       // Every worker is gone; a control call still running gets 100 ms.
-      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(100));
     }
     for (int fd : app_sockets_) close(fd);
     if (mon_socket_ >= 0) close(mon_socket_);
@@ -62,9 +63,10 @@ class Master {
     // A command that cannot run fails the start before anything is created.
     auto executable = ResolveExecutable(config_.command(0), config_.cwd());
     if (!executable.ok()) return executable.status();
-    std::string run_dir = config_.run_dir().empty()
-                              ? DefaultRunDir(config_.name(), std::getenv, geteuid())
-                              : config_.run_dir();
+    std::string run_dir =
+        config_.run_dir().empty()
+            ? DefaultRunDir(config_.name(), std::getenv, geteuid())
+            : config_.run_dir();
     CLUSTER2_ASSIGN_OR_RETURN(run_dir_, RunDirectory::Open(run_dir));
     config_.set_run_dir(run_dir_->path());
 
@@ -86,16 +88,20 @@ class Master {
     }
     options.cwd = config_.cwd();
     options.environment.cluster_name = config_.name();
-    options.environment.master_address = run_dir_->Address(RunDirectory::kMasterSocket);
+    options.environment.master_address =
+        run_dir_->Address(RunDirectory::kMasterSocket);
     options.listen_fds = app_sockets_;
-    options.heartbeat_interval = absl::Milliseconds(config_.heartbeat_interval());
+    options.heartbeat_interval =
+        absl::Milliseconds(config_.heartbeat_interval());
     options.start_timeout = absl::Milliseconds(config_.timeout());
     options.stop_timeout = absl::Milliseconds(config_.stop_timeout());
-    supervisor_ = std::make_unique<Supervisor>(std::move(options), &launcher_, &clock_);
+    supervisor_ =
+        std::make_unique<Supervisor>(std::move(options), &launcher_, &clock_);
 
     CLUSTER2_RETURN_IF_ERROR(StartServer());
-    LogInfo(absl::StrCat("cluster '", config_.name(), "': port ", config_.port(),
-                         ", ", config_.no_workers(), " workers, control ",
+    LogInfo(absl::StrCat("cluster '", config_.name(), "': port ",
+                         config_.port(), ", ", config_.no_workers(),
+                         " workers, control ",
                          run_dir_->Address(RunDirectory::kMasterSocket)));
     return supervisor_->Start();
   }
@@ -106,7 +112,8 @@ class Master {
     const sigset_t signals = HandledSignals();
     while (!supervisor_->Stopped()) {
       absl::Time next = supervisor_->Tick();
-      absl::Duration wait = std::min(next - absl::Now(), absl::Milliseconds(100));
+      absl::Duration wait =
+          std::min(next - absl::Now(), absl::Milliseconds(100));
       if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
       timespec timeout = absl::ToTimespec(wait);
       siginfo_t info;
@@ -129,7 +136,8 @@ class Master {
     if (int inherited = InheritedListenSocket(); inherited >= 0) {
       if (config_.balance() == "reuseport") {
         return absl::InvalidArgumentError(
-            "field 'balance': \"reuseport\" needs the master to bind the port, but a "
+            "field 'balance': \"reuseport\" needs the master to bind the port, "
+            "but a "
             "socket was inherited (LISTEN_FDS)");
       }
       LogInfo("using the listening socket inherited on fd 3");
@@ -146,7 +154,8 @@ class Master {
       return absl::OkStatus();
     }
     CLUSTER2_ASSIGN_OR_RETURN(
-        BoundSocket socket, ListenTcp(config_.host(), config_.port(), config_.backlog()));
+        BoundSocket socket,
+        ListenTcp(config_.host(), config_.port(), config_.backlog()));
     app_sockets_.push_back(socket.fd);
     config_.set_port(socket.port);
     return absl::OkStatus();
@@ -155,7 +164,8 @@ class Master {
   absl::Status StartServer() {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-    session_service_ = std::make_unique<WorkerSessionService>(supervisor_.get());
+    session_service_ =
+        std::make_unique<WorkerSessionService>(supervisor_.get());
     cluster_service_ = std::make_unique<ClusterService>(
         supervisor_.get(), config_, [this](bool fast, absl::Duration grace) {
           RequestStop(fast, grace, "Cluster.Shutdown");
@@ -168,10 +178,12 @@ class Master {
     builder.RegisterService(cluster_service_.get());
     server_ = builder.BuildAndStart();
     if (server_ == nullptr) {
-      return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", address));
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve gRPC on ", address));
     }
     std::string path = run_dir_->File(RunDirectory::kMasterSocket);
-    if (chmod(path.c_str(), 0600) != 0) return ErrnoStatus(errno, "chmod " + path);
+    if (chmod(path.c_str(), 0600) != 0)
+      return ErrnoStatus(errno, "chmod " + path);
     server_->GetHealthCheckService()->SetServingStatus(true);
     return absl::OkStatus();
   }
@@ -187,7 +199,8 @@ class Master {
           RequestStop(/*fast=*/true, absl::ZeroDuration(),
                       absl::StrCat("second ", strsignal(signal)));
         } else {
-          RequestStop(/*fast=*/false, absl::Milliseconds(config_.stop_timeout()),
+          RequestStop(/*fast=*/false,
+                      absl::Milliseconds(config_.stop_timeout()),
                       strsignal(signal));
         }
         break;
@@ -243,7 +256,8 @@ Signals: TERM/INT graceful stop, QUIT fast stop.
 )";
 }
 
-absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(const std::vector<std::string>& args) {
+absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(
+    const std::vector<std::string>& args) {
   std::string config_file;
   std::vector<std::pair<std::string, std::string>> flags;
   std::vector<std::string> command;
@@ -253,10 +267,12 @@ absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(const std::vector<std::string>&
       command.assign(args.begin() + i + 1, args.end());
       break;
     }
-    if (arg == "--help" || arg == "-h") return absl::FailedPreconditionError(MasterUsage());
+    if (arg == "--help" || arg == "-h")
+      return absl::FailedPreconditionError(MasterUsage());
     if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unexpected argument '", arg, "' (the worker command goes after '--')"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", arg,
+                       "' (the worker command goes after '--')"));
     }
     std::string key = arg.substr(2);
     std::string value;
@@ -266,7 +282,8 @@ absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(const std::vector<std::string>&
     } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
       value = args[++i];
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("flag --", key, " needs a value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --", key, " needs a value"));
     }
     key = absl::StrReplaceAll(key, {{"-", "_"}});
     if (key == "config") {

@@ -21,7 +21,8 @@ namespace cluster2 {
 // for underscores: `--stop-timeout`), and the worker command after `--`.
 // Applies defaults and validates. INVALID_ARGUMENT with one line naming the
 // problem; a "--help" argument gives FAILED_PRECONDITION with the usage text.
-absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(const std::vector<std::string>& args);
+absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(
+    const std::vector<std::string>& args);
 
 // Applies defaults to the unset fields of `config` and validates it, as
 // ConfigFromArgs does. INVALID_ARGUMENT naming the field.

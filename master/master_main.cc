@@ -7,7 +7,8 @@
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  absl::StatusOr<cluster2::v1::ClusterConfig> config = cluster2::ConfigFromArgs(args);
+  absl::StatusOr<cluster2::v1::ClusterConfig> config =
+      cluster2::ConfigFromArgs(args);
   if (!config.ok()) {
     bool help = config.status().code() == absl::StatusCode::kFailedPrecondition;
     (help ? std::cout : std::cerr)

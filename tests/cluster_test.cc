@@ -71,7 +71,9 @@ class Cluster {
     CommandResult result = Ctl({"workers", "-o", "json"});
     if (result.exit_code != 0) return {};
     v1::ListWorkersResponse response;
-    if (!google::protobuf::util::JsonStringToMessage(result.out, &response).ok()) return {};
+    if (!google::protobuf::util::JsonStringToMessage(result.out, &response)
+             .ok())
+      return {};
     return {response.workers().begin(), response.workers().end()};
   }
 
@@ -109,7 +111,8 @@ TEST(ClusterTest, TwoWorkersServe200RequestsFromTwoPids) {
   std::set<std::string> pids;
   for (const std::string& body : bodies) {
     // "worker <id> pid <pid>\n"
-    std::vector<std::string> words = absl::StrSplit(body, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+    std::vector<std::string> words =
+        absl::StrSplit(body, absl::ByAnyChar(" \n"), absl::SkipEmpty());
     ASSERT_EQ(words.size(), 4u) << body;
     EXPECT_EQ(words[0], "worker");
     EXPECT_EQ(words[2], "pid");
@@ -165,7 +168,8 @@ TEST(ClusterTest, CtlListsTwoReadyWorkersAsJson) {
   CommandResult table = cluster.Ctl({"workers"});
   EXPECT_EQ(table.exit_code, 0);
   EXPECT_TRUE(absl::StartsWith(table.out, "ID ")) << table.out;
-  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 3) << table.out;
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 3)
+      << table.out;
 }
 
 TEST(ClusterTest, KilledWorkerIsReplacedInTheSameSlotWithin3Seconds) {
@@ -197,7 +201,8 @@ TEST(ClusterTest, KilledWorkerIsReplacedInTheSameSlotWithin3Seconds) {
       EXPECT_EQ(worker.restarts(), 1u);
       EXPECT_EQ(worker.last_exit(), "signal 9 (Killed)");
     } else {
-      EXPECT_EQ(worker.pid(), before[0].pid()) << "the other worker was disturbed";
+      EXPECT_EQ(worker.pid(), before[0].pid())
+          << "the other worker was disturbed";
     }
   }
   EXPECT_EQ(HttpGet(cluster.port(), "/").status, 200);
@@ -230,8 +235,10 @@ TEST(ClusterTest, SigtermDrainsWorkersAndExitsZeroLeavingNothing) {
   ASSERT_TRUE(status.has_value()) << "master did not stop";
   ASSERT_TRUE(WIFEXITED(*status)) << *status;
   EXPECT_EQ(WEXITSTATUS(*status), 0) << cluster.master().Stderr();
-  for (const v1::Worker& worker : workers) EXPECT_FALSE(ProcessAlive(worker.pid()));
-  EXPECT_NE(access(cluster.run_dir().c_str(), F_OK), 0) << "run directory left behind";
+  for (const v1::Worker& worker : workers)
+    EXPECT_FALSE(ProcessAlive(worker.pid()));
+  EXPECT_NE(access(cluster.run_dir().c_str(), F_OK), 0)
+      << "run directory left behind";
   EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "ended: exit 0"));
   // The port is free again.
   EXPECT_EQ(HttpGet(cluster.port(), "/").status, 0);
@@ -250,11 +257,14 @@ TEST(ClusterTest, CtlShutdownStopsTheCluster) {
 TEST(ClusterTest, SecondMasterInTheSameRunDirIsRefused) {
   Cluster cluster(1);
   ASSERT_TRUE(cluster.WaitReady(1)) << cluster.master().Stderr();
-  CommandResult second = RunCommand({Master(), "--port=0", "--monPort=0",
-                                     "--runDir=" + cluster.run_dir(), "--", Hello()});
+  CommandResult second =
+      RunCommand({Master(), "--port=0", "--monPort=0",
+                  "--runDir=" + cluster.run_dir(), "--", Hello()});
   EXPECT_EQ(second.exit_code, 1);
-  EXPECT_TRUE(absl::StrContains(second.err, "a master is already running")) << second.err;
-  EXPECT_TRUE(absl::StrContains(second.err, absl::StrCat("pid ", cluster.master().pid())))
+  EXPECT_TRUE(absl::StrContains(second.err, "a master is already running"))
+      << second.err;
+  EXPECT_TRUE(absl::StrContains(second.err,
+                                absl::StrCat("pid ", cluster.master().pid())))
       << second.err;
   EXPECT_EQ(cluster.ReadyCount(), 1u) << "the running cluster was disturbed";
 }
@@ -263,38 +273,48 @@ TEST(ClusterTest, StaleSocketOfADeadMasterIsReplaced) {
   TempDir tmp;
   std::string run_dir = tmp.path() + "/run";
   int port = FreePort();
-  std::vector<std::string> argv = {Master(), absl::StrCat("--port=", port), "--host=127.0.0.1",
-                                   "--monPort=0", "--runDir=" + run_dir, "--noWorkers=1",
-                                   "--", Hello()};
+  std::vector<std::string> argv = {Master(),
+                                   absl::StrCat("--port=", port),
+                                   "--host=127.0.0.1",
+                                   "--monPort=0",
+                                   "--runDir=" + run_dir,
+                                   "--noWorkers=1",
+                                   "--",
+                                   Hello()};
   {
     Process first(argv);
-    ASSERT_TRUE(WaitUntil([&] { return access((run_dir + "/master.sock").c_str(), F_OK) == 0; },
-                          absl::Seconds(10)));
+    ASSERT_TRUE(WaitUntil(
+        [&] { return access((run_dir + "/master.sock").c_str(), F_OK) == 0; },
+        absl::Seconds(10)));
     first.Signal(SIGKILL);
     ASSERT_TRUE(first.Wait(absl::Seconds(5)).has_value());
   }
-  ASSERT_EQ(access((run_dir + "/master.sock").c_str(), F_OK), 0) << "no stale socket to test";
+  ASSERT_EQ(access((run_dir + "/master.sock").c_str(), F_OK), 0)
+      << "no stale socket to test";
   Process second(argv);
-  EXPECT_TRUE(WaitUntil([&] { return HttpGet(port, "/").status == 200; }, absl::Seconds(10)))
+  EXPECT_TRUE(WaitUntil([&] { return HttpGet(port, "/").status == 200; },
+                        absl::Seconds(10)))
       << second.Stderr();
 }
 
 // Errors at start: each is one line naming the problem, and fast.
-void ExpectFailsFastWithOneLine(const std::vector<std::string>& argv, int exit_code,
-                                const std::string& expected) {
+void ExpectFailsFastWithOneLine(const std::vector<std::string>& argv,
+                                int exit_code, const std::string& expected) {
   absl::Time start = absl::Now();
   CommandResult result = RunCommand(argv, absl::Seconds(10));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   EXPECT_EQ(result.exit_code, exit_code) << result.err;
   EXPECT_TRUE(absl::StrContains(result.err, expected)) << result.err;
-  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1)
+      << result.err;
 }
 
 TEST(ClusterTest, BadConfigFailsFastWithOneLine) {
   TempDir tmp;
   std::string path = tmp.path() + "/bad.json";
   {
-    std::ofstream(path) << R"({"noWorkers": 2, "port": 9090, "ecv": {"mdoe": "control"}})";
+    std::ofstream(path)
+        << R"({"noWorkers": 2, "port": 9090, "ecv": {"mdoe": "control"}})";
   }
   ExpectFailsFastWithOneLine({Master(), "--config", path, "--", Hello()}, 2,
                              "unknown field 'ecv.mdoe'");
@@ -303,16 +323,16 @@ TEST(ClusterTest, BadConfigFailsFastWithOneLine) {
   }
   ExpectFailsFastWithOneLine({Master(), "--config", path, "--", Hello()}, 2,
                              "field 'monPort': equals 'port' (9090)");
-  {
-    std::ofstream(path) << R"({"noWorkers": "two"})";
-  }
+  { std::ofstream(path) << R"({"noWorkers": "two"})"; }
   ExpectFailsFastWithOneLine({Master(), "--config", path, "--", Hello()}, 2,
                              "field 'noWorkers'");
-  ExpectFailsFastWithOneLine({Master(), "--config", tmp.path() + "/missing.json", "--", Hello()},
-                             2, "missing.json: No such file or directory");
-  ExpectFailsFastWithOneLine({Master(), "--port=0", "--monPort=0", "--runDir=" + tmp.path() + "/r",
-                              "--", "/nonexistent/worker"},
-                             1, "/nonexistent/worker");
+  ExpectFailsFastWithOneLine(
+      {Master(), "--config", tmp.path() + "/missing.json", "--", Hello()}, 2,
+      "missing.json: No such file or directory");
+  ExpectFailsFastWithOneLine(
+      {Master(), "--port=0", "--monPort=0", "--runDir=" + tmp.path() + "/r",
+       "--", "/nonexistent/worker"},
+      1, "/nonexistent/worker");
 }
 
 TEST(ClusterTest, BusyPortFailsFastWithOneLine) {
@@ -321,26 +341,33 @@ TEST(ClusterTest, BusyPortFailsFastWithOneLine) {
   testing::Process blocker({"/usr/bin/python3", "-c",
                             absl::StrCat("import socket,time\n"
                                          "s=socket.socket()\n"
-                                         "s.bind(('127.0.0.1',", port, "))\n"
+                                         "s.bind(('127.0.0.1',",
+                                         port,
+                                         "))\n"
                                          "s.listen()\n"
                                          "print('bound',flush=True)\n"
                                          "time.sleep(60)\n")});
-  ASSERT_TRUE(WaitUntil([&] { return absl::StrContains(blocker.Stdout(), "bound"); },
-                        absl::Seconds(10)));
-  ExpectFailsFastWithOneLine({Master(), absl::StrCat("--port=", port), "--host=127.0.0.1",
-                              "--monPort=0", "--runDir=" + tmp.path() + "/run", "--", Hello()},
-                             1, absl::StrCat("port ", port, " is already in use"));
+  ASSERT_TRUE(
+      WaitUntil([&] { return absl::StrContains(blocker.Stdout(), "bound"); },
+                absl::Seconds(10)));
+  ExpectFailsFastWithOneLine(
+      {Master(), absl::StrCat("--port=", port), "--host=127.0.0.1",
+       "--monPort=0", "--runDir=" + tmp.path() + "/run", "--", Hello()},
+      1, absl::StrCat("port ", port, " is already in use"));
   // The same for the monitor port.
-  ExpectFailsFastWithOneLine({Master(), "--port=0", "--host=127.0.0.1",
-                              absl::StrCat("--monPort=", port), "--monHost=127.0.0.1",
-                              "--runDir=" + tmp.path() + "/run", "--", Hello()},
-                             1, absl::StrCat("port ", port, " is already in use"));
-  EXPECT_NE(access((tmp.path() + "/run").c_str(), F_OK), 0) << "failed start left its run dir";
+  ExpectFailsFastWithOneLine(
+      {Master(), "--port=0", "--host=127.0.0.1",
+       absl::StrCat("--monPort=", port), "--monHost=127.0.0.1",
+       "--runDir=" + tmp.path() + "/run", "--", Hello()},
+      1, absl::StrCat("port ", port, " is already in use"));
+  EXPECT_NE(access((tmp.path() + "/run").c_str(), F_OK), 0)
+      << "failed start left its run dir";
 }
 
 TEST(ClusterTest, CtlWithoutMasterExitsThreeWithClearError) {
   TempDir tmp;
-  CommandResult result = RunCommand({Ctl(), "--run-dir", tmp.path() + "/none", "workers"});
+  CommandResult result =
+      RunCommand({Ctl(), "--run-dir", tmp.path() + "/none", "workers"});
   EXPECT_EQ(result.exit_code, 3);
   EXPECT_TRUE(absl::StrContains(result.err, "no master running")) << result.err;
 }
@@ -348,7 +375,8 @@ TEST(ClusterTest, CtlWithoutMasterExitsThreeWithClearError) {
 TEST(ClusterTest, EmbeddedListenRunsMasterAndWorkersFromOneBinary) {
   TempDir tmp;
   int port = FreePort();
-  Process embedded({BinaryPath("examples/embedded/hello_embedded"), absl::StrCat("--port=", port)},
+  Process embedded({BinaryPath("examples/embedded/hello_embedded"),
+                    absl::StrCat("--port=", port)},
                    {"XDG_RUNTIME_DIR=" + tmp.path()});
   std::set<std::string> bodies;
   ASSERT_TRUE(WaitUntil(
@@ -365,7 +393,8 @@ TEST(ClusterTest, EmbeddedListenRunsMasterAndWorkersFromOneBinary) {
   embedded.Signal(SIGTERM);
   std::optional<int> status = embedded.Wait(absl::Seconds(10));
   ASSERT_TRUE(status.has_value()) << embedded.Stderr();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << embedded.Stderr();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << embedded.Stderr();
 }
 
 }  // namespace

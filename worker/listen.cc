@@ -38,7 +38,8 @@ int Listen(int argc, char** argv, ListenOptions options) {
   config.clear_command();
   config.add_command(std::string(self, static_cast<size_t>(length)));
   for (int i = 1; i < argc; ++i) config.add_command(argv[i]);
-  absl::StatusOr<v1::ClusterConfig> complete = CompleteConfig(std::move(config));
+  absl::StatusOr<v1::ClusterConfig> complete =
+      CompleteConfig(std::move(config));
   if (!complete.ok()) {
     std::cerr << program << ": " << complete.status().message() << "\n";
     return 2;

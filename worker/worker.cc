@@ -30,10 +30,12 @@ void SetDuration(absl::Duration duration, google::protobuf::Duration* out) {
 }
 
 absl::Duration FromProto(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+  return absl::Seconds(duration.seconds()) +
+         absl::Nanoseconds(duration.nanos());
 }
 
-absl::Duration Percentile(std::vector<absl::Duration>& samples, double fraction) {
+absl::Duration Percentile(std::vector<absl::Duration>& samples,
+                          double fraction) {
   if (samples.empty()) return absl::ZeroDuration();
   size_t index = std::min(samples.size() - 1,
                           static_cast<size_t>(fraction * samples.size()));
@@ -46,7 +48,9 @@ absl::Duration Percentile(std::vector<absl::Duration>& samples, double fraction)
 class Worker::Impl {
  public:
   Impl(unsigned id, std::string cluster_name, std::string token)
-      : id_(id), cluster_name_(std::move(cluster_name)), token_(std::move(token)),
+      : id_(id),
+        cluster_name_(std::move(cluster_name)),
+        token_(std::move(token)),
         started_(absl::Now()) {}
 
   ~Impl() {
@@ -63,7 +67,8 @@ class Worker::Impl {
     if (heartbeat_.joinable()) heartbeat_.join();
   }
 
-  absl::Status Connect(const std::string& address, const WorkerOptions& options) {
+  absl::Status Connect(const std::string& address,
+                       const WorkerOptions& options) {
     channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     stub_ = v1::WorkerSession::NewStub(channel_);
     stream_ = stub_->Attach(&context_);
@@ -79,10 +84,11 @@ class Worker::Impl {
     auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return welcomed_ || session_ended_;
     };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&settled), options.attach_timeout)) {
-      return absl::UnavailableError(absl::StrCat(
-          "no welcome from the master at ", address, " within ",
-          absl::FormatDuration(options.attach_timeout)));
+    if (!mu_.AwaitWithTimeout(absl::Condition(&settled),
+                              options.attach_timeout)) {
+      return absl::UnavailableError(
+          absl::StrCat("no welcome from the master at ", address, " within ",
+                       absl::FormatDuration(options.attach_timeout)));
     }
     if (!welcomed_) {
       return absl::UnavailableError(absl::StrCat(
@@ -165,7 +171,8 @@ class Worker::Impl {
       switch (message.kind_case()) {
         case v1::MasterMessage::kWelcome: {
           absl::MutexLock lock(&mu_);
-          heartbeat_interval_ = FromProto(message.welcome().heartbeat_interval());
+          heartbeat_interval_ =
+              FromProto(message.welcome().heartbeat_interval());
           if (heartbeat_interval_ <= absl::ZeroDuration()) {
             heartbeat_interval_ = absl::Seconds(5);
           }
@@ -221,7 +228,8 @@ class Worker::Impl {
       }
       int64_t nanos = absl::ToUnixNanos(now);
       beat->mutable_sent_at()->set_seconds(nanos / 1000000000);
-      beat->mutable_sent_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+      beat->mutable_sent_at()->set_nanos(
+          static_cast<int32_t>(nanos % 1000000000));
       SetDuration(now - scheduled, beat->mutable_lag());
       // A stalled process catches up with one beat, not a burst.
       if (now - scheduled > interval) scheduled = now;
@@ -238,7 +246,8 @@ class Worker::Impl {
   std::unique_ptr<v1::WorkerSession::Stub> stub_;
   grpc::ClientContext context_;
   absl::Mutex write_mu_;  // serializes writes on the stream
-  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::MasterMessage>>
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::WorkerMessage, v1::MasterMessage>>
       stream_;
   std::thread reader_;
   std::thread heartbeat_;
@@ -271,10 +280,12 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Attach(WorkerOptions options) {
   if (master == nullptr || id_text == nullptr || token == nullptr ||
       !absl::SimpleAtoi(id_text, &id)) {
     return absl::FailedPreconditionError(
-        "not started by cluster2-master (CLUSTER2_MASTER, CLUSTER2_WORKER_ID or "
+        "not started by cluster2-master (CLUSTER2_MASTER, CLUSTER2_WORKER_ID "
+        "or "
         "CLUSTER2_WORKER_TOKEN missing)");
   }
-  if (listen_pid == nullptr || !absl::SimpleAtoi(listen_pid, &pid) || pid != getpid()) {
+  if (listen_pid == nullptr || !absl::SimpleAtoi(listen_pid, &pid) ||
+      pid != getpid()) {
     return absl::FailedPreconditionError(
         "LISTEN_PID does not name this process: the listening socket on fd 3 "
         "belongs to another process");
@@ -291,14 +302,20 @@ Worker::~Worker() = default;
 
 int Worker::listen_fd() const { return 3; }
 unsigned Worker::id() const { return impl_->id(); }
-const std::string& Worker::cluster_name() const { return impl_->cluster_name(); }
+const std::string& Worker::cluster_name() const {
+  return impl_->cluster_name();
+}
 void Worker::SetReady() { impl_->SetReady(); }
 void Worker::OnDrain(std::function<void(absl::Duration)> callback) {
   impl_->OnDrain(std::move(callback));
 }
 absl::Duration Worker::WaitForDrain() { return impl_->WaitForDrain(); }
 bool Worker::draining() const { return impl_->draining(); }
-void Worker::RecordRequest(absl::Duration latency) { impl_->RecordRequest(latency); }
-void Worker::SetRequestsInFlight(uint32_t count) { impl_->SetRequestsInFlight(count); }
+void Worker::RecordRequest(absl::Duration latency) {
+  impl_->RecordRequest(latency);
+}
+void Worker::SetRequestsInFlight(uint32_t count) {
+  impl_->SetRequestsInFlight(count);
+}
 
 }  // namespace cluster2

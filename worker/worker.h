@@ -46,7 +46,8 @@ class Worker {
   // this process was not started by cluster2-master (no CLUSTER2_MASTER or
   // LISTEN_FDS for this pid); UNAVAILABLE if the master cannot be reached or
   // refuses the session (its message says why).
-  static absl::StatusOr<std::unique_ptr<Worker>> Attach(WorkerOptions options = {});
+  static absl::StatusOr<std::unique_ptr<Worker>> Attach(
+      WorkerOptions options = {});
 
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;

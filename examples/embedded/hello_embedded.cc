@@ -7,8 +7,8 @@
 // one-line HTTP response naming itself.
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,9 +27,11 @@ int Serve(cluster2::Worker& worker) {
   std::atomic<bool> stop{false};
   // Non-blocking, so that losing a connection to another worker after poll()
   // does not block. (The flag is shared by every worker: all run this code.)
-  fcntl(worker.listen_fd(), F_SETFL, fcntl(worker.listen_fd(), F_GETFL) | O_NONBLOCK);
+  fcntl(worker.listen_fd(), F_SETFL,
+        fcntl(worker.listen_fd(), F_GETFL) | O_NONBLOCK);
   std::thread acceptor([&] {
-    std::string body = absl::StrCat("embedded worker ", worker.id(), " pid ", getpid(), "\n");
+    std::string body =
+        absl::StrCat("embedded worker ", worker.id(), " pid ", getpid(), "\n");
     std::string response =
         absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", body.size(),
                      "\r\nConnection: close\r\n\r\n", body);
@@ -64,7 +66,8 @@ int main(int argc, char** argv) {
   options.config.set_mon_port(9091);
   for (int i = 1; i < argc; ++i) {
     unsigned port;
-    if (std::strncmp(argv[i], "--port=", 7) == 0 && absl::SimpleAtoi(argv[i] + 7, &port)) {
+    if (std::strncmp(argv[i], "--port=", 7) == 0 &&
+        absl::SimpleAtoi(argv[i] + 7, &port)) {
       options.config.set_port(port);
       options.config.set_mon_port(0);
     }

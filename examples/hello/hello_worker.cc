@@ -76,9 +76,11 @@ MHD_Result HandleRequest(void* cls, MHD_Connection* connection, const char* url,
     status = MHD_HTTP_METHOD_NOT_ALLOWED;
     body = "method not allowed\n";
   } else if (std::strcmp(url, "/sleep") == 0) {
-    const char* ms_text = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "ms");
+    const char* ms_text =
+        MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "ms");
     int ms = 0;
-    if (ms_text == nullptr || !absl::SimpleAtoi(ms_text, &ms) || ms < 0 || ms > 10000) {
+    if (ms_text == nullptr || !absl::SimpleAtoi(ms_text, &ms) || ms < 0 ||
+        ms > 10000) {
       status = MHD_HTTP_BAD_REQUEST;
       body = "ms must be 0..10000\n";
     } else {
@@ -91,7 +93,8 @@ MHD_Result HandleRequest(void* cls, MHD_Connection* connection, const char* url,
   MHD_Response* response = MHD_create_response_from_buffer(
       body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(response, "Content-Type", "text/plain");
-  if (server->draining.load()) MHD_add_response_header(response, "Connection", "close");
+  if (server->draining.load())
+    MHD_add_response_header(response, "Connection", "close");
   MHD_Result result = MHD_queue_response(connection, status, response);
   MHD_destroy_response(response);
   return result;
@@ -114,8 +117,9 @@ int main(int argc, char** argv) {
   unsigned threads = 2;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--threads" && i + 1 < argc && absl::SimpleAtoi(argv[i + 1], &threads) &&
-        threads >= 1 && threads <= 64) {
+    if (arg == "--threads" && i + 1 < argc &&
+        absl::SimpleAtoi(argv[i + 1], &threads) && threads >= 1 &&
+        threads <= 64) {
       ++i;
     } else {
       std::cerr << "usage: hello_worker [--threads 1..64]\n";
@@ -136,7 +140,8 @@ int main(int argc, char** argv) {
   }
   Server server;
   server.worker = worker->get();
-  server.body = absl::StrCat("worker ", (*worker)->id(), " pid ", getpid(), "\n");
+  server.body =
+      absl::StrCat("worker ", (*worker)->id(), " pid ", getpid(), "\n");
 
   DrainSignal drain;
   (*worker)->OnDrain([&drain](absl::Duration grace) { drain.Notify(grace); });

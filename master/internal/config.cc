@@ -28,7 +28,8 @@ std::string DescribeJsonError(absl::string_view message) {
   std::string rest = line;
   if (absl::StartsWith(line, "(")) {
     size_t close = line.find(')');
-    if (close == std::string::npos) return absl::StrCat("invalid config: ", line);
+    if (close == std::string::npos)
+      return absl::StrCat("invalid config: ", line);
     path = line.substr(1, close - 1);
     rest = line.substr(close + 1);
   }
@@ -84,7 +85,8 @@ std::string JsonQuote(absl::string_view value) {
 bool ValidName(absl::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-')
+      return false;
   }
   return name != "." && name != "..";
 }
@@ -115,7 +117,8 @@ absl::StatusOr<v1::ClusterConfig> ParseConfigJson(absl::string_view json) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &config, options);
+      google::protobuf::StringPiece(json.data(), json.size()), &config,
+      options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(
         DescribeJsonError(std::string(status.message())));
@@ -130,8 +133,9 @@ absl::StatusOr<v1::ClusterConfig> LoadConfigFile(const std::string& path) {
   text << in.rdbuf();
   auto config = ParseConfigJson(text.str());
   if (!config.ok()) {
-    return absl::Status(config.status().code(),
-                        absl::StrCat("config ", path, ": ", config.status().message()));
+    return absl::Status(
+        config.status().code(),
+        absl::StrCat("config ", path, ": ", config.status().message()));
   }
   return config;
 }
@@ -141,16 +145,18 @@ absl::Status ApplyConfigFlag(absl::string_view key, absl::string_view value,
   std::vector<absl::string_view> parts = absl::StrSplit(key, '.');
   std::string json;
   for (absl::string_view part : parts) {
-    if (part.empty()) return absl::InvalidArgumentError(absl::StrCat("bad flag --", key));
+    if (part.empty())
+      return absl::InvalidArgumentError(absl::StrCat("bad flag --", key));
     absl::StrAppend(&json, "{", JsonQuote(part), ":");
   }
   // Strings are quoted whatever they look like (a name may be "1234");
   // other values go in raw when they read as JSON literals, so protobuf
   // reports a wrong type against the field.
   const google::protobuf::FieldDescriptor* field = FindField(key);
-  bool is_string = field != nullptr &&
-                   (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING ||
-                    field->type() == google::protobuf::FieldDescriptor::TYPE_BYTES);
+  bool is_string =
+      field != nullptr &&
+      (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING ||
+       field->type() == google::protobuf::FieldDescriptor::TYPE_BYTES);
   bool raw = !is_string && IsJsonLiteral(value);
   absl::StrAppend(&json, raw ? std::string(value) : JsonQuote(value));
   json.append(parts.size(), '}');
@@ -165,7 +171,8 @@ absl::Status ApplyConfigFlag(absl::string_view key, absl::string_view value,
 
 void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (config->name().empty()) config->set_name("default");
-  if (config->no_workers() == 0) config->set_no_workers(cpu_count > 0 ? cpu_count : 1);
+  if (config->no_workers() == 0)
+    config->set_no_workers(cpu_count > 0 ? cpu_count : 1);
   if (!config->has_port()) config->set_port(8080);
   if (config->host().empty()) config->set_host("0.0.0.0");
   if (config->backlog() == 0) config->set_backlog(511);
@@ -184,10 +191,12 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   auto* cache = config->mutable_cache();
   if (!cache->has_enable()) cache->set_enable(true);
   if (cache->mode().empty()) cache->set_mode("standalone");
-  if (config->debug().web_port() == 0) config->mutable_debug()->set_web_port(8082);
+  if (config->debug().web_port() == 0)
+    config->mutable_debug()->set_web_port(8082);
   auto* nanny = config->mutable_nanny();
   if (!nanny->has_enable()) nanny->set_enable(true);
-  if (nanny->tolerance() == 0) nanny->set_tolerance(3 * config->heartbeat_interval());
+  if (nanny->tolerance() == 0)
+    nanny->set_tolerance(3 * config->heartbeat_interval());
 }
 
 absl::Status ValidateConfig(const v1::ClusterConfig& config) {
@@ -195,19 +204,24 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
     return FieldError("name", "must be 1-64 characters of [A-Za-z0-9._-]");
   }
   if (config.no_workers() > kMaxWorkers) {
-    return FieldError("noWorkers", absl::StrCat("must be at most ", kMaxWorkers));
+    return FieldError("noWorkers",
+                      absl::StrCat("must be at most ", kMaxWorkers));
   }
   if (config.port() > 65535) return FieldError("port", "must be at most 65535");
-  if (config.mon_port() > 65535) return FieldError("monPort", "must be at most 65535");
+  if (config.mon_port() > 65535)
+    return FieldError("monPort", "must be at most 65535");
   if (config.port() != 0 && config.port() == config.mon_port()) {
-    return FieldError("monPort", absl::StrCat("equals 'port' (", config.port(),
-                                              "): the monitor and application ports must differ"));
+    return FieldError(
+        "monPort",
+        absl::StrCat("equals 'port' (", config.port(),
+                     "): the monitor and application ports must differ"));
   }
   if (config.debug().web_port() > 65535) {
     return FieldError("debug.webPort", "must be at most 65535");
   }
   if ((config.port() != 0 && config.debug().web_port() == config.port()) ||
-      (config.mon_port() != 0 && config.debug().web_port() == config.mon_port())) {
+      (config.mon_port() != 0 &&
+       config.debug().web_port() == config.mon_port())) {
     return FieldError("debug.webPort", "must differ from 'port' and 'monPort'");
   }
   if (config.heartbeat_interval() < 10) {
@@ -219,17 +233,19 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
   if (config.ecv().root().empty() || config.ecv().root()[0] != '/') {
     return FieldError("ecv.root", "must be a path starting with '/'");
   }
-  if (config.cache().mode() != "standalone" && config.cache().mode() != "master") {
+  if (config.cache().mode() != "standalone" &&
+      config.cache().mode() != "master") {
     return FieldError("cache.mode", "must be \"standalone\" or \"master\"");
   }
   if (config.balance() != "shared" && config.balance() != "reuseport") {
     return FieldError("balance", "must be \"shared\" or \"reuseport\"");
   }
   if (config.command().empty()) {
-    return FieldError("command",
-                      "no worker command: give one in the config or after '--'");
+    return FieldError(
+        "command", "no worker command: give one in the config or after '--'");
   }
-  if (config.command(0).empty()) return FieldError("command", "argv[0] is empty");
+  if (config.command(0).empty())
+    return FieldError("command", "argv[0] is empty");
   return absl::OkStatus();
 }
 

@@ -10,12 +10,12 @@
 #define CLUSTER2_MASTER_INTERNAL_CONFIG_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "cluster2/v1/config.pb.h"
 
 namespace cluster2 {

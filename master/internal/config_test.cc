@@ -58,13 +58,15 @@ TEST(ParseConfigJsonTest, NamesAFieldWithTheWrongType) {
 TEST(ParseConfigJsonTest, MalformedJsonIsOneLine) {
   auto config = ParseConfigJson("{\"port\": 9090,\n");
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(std::string(config.status().message()).find('\n'), std::string::npos)
+  EXPECT_EQ(std::string(config.status().message()).find('\n'),
+            std::string::npos)
       << config.status();
   EXPECT_EQ(config.status().message().substr(0, 13), "invalid JSON:");
 }
 
 TEST(ApplyConfigFlagTest, OverridesTopLevelAndNestedFields) {
-  v1::ClusterConfig config = *ParseConfigJson(R"({"port": 9090, "ecv": {"root": "/e"}})");
+  v1::ClusterConfig config =
+      *ParseConfigJson(R"({"port": 9090, "ecv": {"root": "/e"}})");
   ASSERT_TRUE(ApplyConfigFlag("port", "7070", &config).ok());
   ASSERT_TRUE(ApplyConfigFlag("ecv.mode", "monitor", &config).ok());
   ASSERT_TRUE(ApplyConfigFlag("heartbeat_interval", "250", &config).ok());
@@ -108,7 +110,9 @@ v1::ClusterConfig Valid() {
   return config;
 }
 
-TEST(ValidateConfigTest, AcceptsDefaults) { EXPECT_TRUE(ValidateConfig(Valid()).ok()); }
+TEST(ValidateConfigTest, AcceptsDefaults) {
+  EXPECT_TRUE(ValidateConfig(Valid()).ok());
+}
 
 TEST(ValidateConfigTest, RejectsEqualPorts) {
   v1::ClusterConfig config = Valid();
@@ -117,7 +121,8 @@ TEST(ValidateConfigTest, RejectsEqualPorts) {
   absl::Status status = ValidateConfig(config);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(),
-            "field 'monPort': equals 'port' (9090): the monitor and application ports must "
+            "field 'monPort': equals 'port' (9090): the monitor and "
+            "application ports must "
             "differ");
   config.set_port(0);
   config.set_mon_port(0);  // two free ports are not equal
@@ -138,14 +143,16 @@ TEST(ValidateConfigTest, NamesEachBadField) {
       {[](auto& c) { c.mutable_cache()->set_mode("cluster"); }, "'cache.mode'"},
       {[](auto& c) { c.set_heartbeat_interval(1); }, "'heartbeatInterval'"},
       {[](auto& c) { c.clear_command(); }, "'command'"},
-      {[](auto& c) { c.mutable_debug()->set_web_port(c.mon_port()); }, "'debug.webPort'"},
+      {[](auto& c) { c.mutable_debug()->set_web_port(c.mon_port()); },
+       "'debug.webPort'"},
   };
   for (const Case& test : cases) {
     v1::ClusterConfig config = Valid();
     test.change(config);
     absl::Status status = ValidateConfig(config);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << test.field;
-    EXPECT_NE(status.message().find(test.field), absl::string_view::npos) << status;
+    EXPECT_NE(status.message().find(test.field), absl::string_view::npos)
+        << status;
   }
 }
 
@@ -153,10 +160,12 @@ TEST(ConfigFromArgsTest, FileThenFlagsThenCommand) {
   char path[] = "/tmp/c2cfg-XXXXXX";
   int fd = mkstemp(path);
   std::string json = R"({"noWorkers": 2, "port": 9090, "command": ["old"]})";
-  ASSERT_EQ(write(fd, json.data(), json.size()), static_cast<ssize_t>(json.size()));
+  ASSERT_EQ(write(fd, json.data(), json.size()),
+            static_cast<ssize_t>(json.size()));
   close(fd);
-  auto config = ConfigFromArgs({"--config", path, "--port=7000", "--stop-timeout", "100",
-                                "--", "./worker", "--flag"});
+  auto config =
+      ConfigFromArgs({"--config", path, "--port=7000", "--stop-timeout", "100",
+                      "--", "./worker", "--flag"});
   unlink(path);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->no_workers(), 2u);
@@ -168,12 +177,16 @@ TEST(ConfigFromArgsTest, FileThenFlagsThenCommand) {
 }
 
 TEST(ConfigFromArgsTest, RejectsStrayArgumentsAndMissingValues) {
-  EXPECT_EQ(ConfigFromArgs({"worker"}).status().message(),
-            "unexpected argument 'worker' (the worker command goes after '--')");
-  EXPECT_EQ(ConfigFromArgs({"--port"}).status().message(), "flag --port needs a value");
-  EXPECT_EQ(ConfigFromArgs({"--help"}).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      ConfigFromArgs({"worker"}).status().message(),
+      "unexpected argument 'worker' (the worker command goes after '--')");
+  EXPECT_EQ(ConfigFromArgs({"--port"}).status().message(),
+            "flag --port needs a value");
+  EXPECT_EQ(ConfigFromArgs({"--help"}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ConfigFromArgs({"--port=1"}).status().message(),
-            "field 'command': no worker command: give one in the config or after '--'");
+            "field 'command': no worker command: give one in the config or "
+            "after '--'");
 }
 
 }  // namespace

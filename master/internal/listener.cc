@@ -46,8 +46,10 @@ absl::StatusOr<BoundSocket> Bind(const std::string& host, uint16_t port,
   // reservation must not set it: Linux lets a second SO_REUSEADDR socket bind
   // next to a bound socket that does not listen.
   int one = 1;
-  if (reuse != Reuse::kNone) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (reuse == Reuse::kPort) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (reuse != Reuse::kNone)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuse == Reuse::kPort)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
     int saved = errno;
     close(fd);
@@ -84,7 +86,8 @@ absl::StatusOr<BoundSocket> ListenTcp(const std::string& host, uint16_t port,
 }
 
 absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
-                                                        uint16_t port, int backlog,
+                                                        uint16_t port,
+                                                        int backlog,
                                                         unsigned count) {
   // Probe with a plain bind first: SO_REUSEPORT would happily join a group
   // another process of this user already listens with.
@@ -93,7 +96,8 @@ absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
   std::vector<BoundSocket> group;
   absl::Status status;
   for (unsigned i = 0; i < count && status.ok(); ++i) {
-    auto socket = Bind(host, probe->port, /*listen_too=*/true, backlog, Reuse::kPort);
+    auto socket =
+        Bind(host, probe->port, /*listen_too=*/true, backlog, Reuse::kPort);
     if (i == 0) close(probe->fd);  // after the first member holds the port
     if (socket.ok()) {
       group.push_back(*socket);

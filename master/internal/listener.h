@@ -30,7 +30,8 @@ absl::StatusOr<BoundSocket> ListenTcp(const std::string& host, uint16_t port,
 // A port held by anyone else (even with SO_REUSEPORT) is ALREADY_EXISTS as
 // for ListenTcp.
 absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
-                                                        uint16_t port, int backlog,
+                                                        uint16_t port,
+                                                        int backlog,
                                                         unsigned count);
 
 // Binds without listening, to reserve a port (connections to it are refused

@@ -18,7 +18,8 @@ bool CanConnect(uint16_t port) {
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  bool ok =
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   close(fd);
   return ok;
 }
@@ -43,8 +44,10 @@ TEST(ListenTcpTest, BusyPortIsAlreadyExistsNamingThePort) {
 }
 
 TEST(ListenTcpTest, BadHostIsInvalidArgument) {
-  EXPECT_EQ(ListenTcp("localhost", 0, 16).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ListenTcp("300.1.1.1", 0, 16).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListenTcp("localhost", 0, 16).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListenTcp("300.1.1.1", 0, 16).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ListenTcpTest, Ipv6Loopback) {
@@ -60,7 +63,8 @@ TEST(ListenTcpTest, Ipv6Loopback) {
 TEST(ReserveTcpTest, HoldsThePortWithoutAcceptingConnections) {
   auto reserved = ReserveTcp("127.0.0.1", 0);
   ASSERT_TRUE(reserved.ok()) << reserved.status();
-  EXPECT_FALSE(CanConnect(reserved->port)) << "a reservation must refuse connections";
+  EXPECT_FALSE(CanConnect(reserved->port))
+      << "a reservation must refuse connections";
   EXPECT_EQ(ListenTcp("127.0.0.1", reserved->port, 16).status().code(),
             absl::StatusCode::kAlreadyExists);
   close(reserved->fd);
@@ -79,7 +83,6 @@ TEST(InheritedListenSocketTest, OnlyForThisPid) {
   unsetenv("LISTEN_FDS");
 }
 
-
 TEST(ListenTcpGroupTest, SocketsShareOnePortAndRefuseOutsiders) {
   auto group = ListenTcpGroup("127.0.0.1", 0, 16, 3);
   ASSERT_TRUE(group.ok()) << group.status();
@@ -88,7 +91,8 @@ TEST(ListenTcpGroupTest, SocketsShareOnePortAndRefuseOutsiders) {
   for (const BoundSocket& socket : *group) EXPECT_EQ(socket.port, port);
   EXPECT_TRUE(CanConnect(port));
   // Neither a plain listener nor another reuseport group may join.
-  EXPECT_EQ(ListenTcp("127.0.0.1", port, 16).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ListenTcp("127.0.0.1", port, 16).status().code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(ListenTcpGroup("127.0.0.1", port, 16, 2).status().code(),
             absl::StatusCode::kAlreadyExists);
   for (const BoundSocket& socket : *group) close(socket.fd);

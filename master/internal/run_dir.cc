@@ -19,12 +19,14 @@ namespace {
 constexpr absl::string_view kLockFile = "master.lock";
 
 absl::Status MakeDirectory(const std::string& path) {
-  if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
+  if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST)
+    return absl::OkStatus();
   if (errno == ENOENT) {
     size_t slash = path.find_last_of('/');
     if (slash != std::string::npos && slash > 0) {
       CLUSTER2_RETURN_IF_ERROR(MakeDirectory(path.substr(0, slash)));
-      if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
+      if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST)
+        return absl::OkStatus();
     }
   }
   return ErrnoStatus(errno, absl::StrCat("create run directory ", path));
@@ -54,17 +56,20 @@ absl::Status CheckSocketPath(absl::string_view path) {
   if (path.size() > kMaxSocketPath) {
     return absl::InvalidArgumentError(
         absl::StrCat("socket path ", path, " is ", path.size(),
-                     " bytes; a Unix socket path holds at most ", kMaxSocketPath,
-                     " (choose a shorter run directory)"));
+                     " bytes; a Unix socket path holds at most ",
+                     kMaxSocketPath, " (choose a shorter run directory)"));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<RunDirectory>> RunDirectory::Open(std::string path) {
+absl::StatusOr<std::unique_ptr<RunDirectory>> RunDirectory::Open(
+    std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   if (path.empty()) return absl::InvalidArgumentError("empty run directory");
-  CLUSTER2_RETURN_IF_ERROR(CheckSocketPath(absl::StrCat(path, "/", kMasterSocket)));
-  CLUSTER2_RETURN_IF_ERROR(CheckSocketPath(absl::StrCat(path, "/", kCacheSocket)));
+  CLUSTER2_RETURN_IF_ERROR(
+      CheckSocketPath(absl::StrCat(path, "/", kMasterSocket)));
+  CLUSTER2_RETURN_IF_ERROR(
+      CheckSocketPath(absl::StrCat(path, "/", kCacheSocket)));
   CLUSTER2_RETURN_IF_ERROR(MakeDirectory(path));
 
   struct stat info;
@@ -76,8 +81,9 @@ absl::StatusOr<std::unique_ptr<RunDirectory>> RunDirectory::Open(std::string pat
         absl::StrCat("run directory ", path, " is not a directory"));
   }
   if (info.st_uid != geteuid()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "run directory ", path, " belongs to uid ", info.st_uid, ", not to us"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("run directory ", path, " belongs to uid ", info.st_uid,
+                     ", not to us"));
   }
   if ((info.st_mode & 0777) != 0700 && chmod(path.c_str(), 0700) != 0) {
     return ErrnoStatus(errno, absl::StrCat("chmod 0700 ", path));

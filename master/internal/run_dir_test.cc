@@ -1,9 +1,9 @@
 #include "master/internal/run_dir.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -39,7 +39,8 @@ TEST_F(RunDirTest, CreatesMissingParentsWithMode0700) {
   EXPECT_EQ((*dir)->path(), path);
   EXPECT_EQ(Mode(path), 0700u);
   EXPECT_EQ(Mode(base_ + "/a"), 0700u);
-  EXPECT_EQ((*dir)->Address(RunDirectory::kMasterSocket), "unix:" + path + "/master.sock");
+  EXPECT_EQ((*dir)->Address(RunDirectory::kMasterSocket),
+            "unix:" + path + "/master.sock");
 }
 
 TEST_F(RunDirTest, TightensTheModeOfAnExistingDirectory) {
@@ -56,13 +57,15 @@ TEST_F(RunDirTest, RejectsAPathTooLongForItsSockets) {
   EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(dir.status().message().find("at most 107"), absl::string_view::npos)
       << dir.status();
-  EXPECT_NE(access(path.c_str(), F_OK), 0) << "created a directory it cannot use";
+  EXPECT_NE(access(path.c_str(), F_OK), 0)
+      << "created a directory it cannot use";
 }
 
 TEST_F(RunDirTest, RejectsAFile) {
   std::string path = base_ + "/file";
   close(creat(path.c_str(), 0600));
-  EXPECT_EQ(RunDirectory::Open(path).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(RunDirectory::Open(path).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(RunDirTest, ALiveMasterIsReportedWithItsPid) {
@@ -71,8 +74,9 @@ TEST_F(RunDirTest, ALiveMasterIsReportedWithItsPid) {
   ASSERT_TRUE(first.ok());
   auto second = RunDirectory::Open(path);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(second.status().message(), "a master is already running in " + path +
-                                           " (pid " + std::to_string(getpid()) + ")");
+  EXPECT_EQ(second.status().message(), "a master is already running in " +
+                                           path + " (pid " +
+                                           std::to_string(getpid()) + ")");
 }
 
 TEST_F(RunDirTest, StaleSocketsAreRemovedAndEverythingIsCleanedUp) {
@@ -84,7 +88,8 @@ TEST_F(RunDirTest, StaleSocketsAreRemovedAndEverythingIsCleanedUp) {
   address.sun_family = AF_UNIX;
   std::string socket_path = path + "/master.sock";
   socket_path.copy(address.sun_path, sizeof(address.sun_path) - 1);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+            0);
   close(fd);
   {
     auto dir = RunDirectory::Open(path);
@@ -97,7 +102,8 @@ TEST_F(RunDirTest, StaleSocketsAreRemovedAndEverythingIsCleanedUp) {
 }
 
 TEST(DefaultRunDirTest, PrefersXdgRuntimeDir) {
-  std::map<std::string, const char*> env = {{"XDG_RUNTIME_DIR", "/run/user/1000"}};
+  std::map<std::string, const char*> env = {
+      {"XDG_RUNTIME_DIR", "/run/user/1000"}};
   auto getenv = [&env](const char* name) -> const char* {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second;

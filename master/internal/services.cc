@@ -26,7 +26,8 @@ void SetDuration(absl::Duration duration, google::protobuf::Duration* out) {
 }
 
 absl::Duration FromDuration(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+  return absl::Seconds(duration.seconds()) +
+         absl::Nanoseconds(duration.nanos());
 }
 
 v1::WorkerState ToProto(WorkerState state) {
@@ -119,7 +120,8 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
   worker->set_pid(snapshot.pid);
   worker->set_state(ToProto(snapshot.state));
   SetTimestamp(snapshot.started_at, worker->mutable_started_at());
-  if (snapshot.ready_at) SetTimestamp(*snapshot.ready_at, worker->mutable_ready_at());
+  if (snapshot.ready_at)
+    SetTimestamp(*snapshot.ready_at, worker->mutable_ready_at());
   worker->set_restarts(snapshot.restarts);
   worker->set_attached(snapshot.attached);
   worker->set_last_exit(snapshot.last_exit);
@@ -169,7 +171,8 @@ grpc::Status WorkerSessionService::Attach(
   }
   const std::string token = message.hello().token();
   auto channel = std::make_unique<SessionChannel>(stream);
-  absl::StatusOr<AttachedWorker> attached = supervisor_->Attach(token, channel.get());
+  absl::StatusOr<AttachedWorker> attached =
+      supervisor_->Attach(token, channel.get());
   if (!attached.ok()) return ToGrpcStatus(attached.status());
 
   while (stream->Read(&message)) {
@@ -208,7 +211,8 @@ grpc::Status ClusterService::ListWorkers(grpc::ServerContext*,
 grpc::Status ClusterService::GetWorker(grpc::ServerContext*,
                                        const v1::GetWorkerRequest* request,
                                        v1::Worker* response) {
-  absl::StatusOr<WorkerSnapshot> snapshot = supervisor_->WorkerByPid(request->pid());
+  absl::StatusOr<WorkerSnapshot> snapshot =
+      supervisor_->WorkerByPid(request->pid());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
   ToProto(*snapshot, response);
   return grpc::Status::OK;

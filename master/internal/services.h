@@ -21,11 +21,13 @@ HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat);
 // WorkerSession.Attach: one stream per worker. Borrows `supervisor`.
 class WorkerSessionService final : public v1::WorkerSession::Service {
  public:
-  explicit WorkerSessionService(Supervisor* supervisor) : supervisor_(supervisor) {}
+  explicit WorkerSessionService(Supervisor* supervisor)
+      : supervisor_(supervisor) {}
 
   grpc::Status Attach(
       grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) override;
+      grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream)
+      override;
 
  private:
   Supervisor* const supervisor_;
@@ -35,8 +37,9 @@ class WorkerSessionService final : public v1::WorkerSession::Service {
 // configuration; `request_stop(fast)` begins a cluster stop.
 class ClusterService final : public v1::Cluster::Service {
  public:
-  ClusterService(Supervisor* supervisor, v1::ClusterConfig config,
-                 std::function<void(bool fast, absl::Duration grace)> request_stop)
+  ClusterService(
+      Supervisor* supervisor, v1::ClusterConfig config,
+      std::function<void(bool fast, absl::Duration grace)> request_stop)
       : supervisor_(supervisor),
         config_(std::move(config)),
         request_stop_(std::move(request_stop)) {}

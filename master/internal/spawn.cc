@@ -42,7 +42,8 @@ char* FormatDecimal(long value, char* out) {
 
 void WriteError(const char* what, const char* path) {
   const char* reason = strerror(errno);  // not strictly AS-safe, but only reads
-  const char* parts[] = {"cluster2: cannot ", what, " ", path, ": ", reason, "\n"};
+  const char* parts[] = {
+      "cluster2: cannot ", what, " ", path, ": ", reason, "\n"};
   for (const char* part : parts) {
     ssize_t ignored = write(STDERR_FILENO, part, strlen(part));
     (void)ignored;
@@ -64,7 +65,8 @@ absl::StatusOr<std::string> ResolveExecutable(const std::string& name,
     return ErrnoStatus(errno, absl::StrCat("worker command ", path));
   }
   const char* search = std::getenv("PATH");
-  for (absl::string_view dir : absl::StrSplit(search ? search : "/usr/bin:/bin", ':')) {
+  for (absl::string_view dir :
+       absl::StrSplit(search ? search : "/usr/bin:/bin", ':')) {
     std::string path = absl::StrCat(dir.empty() ? "." : dir, "/", name);
     if (executable(path)) return path;
   }
@@ -99,19 +101,23 @@ std::vector<std::string> BuildWorkerEnvironment(
 
 std::vector<std::string> CurrentEnvironment() {
   std::vector<std::string> env;
-  for (char** entry = environ; *entry != nullptr; ++entry) env.emplace_back(*entry);
+  for (char** entry = environ; *entry != nullptr; ++entry)
+    env.emplace_back(*entry);
   return env;
 }
 
 absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("empty command");
-  CLUSTER2_ASSIGN_OR_RETURN(std::string path, ResolveExecutable(spec.argv[0], spec.cwd));
+  CLUSTER2_ASSIGN_OR_RETURN(std::string path,
+                            ResolveExecutable(spec.argv[0], spec.cwd));
   // Everything the child touches is built here, before fork().
   std::vector<char*> argv;
-  for (const std::string& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : spec.argv)
+    argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   std::vector<char*> envp;
-  for (const std::string& entry : spec.env) envp.push_back(const_cast<char*>(entry.c_str()));
+  for (const std::string& entry : spec.env)
+    envp.push_back(const_cast<char*>(entry.c_str()));
   char listen_pid[32] = "LISTEN_PID=";
   char* listen_pid_digits = listen_pid + strlen(listen_pid);
   if (spec.listen_fd >= 0) envp.push_back(listen_pid);

@@ -21,7 +21,8 @@ bool Contains(const std::vector<std::string>& env, const std::string& entry) {
   return std::find(env.begin(), env.end(), entry) != env.end();
 }
 
-TEST(BuildWorkerEnvironmentTest, ReplacesInheritedActivationAndClusterVariables) {
+TEST(BuildWorkerEnvironmentTest,
+     ReplacesInheritedActivationAndClusterVariables) {
   WorkerEnvironment worker;
   worker.cluster_name = "web";
   worker.master_address = "unix:/run/c/master.sock";
@@ -30,8 +31,8 @@ TEST(BuildWorkerEnvironmentTest, ReplacesInheritedActivationAndClusterVariables)
   worker.token = "t0k";
   worker.heartbeat_interval_ms = 250;
   std::vector<std::string> env = BuildWorkerEnvironment(
-      {"PATH=/bin", "LISTEN_PID=1", "LISTEN_FDS=4", "LISTEN_FDNAMES=x", "CLUSTER2_WORKER_ID=9",
-       "HOME=/root"},
+      {"PATH=/bin", "LISTEN_PID=1", "LISTEN_FDS=4", "LISTEN_FDNAMES=x",
+       "CLUSTER2_WORKER_ID=9", "HOME=/root"},
       {"APP_MODE=prod", "CLUSTER2_NAME=evil"}, worker);
   EXPECT_TRUE(Contains(env, "PATH=/bin"));
   EXPECT_TRUE(Contains(env, "HOME=/root"));
@@ -60,7 +61,8 @@ TEST(ResolveExecutableTest, SearchesPathAndChecksExplicitPaths) {
             absl::StatusCode::kNotFound);
   char path[] = "/tmp/c2x-XXXXXX";
   close(mkstemp(path));  // mode 0600: not executable, even for root
-  EXPECT_EQ(ResolveExecutable(path, "").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ResolveExecutable(path, "").status().code(),
+            absl::StatusCode::kPermissionDenied);
   unlink(path);
 }
 
@@ -79,14 +81,16 @@ TEST(PosixProcessLauncherTest, PassesTheSocketAsFd3AndNothingElse) {
   std::string out = dir + "/out";
   int sockets[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), 0);
-  int leaky = open("/dev/null", O_RDONLY);  // no O_CLOEXEC: must not leak anyway
+  int leaky =
+      open("/dev/null", O_RDONLY);  // no O_CLOEXEC: must not leak anyway
   ASSERT_GE(leaky, 0);
 
   SpawnSpec spec;
-  spec.argv = {"sh", "-c",
-               "echo \"$LISTEN_PID $$ $LISTEN_FDS $(cut -d' ' -f5 /proc/$$/stat)\" > " + out +
-                   "; readlink /proc/$$/fd/3 >> " + out + "; ls /proc/$$/fd | sort -n | tr '\\n' ' ' >> " +
-                   out};
+  spec.argv = {
+      "sh", "-c",
+      "echo \"$LISTEN_PID $$ $LISTEN_FDS $(cut -d' ' -f5 /proc/$$/stat)\" > " +
+          out + "; readlink /proc/$$/fd/3 >> " + out +
+          "; ls /proc/$$/fd | sort -n | tr '\\n' ' ' >> " + out};
   spec.env = {"PATH=/usr/bin:/bin", "LISTEN_FDS=1"};
   spec.cwd = dir;
   spec.listen_fd = sockets[0];
@@ -104,7 +108,8 @@ TEST(PosixProcessLauncherTest, PassesTheSocketAsFd3AndNothingElse) {
   // fds 0-2, the socket on 3, and the one `ls` opens for /proc/<pid>/fd.
   std::string fds = text.substr(text.rfind('\n') + 1);
   EXPECT_EQ(fds.substr(0, 8), "0 1 2 3 ") << fds;
-  EXPECT_EQ(fds.find(" " + std::to_string(leaky) + " "), std::string::npos) << fds;
+  EXPECT_EQ(fds.find(" " + std::to_string(leaky) + " "), std::string::npos)
+      << fds;
   close(leaky);
   close(sockets[0]);
   close(sockets[1]);

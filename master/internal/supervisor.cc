@@ -15,11 +15,13 @@ namespace {
 
 std::string RandomToken() {
   std::random_device random;
-  return absl::StrFormat("%08x%08x%08x%08x", random(), random(), random(), random());
+  return absl::StrFormat("%08x%08x%08x%08x", random(), random(), random(),
+                         random());
 }
 
 std::string DescribeExit(int wait_status) {
-  if (WIFEXITED(wait_status)) return absl::StrCat("exit ", WEXITSTATUS(wait_status));
+  if (WIFEXITED(wait_status))
+    return absl::StrCat("exit ", WEXITSTATUS(wait_status));
   if (WIFSIGNALED(wait_status)) {
     return absl::StrCat("signal ", WTERMSIG(wait_status), " (",
                         strsignal(WTERMSIG(wait_status)), ")");
@@ -54,7 +56,8 @@ Supervisor::Supervisor(SupervisorOptions options, ProcessLauncher* launcher,
 
 absl::Status Supervisor::Start() {
   absl::MutexLock lock(&mu_);
-  if (options_.command.empty()) return absl::InvalidArgumentError("no worker command");
+  if (options_.command.empty())
+    return absl::InvalidArgumentError("no worker command");
   // Fail before starting anything if the command cannot run at all.
   auto resolved = ResolveExecutable(options_.command[0], options_.cwd);
   if (!resolved.ok()) return resolved.status();
@@ -71,11 +74,12 @@ absl::Status Supervisor::SpawnLocked(Slot& slot) {
   WorkerEnvironment environment = options_.environment;
   environment.worker_id = slot.id;
   environment.token = absl::StrCat(RandomToken(), "-", ++spawn_counter_);
-  environment.heartbeat_interval_ms =
-      static_cast<unsigned>(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  environment.heartbeat_interval_ms = static_cast<unsigned>(
+      absl::ToInt64Milliseconds(options_.heartbeat_interval));
   SpawnSpec spec;
   spec.argv = options_.command;
-  spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env, environment);
+  spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env,
+                                    environment);
   spec.cwd = options_.cwd;
   if (!options_.listen_fds.empty()) {
     spec.listen_fd = options_.listen_fds[slot.id % options_.listen_fds.size()];
@@ -102,7 +106,8 @@ void Supervisor::ScheduleRespawnLocked(Slot& slot, absl::Duration ran) {
   absl::Duration delay = absl::ZeroDuration();
   if (slot.quick_failures > 1) {
     delay = options_.backoff_initial;
-    for (unsigned i = 2; i < slot.quick_failures && delay < options_.backoff_max; ++i) {
+    for (unsigned i = 2;
+         i < slot.quick_failures && delay < options_.backoff_max; ++i) {
       delay *= 2;
     }
     delay = std::min(delay, options_.backoff_max);
@@ -143,7 +148,8 @@ absl::StatusOr<AttachedWorker> Supervisor::Attach(absl::string_view token,
   Process* process = FindByTokenLocked(token);
   if (process == nullptr) {
     return absl::FailedPreconditionError(
-        "unknown worker token: only processes started by this master can attach");
+        "unknown worker token: only processes started by this master can "
+        "attach");
   }
   if (process->channel != nullptr) {
     return absl::FailedPreconditionError(
@@ -152,8 +158,9 @@ absl::StatusOr<AttachedWorker> Supervisor::Attach(absl::string_view token,
   process->channel = channel;
   channel->SendWelcome(options_.heartbeat_interval);
   if (process->state == WorkerState::kDraining) {
-    channel->SendDrain(std::max(*process->kill_at - clock_->Now(), absl::ZeroDuration()),
-                       process->reason);
+    channel->SendDrain(
+        std::max(*process->kill_at - clock_->Now(), absl::ZeroDuration()),
+        process->reason);
   }
   return AttachedWorker{process->slot, process->pid};
 }
@@ -181,7 +188,8 @@ void Supervisor::UpdateAllReadyLocked() {
   LogInfo(absl::StrCat("all ", slots_.size(), " workers ready"));
 }
 
-void Supervisor::Heartbeat(absl::string_view token, const HeartbeatFigures& figures) {
+void Supervisor::Heartbeat(absl::string_view token,
+                           const HeartbeatFigures& figures) {
   absl::MutexLock lock(&mu_);
   Process* process = FindByTokenLocked(token);
   if (process == nullptr) return;
@@ -204,9 +212,9 @@ void Supervisor::ProcessExited(pid_t pid, int wait_status) {
   Slot& slot = slots_[process.slot];
   std::string how = DescribeExit(wait_status);
   bool expected = process.state == WorkerState::kDraining;
-  (expected ? LogInfo : LogWarning)(absl::StrCat(
-      "worker ", slot.id, " pid ", pid, " ended: ", how,
-      expected ? "" : " (unexpected)"));
+  (expected ? LogInfo : LogWarning)(
+      absl::StrCat("worker ", slot.id, " pid ", pid, " ended: ", how,
+                   expected ? "" : " (unexpected)"));
   if (slot.pid != pid) return;  // a process that had already left its slot
   slot.pid = 0;
   slot.last_exit = how;
@@ -234,10 +242,9 @@ absl::Time Supervisor::Tick() {
     if (process.state == WorkerState::kStarting && !stopping_) {
       absl::Time deadline = process.started_at + options_.start_timeout;
       if (deadline <= now) {
-        LogWarning(absl::StrCat("worker ", process.slot, " pid ", pid,
-                                " not ready after ",
-                                absl::FormatDuration(options_.start_timeout),
-                                ": killing it"));
+        LogWarning(absl::StrCat(
+            "worker ", process.slot, " pid ", pid, " not ready after ",
+            absl::FormatDuration(options_.start_timeout), ": killing it"));
         process.reason = "start timeout";
         process.state = WorkerState::kDraining;
         process.kill_at = now;
@@ -248,8 +255,9 @@ absl::Time Supervisor::Tick() {
     if (process.kill_at && !process.killed) {
       if (*process.kill_at <= now) {
         if (process.reason != "start timeout") {
-          LogWarning(absl::StrCat("worker ", process.slot, " pid ", pid,
-                                  " still running after its drain grace: SIGKILL"));
+          LogWarning(
+              absl::StrCat("worker ", process.slot, " pid ", pid,
+                           " still running after its drain grace: SIGKILL"));
         }
         launcher_->Signal(pid, SIGKILL);
         process.killed = true;
@@ -261,7 +269,8 @@ absl::Time Supervisor::Tick() {
   return next;
 }
 
-void Supervisor::Stop(bool fast, absl::Duration grace, absl::string_view reason) {
+void Supervisor::Stop(bool fast, absl::Duration grace,
+                      absl::string_view reason) {
   absl::MutexLock lock(&mu_);
   if (!stopping_) {
     LogInfo(absl::StrCat(fast ? "fast" : "graceful", " stop: ", reason));
@@ -321,7 +330,8 @@ std::vector<WorkerSnapshot> Supervisor::Workers() const {
     }
   }
   for (const auto& [pid, process] : processes_) {
-    if (slots_[process.slot].pid != pid) workers.push_back(SnapshotLocked(process));
+    if (slots_[process.slot].pid != pid)
+      workers.push_back(SnapshotLocked(process));
   }
   return workers;
 }

@@ -23,12 +23,12 @@
 #include <map>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "master/internal/clock.h"
@@ -116,7 +116,8 @@ struct AttachedWorker {
 class Supervisor {
  public:
   // `launcher` and `clock` are borrowed and must outlive the supervisor.
-  Supervisor(SupervisorOptions options, ProcessLauncher* launcher, Clock* clock);
+  Supervisor(SupervisorOptions options, ProcessLauncher* launcher,
+             Clock* clock);
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -193,8 +194,8 @@ class Supervisor {
   absl::Status SpawnLocked(Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRespawnLocked(Slot& slot, absl::Duration ran)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DrainLocked(Process& process, absl::Duration grace, absl::string_view reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DrainLocked(Process& process, absl::Duration grace,
+                   absl::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Process* FindByTokenLocked(absl::string_view token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WorkerSnapshot SnapshotLocked(const Process& process) const

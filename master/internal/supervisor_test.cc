@@ -33,13 +33,17 @@ class FakeLauncher final : public ProcessLauncher {
     }
     pid_t pid = next_pid_++;
     for (const std::string& entry : spec.env) {
-      if (absl::StartsWith(entry, "CLUSTER2_WORKER_TOKEN=")) tokens_[pid] = entry.substr(22);
-      if (absl::StartsWith(entry, "CLUSTER2_WORKER_ID=")) ids_[pid] = entry.substr(19);
+      if (absl::StartsWith(entry, "CLUSTER2_WORKER_TOKEN="))
+        tokens_[pid] = entry.substr(22);
+      if (absl::StartsWith(entry, "CLUSTER2_WORKER_ID="))
+        ids_[pid] = entry.substr(19);
     }
     launched_.push_back(pid);
     return pid;
   }
-  void Signal(pid_t pid, int signal) override { signals_.emplace_back(pid, signal); }
+  void Signal(pid_t pid, int signal) override {
+    signals_.emplace_back(pid, signal);
+  }
 
   std::vector<pid_t> launched_;
   std::vector<std::pair<pid_t, int>> signals_;
@@ -57,7 +61,8 @@ class FakeChannel final : public WorkerChannel {
     messages_.push_back("welcome " + absl::FormatDuration(interval));
   }
   void SendDrain(absl::Duration grace, absl::string_view reason) override {
-    messages_.push_back("drain " + absl::FormatDuration(grace) + " " + std::string(reason));
+    messages_.push_back("drain " + absl::FormatDuration(grace) + " " +
+                        std::string(reason));
   }
   std::vector<std::string> messages_;
 };
@@ -165,7 +170,8 @@ TEST_F(SupervisorTest, HeartbeatsAreKeptWithTheirArrivalTime) {
   EXPECT_EQ(*worker.heartbeat_at, clock_.Now());
 }
 
-TEST_F(SupervisorTest, AWorkerThatDiesAfterAStableRunIsReplacedAtOnceInItsSlot) {
+TEST_F(SupervisorTest,
+       AWorkerThatDiesAfterAStableRunIsReplacedAtOnceInItsSlot) {
   Supervisor& supervisor = Start();
   FakeChannel channel;
   MakeReady(101, &channel);
@@ -194,14 +200,15 @@ TEST_F(SupervisorTest, ACrashLoopBacksOffExponentiallyUpToTheMaximum) {
     // Step the clock 10 ms at a time until the slot is respawned.
     while (launcher_.launched_.size() == before) {
       supervisor.Tick();
-      if (launcher_.launched_.size() == before) clock_.Advance(absl::Milliseconds(10));
+      if (launcher_.launched_.size() == before)
+        clock_.Advance(absl::Milliseconds(10));
     }
     delays.push_back(clock_.Now() - crashed);
     pid = launcher_.launched_.back();
   }
   std::vector<absl::Duration> expected = {
-      absl::ZeroDuration(),      absl::Milliseconds(100), absl::Milliseconds(200),
-      absl::Milliseconds(400),   absl::Milliseconds(800), absl::Seconds(1)};
+      absl::ZeroDuration(),    absl::Milliseconds(100), absl::Milliseconds(200),
+      absl::Milliseconds(400), absl::Milliseconds(800), absl::Seconds(1)};
   EXPECT_EQ(delays, expected);
   EXPECT_EQ(Slot(0).restarts, 6u);
   EXPECT_EQ(Slot(0).last_exit, "exit 1");
@@ -274,7 +281,8 @@ TEST_F(SupervisorTest, GracefulStopDrainsAttachedWorkersAndSignalsTheOthers) {
   supervisor.ProcessExited(101, Killed(SIGKILL));
   supervisor.Tick();
   EXPECT_TRUE(supervisor.Stopped());
-  EXPECT_EQ(launcher_.launched_.size(), 2u) << "nothing may be restarted while stopping";
+  EXPECT_EQ(launcher_.launched_.size(), 2u)
+      << "nothing may be restarted while stopping";
 }
 
 TEST_F(SupervisorTest, AWorkerAttachingDuringStopIsToldToDrainAtOnce) {
@@ -303,7 +311,8 @@ TEST_F(SupervisorTest, UnknownPidsAndTokensAreIgnored) {
   supervisor.Heartbeat("nope", {});
   supervisor.Detach("nope");
   EXPECT_EQ(supervisor.Workers().size(), 2u);
-  EXPECT_EQ(supervisor.WorkerByPid(4242).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(supervisor.WorkerByPid(4242).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(supervisor.WorkerByPid(100)->id, 0u);
 }
 

@@ -31,16 +31,19 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
-pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-            const std::string& out_path, const std::string& err_path) {
+pid_t Spawn(const std::vector<std::string>& argv,
+            const std::vector<std::string>& env, const std::string& out_path,
+            const std::string& err_path) {
   std::vector<std::string> environment;
-  for (char** entry = environ; *entry != nullptr; ++entry) environment.emplace_back(*entry);
+  for (char** entry = environ; *entry != nullptr; ++entry)
+    environment.emplace_back(*entry);
   environment.insert(environment.end(), env.begin(), env.end());
   std::vector<char*> args;
   for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
   std::vector<char*> envp;
-  for (const auto& entry : environment) envp.push_back(const_cast<char*>(entry.c_str()));
+  for (const auto& entry : environment)
+    envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
@@ -61,7 +64,8 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 std::string BinaryPath(const std::string& workspace_relative) {
   const char* runfiles = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(runfiles ? runfiles : ".", "/", workspace ? workspace : "cluster2", "/",
+  return absl::StrCat(runfiles ? runfiles : ".", "/",
+                      workspace ? workspace : "cluster2", "/",
                       workspace_relative);
 }
 
@@ -70,9 +74,7 @@ TempDir::TempDir() {
   path_ = mkdtemp(pattern);
 }
 
-TempDir::~TempDir() {
-  RunCommand({"/bin/rm", "-rf", path_});
-}
+TempDir::~TempDir() { RunCommand({"/bin/rm", "-rf", path_}); }
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -88,8 +90,9 @@ int FreePort() {
 
 Process::Process(std::vector<std::string> argv, std::vector<std::string> env) {
   static int counter = 0;
-  std::string base = absl::StrCat(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp",
-                                   "/proc-", getpid(), "-", counter++);
+  std::string base = absl::StrCat(
+      std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp",
+      "/proc-", getpid(), "-", counter++);
   out_path_ = base + ".out";
   err_path_ = base + ".err";
   pid_ = Spawn(argv, env, out_path_, err_path_);
@@ -137,7 +140,8 @@ bool ProcessAlive(pid_t pid) {
   std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
   if (stat.empty()) return false;
   size_t close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
+  return close == std::string::npos || close + 2 >= stat.size() ||
+         stat[close + 2] != 'Z';
 }
 
 HttpResult HttpGet(int port, const std::string& path, absl::Duration timeout) {
@@ -150,14 +154,17 @@ HttpResult HttpGet(int port, const std::string& path, absl::Duration timeout) {
   timeval tv = absl::ToTimeval(timeout);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) !=
+      0) {
     result.error = absl::StrCat("connect: ", strerror(errno));
     close(fd);
     return result;
   }
-  std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
-                                     "\r\nConnection: close\r\n\r\n");
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+  std::string request =
+      absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
+                   "\r\nConnection: close\r\n\r\n");
+  if (write(fd, request.data(), request.size()) !=
+      static_cast<ssize_t>(request.size())) {
     result.error = absl::StrCat("write: ", strerror(errno));
     close(fd);
     return result;
@@ -170,10 +177,12 @@ HttpResult HttpGet(int port, const std::string& path, absl::Duration timeout) {
   close(fd);
   // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody"
   size_t header_end = response.find("\r\n\r\n");
-  std::vector<std::string> status_line = absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
+  std::vector<std::string> status_line =
+      absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
   if (header_end == std::string::npos || status_line.size() < 2 ||
       !absl::SimpleAtoi(status_line[1], &result.status)) {
-    if (result.error.empty()) result.error = absl::StrCat("malformed response: '", response, "'");
+    if (result.error.empty())
+      result.error = absl::StrCat("malformed response: '", response, "'");
     result.status = 0;
     return result;
   }
@@ -181,7 +190,8 @@ HttpResult HttpGet(int port, const std::string& path, absl::Duration timeout) {
   return result;
 }
 
-CommandResult RunCommand(std::vector<std::string> argv, absl::Duration timeout) {
+CommandResult RunCommand(std::vector<std::string> argv,
+                         absl::Duration timeout) {
   CommandResult result;
   Process process(std::move(argv));
   std::optional<int> status = process.Wait(timeout);

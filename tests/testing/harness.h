@@ -65,12 +65,13 @@ bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
 bool ProcessAlive(pid_t pid);
 
 struct HttpResult {
-  int status = 0;     // 0 if the request failed at the socket level
+  int status = 0;  // 0 if the request failed at the socket level
   std::string body;
   std::string error;  // why, when status is 0
 };
 // One GET on a new connection to 127.0.0.1:port (Connection: close).
-HttpResult HttpGet(int port, const std::string& path, absl::Duration timeout = absl::Seconds(5));
+HttpResult HttpGet(int port, const std::string& path,
+                   absl::Duration timeout = absl::Seconds(5));
 
 struct CommandResult {
   int exit_code = -1;
