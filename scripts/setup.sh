@@ -11,6 +11,8 @@ PACKAGES=(
   prometheus-cpp-dev libmicrohttpd-dev
   # tests
   libgtest-dev libgmock-dev python3
+  # a real non-C++ peer: Python's gRPC on the protos (tests, examples/python)
+  python3-grpcio python3-protobuf
   # demo and benchmarks
   curl wrk
 )

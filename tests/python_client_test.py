@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""cluster2 from Python's own gRPC stack (Debian's python3-grpcio).
+
+Stubs are generated from proto/cluster2/v1 with Debian's protoc and
+grpc_python_plugin; the master runs Python workers (examples/python); the test
+drives the master as any non-C++ client would: typed Cluster calls, the
+standard health service and server reflection (raw bytes, no stubs needed).
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+import xml.etree.ElementTree as ET
+
+RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
+MASTER = os.path.join(RUNFILES, "master/cluster2-master")
+PY_WORKER = os.path.join(RUNFILES, "examples/python/hello_worker.py")
+GEN_STUBS = os.path.join(RUNFILES, "examples/python/gen_stubs.sh")
+
+STUBS = tempfile.mkdtemp(prefix="c2py-", dir="/tmp")
+subprocess.run([GEN_STUBS, STUBS], check=True)
+sys.path.insert(0, STUBS)
+
+import grpc  # noqa: E402
+from cluster2.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class PythonClientTest(unittest.TestCase):
+    def setUp(self):
+        self.channel = None
+        self.dir = tempfile.mkdtemp(prefix="c2t-", dir="/tmp")
+        self.port = free_port()
+        env = dict(os.environ, PYTHONPATH=STUBS)
+        self.log = open(os.path.join(self.dir, "master.log"), "w+")
+        self.master = subprocess.Popen(
+            [MASTER, "--noWorkers=2", f"--port={self.port}", "--host=127.0.0.1", "--monPort=0",
+             f"--runDir={self.dir}/run", "--heartbeatInterval=200", "--stopTimeout=5000",
+             "--", "/usr/bin/python3", PY_WORKER],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # A channel that finds no socket backs off for seconds: connect once it exists.
+        socket_path = f"{self.dir}/run/master.sock"
+        self.assertTrue(wait_until(lambda: os.path.exists(socket_path), 10), self.master_log())
+        self.channel = grpc.insecure_channel(f"unix:{socket_path}")
+        self.cluster = cluster_pb2_grpc.ClusterStub(self.channel)
+        ready = wait_until(lambda: self.ready_workers() == 2, 15)
+        self.assertTrue(ready, self.master_log())
+
+    def tearDown(self):
+        if self.channel is not None:
+            self.channel.close()
+        if self.master.poll() is None:
+            self.master.kill()
+        self.master.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def master_log(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def ready_workers(self):
+        try:
+            response = self.cluster.ListWorkers(cluster_pb2.ListWorkersRequest(), timeout=2)
+        except grpc.RpcError:
+            return 0
+        return sum(w.state == common_pb2.WORKER_STATE_READY for w in response.workers)
+
+    def test_python_workers_serve_and_report_heartbeats(self):
+        pids = set()
+        for _ in range(50):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=5) as reply:
+                self.assertEqual(reply.status, 200)
+                words = reply.read().decode().split()
+                self.assertEqual(words[:2], ["python", "worker"])
+                pids.add(int(words[4]))
+        self.assertEqual(len(pids), 2, "50 requests went to one worker")
+
+        def counted():  # the next heartbeats carry the requests served
+            workers = self.cluster.ListWorkers(cluster_pb2.ListWorkersRequest(), timeout=2).workers
+            return (all(w.attached and w.last_heartbeat.rss_bytes > 0 for w in workers) and
+                    sum(w.last_heartbeat.requests_total for w in workers) == 50)
+        self.assertTrue(wait_until(counted, 5))
+        response = self.cluster.ListWorkers(cluster_pb2.ListWorkersRequest(), timeout=2)
+        self.assertEqual(sorted(w.pid for w in response.workers), sorted(pids))
+        self.assertEqual(response.desired, 2)
+        self.assertEqual(response.master_pid, self.master.pid)
+
+    def test_errors_are_grpc_codes(self):
+        with self.assertRaises(grpc.RpcError) as error:
+            self.cluster.GetWorker(cluster_pb2.GetWorkerRequest(pid=1), timeout=2)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+        with self.assertRaises(grpc.RpcError) as error:
+            self.cluster.Scale(cluster_pb2.ScaleRequest(workers=3), timeout=2)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+    def test_health_and_reflection(self):
+        # grpc.health.v1.Health/Check with an empty HealthCheckRequest; the
+        # answer is field 1 (status) = 1 (SERVING).
+        check = self.channel.unary_unary("/grpc.health.v1.Health/Check")
+        self.assertEqual(check(b"", timeout=2), b"\x08\x01")
+        # ServerReflectionInfo{list_services: ""} (field 7).
+        info = self.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+        answer = b"".join(info(iter([b"\x3a\x00"]), timeout=2))
+        for service in (b"cluster2.v1.Cluster", b"cluster2.v1.WorkerSession", b"grpc.health.v1.Health"):
+            self.assertIn(service, answer)
+
+    def test_effective_config_and_shutdown(self):
+        config = self.cluster.GetConfig(cluster_pb2.GetConfigRequest(), timeout=2).config
+        self.assertEqual(config.port, self.port)
+        self.assertEqual(config.no_workers, 2)
+        self.assertEqual(config.command[0], "/usr/bin/python3")
+        self.cluster.Shutdown(cluster_pb2.ShutdownRequest(), timeout=2)
+        self.assertEqual(self.master.wait(timeout=10), 0, self.master_log())
+        self.assertFalse(os.path.exists(f"{self.dir}/run"))
+
+
+def write_junit(result, path):
+    """Writes one <testcase> per test, as GoogleTest does, for the CI count."""
+    suite = ET.Element("testsuite", name="PythonClientTest", tests=str(result.testsRun))
+    failed = {test.id(): text for test, text in result.failures + result.errors}
+    for test_id in result.test_ids:
+        case = ET.SubElement(suite, "testcase", name=test_id.split(".")[-1], classname="PythonClientTest")
+        if test_id in failed:
+            ET.SubElement(case, "failure", message="failed").text = failed[test_id]
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path)
+
+
+class RecordingResult(unittest.TextTestResult):
+    def startTest(self, test):
+        super().startTest(test)
+        self.test_ids = getattr(self, "test_ids", []) + [test.id()]
+
+
+if __name__ == "__main__":
+    runner = unittest.TextTestRunner(verbosity=2, resultclass=RecordingResult)
+    result = runner.run(unittest.defaultTestLoader.loadTestsFromTestCase(PythonClientTest))
+    if os.environ.get("XML_OUTPUT_FILE"):
+        write_junit(result, os.environ["XML_OUTPUT_FILE"])
+    shutil.rmtree(STUBS, ignore_errors=True)
+    sys.exit(0 if result.wasSuccessful() else 1)
