@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cluster2/v1/cluster.grpc.pb.h"
+#include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "master/internal/run_dir.h"
@@ -61,11 +62,6 @@ std::string FormatAge(absl::Duration age) {
   age = absl::Trunc(
       age, age < absl::Minutes(1) ? absl::Milliseconds(100) : absl::Seconds(1));
   return age <= absl::ZeroDuration() ? "0s" : absl::FormatDuration(age);
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& time) {
-  return absl::FromUnixSeconds(time.seconds()) +
-         absl::Nanoseconds(time.nanos());
 }
 
 std::string StateName(v1::WorkerState state) {

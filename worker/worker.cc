@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
 #include "common/grpc_status.h"
+#include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
 #include "worker/internal/process_stats.h"
 
@@ -22,17 +23,6 @@ namespace {
 constexpr absl::Duration kLostSessionGrace = absl::Seconds(10);
 // Latency samples kept per heartbeat window.
 constexpr size_t kMaxLatencySamples = 8192;
-
-void SetDuration(absl::Duration duration, google::protobuf::Duration* out) {
-  int64_t nanos = absl::ToInt64Nanoseconds(duration);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) +
-         absl::Nanoseconds(duration.nanos());
-}
 
 absl::Duration Percentile(std::vector<absl::Duration>& samples,
                           double fraction) {
@@ -214,23 +204,23 @@ class Worker::Impl {
       v1::Heartbeat* beat = message.mutable_heartbeat();
       ProcessStats stats = ReadProcessStats();
       beat->set_rss_bytes(stats.rss_bytes);
-      SetDuration(stats.cpu_time, beat->mutable_cpu_time());
+      ToProto(stats.cpu_time, beat->mutable_cpu_time());
       beat->set_open_fds(stats.open_fds);
       beat->set_threads(stats.threads);
-      SetDuration(now - started_, beat->mutable_uptime());
+      ToProto(now - started_, beat->mutable_uptime());
       {
         absl::MutexLock lock(&stats_mu_);
         beat->set_requests_total(requests_total_);
         beat->set_requests_in_flight(in_flight_);
-        SetDuration(Percentile(latencies_, 0.5), beat->mutable_latency_p50());
-        SetDuration(Percentile(latencies_, 0.99), beat->mutable_latency_p99());
+        ToProto(Percentile(latencies_, 0.5), beat->mutable_latency_p50());
+        ToProto(Percentile(latencies_, 0.99), beat->mutable_latency_p99());
         latencies_.clear();
       }
       int64_t nanos = absl::ToUnixNanos(now);
       beat->mutable_sent_at()->set_seconds(nanos / 1000000000);
       beat->mutable_sent_at()->set_nanos(
           static_cast<int32_t>(nanos % 1000000000));
-      SetDuration(now - scheduled, beat->mutable_lag());
+      ToProto(now - scheduled, beat->mutable_lag());
       // A stalled process catches up with one beat, not a burst.
       if (now - scheduled > interval) scheduled = now;
       if (!Write(message)) return;

@@ -9,28 +9,12 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 
 namespace cluster2 {
 namespace {
 
-void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
-  int64_t nanos = absl::ToUnixNanos(time);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-void SetDuration(absl::Duration duration, google::protobuf::Duration* out) {
-  int64_t nanos = absl::ToInt64Nanoseconds(duration);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-absl::Duration FromDuration(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) +
-         absl::Nanoseconds(duration.nanos());
-}
-
-v1::WorkerState ToProto(WorkerState state) {
+v1::WorkerState StateToProto(WorkerState state) {
   switch (state) {
     case WorkerState::kStarting:
       return v1::WORKER_STATE_STARTING;
@@ -65,14 +49,14 @@ class SessionChannel final : public WorkerChannel {
 
   void SendWelcome(absl::Duration heartbeat_interval) override {
     v1::MasterMessage message;
-    SetDuration(heartbeat_interval,
-                message.mutable_welcome()->mutable_heartbeat_interval());
+    ToProto(heartbeat_interval,
+            message.mutable_welcome()->mutable_heartbeat_interval());
     Enqueue(std::move(message));
   }
 
   void SendDrain(absl::Duration grace, absl::string_view reason) override {
     v1::MasterMessage message;
-    SetDuration(grace, message.mutable_drain()->mutable_grace());
+    ToProto(grace, message.mutable_drain()->mutable_grace());
     message.mutable_drain()->set_reason(std::string(reason));
     Enqueue(std::move(message));
   }
@@ -118,10 +102,10 @@ class SessionChannel final : public WorkerChannel {
 void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
   worker->set_id(snapshot.id);
   worker->set_pid(snapshot.pid);
-  worker->set_state(ToProto(snapshot.state));
-  SetTimestamp(snapshot.started_at, worker->mutable_started_at());
+  worker->set_state(StateToProto(snapshot.state));
+  ToProto(snapshot.started_at, worker->mutable_started_at());
   if (snapshot.ready_at)
-    SetTimestamp(*snapshot.ready_at, worker->mutable_ready_at());
+    ToProto(*snapshot.ready_at, worker->mutable_ready_at());
   worker->set_restarts(snapshot.restarts);
   worker->set_attached(snapshot.attached);
   worker->set_last_exit(snapshot.last_exit);
@@ -130,33 +114,33 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
     const HeartbeatFigures& figures = *snapshot.heartbeat;
     v1::Heartbeat* heartbeat = worker->mutable_last_heartbeat();
     heartbeat->set_rss_bytes(figures.rss_bytes);
-    SetDuration(figures.cpu_time, heartbeat->mutable_cpu_time());
+    ToProto(figures.cpu_time, heartbeat->mutable_cpu_time());
     heartbeat->set_open_fds(figures.open_fds);
     heartbeat->set_threads(figures.threads);
-    SetDuration(figures.uptime, heartbeat->mutable_uptime());
+    ToProto(figures.uptime, heartbeat->mutable_uptime());
     heartbeat->set_requests_total(figures.requests_total);
     heartbeat->set_requests_in_flight(figures.requests_in_flight);
-    SetDuration(figures.latency_p50, heartbeat->mutable_latency_p50());
-    SetDuration(figures.latency_p99, heartbeat->mutable_latency_p99());
-    SetDuration(figures.lag, heartbeat->mutable_lag());
+    ToProto(figures.latency_p50, heartbeat->mutable_latency_p50());
+    ToProto(figures.latency_p99, heartbeat->mutable_latency_p99());
+    ToProto(figures.lag, heartbeat->mutable_lag());
   }
   if (snapshot.heartbeat_at) {
-    SetTimestamp(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());
+    ToProto(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());
   }
 }
 
 HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
   HeartbeatFigures figures;
   figures.rss_bytes = heartbeat.rss_bytes();
-  figures.cpu_time = FromDuration(heartbeat.cpu_time());
+  figures.cpu_time = FromProto(heartbeat.cpu_time());
   figures.open_fds = heartbeat.open_fds();
   figures.threads = heartbeat.threads();
-  figures.uptime = FromDuration(heartbeat.uptime());
+  figures.uptime = FromProto(heartbeat.uptime());
   figures.requests_total = heartbeat.requests_total();
   figures.requests_in_flight = heartbeat.requests_in_flight();
-  figures.latency_p50 = FromDuration(heartbeat.latency_p50());
-  figures.latency_p99 = FromDuration(heartbeat.latency_p99());
-  figures.lag = FromDuration(heartbeat.lag());
+  figures.latency_p50 = FromProto(heartbeat.latency_p50());
+  figures.latency_p99 = FromProto(heartbeat.latency_p99());
+  figures.lag = FromProto(heartbeat.lag());
   return figures;
 }
 
@@ -222,7 +206,7 @@ grpc::Status ClusterService::Shutdown(grpc::ServerContext*,
                                       const v1::ShutdownRequest* request,
                                       v1::ShutdownResponse*) {
   absl::Duration grace = request->has_timeout()
-                             ? FromDuration(request->timeout())
+                             ? FromProto(request->timeout())
                              : absl::Milliseconds(config_.stop_timeout());
   request_stop_(request->fast(), grace);
   return grpc::Status::OK;
