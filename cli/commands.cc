@@ -27,6 +27,12 @@ Verbs:
   workers              list the workers (id, pid, state, uptime, restarts, heartbeat)
   worker PID           one worker
   config               the effective configuration (JSON)
+  restart [--pid PID] [--surge N]
+                       rolling restart: each worker is replaced by a successor that
+                       is ready before it drains (all workers, or one)
+  recycle PID [--reason TEXT]
+                       replace one worker now, the same safe way
+  scale N              set the number of workers
   shutdown [--fast]    stop the cluster (graceful drain, or kill at once)
 
 Options:
@@ -95,6 +101,9 @@ class Ctl {
         {"worker", [this] { return OneWorker(); }},
         {"config", [this] { return Config(); }},
         {"shutdown", [this] { return Shutdown(); }},
+        {"restart", [this] { return Restart(); }},
+        {"recycle", [this] { return Recycle(); }},
+        {"scale", [this] { return Scale(); }},
     };
     auto it = verbs.find(verb);
     if (it == verbs.end()) {
@@ -215,6 +224,84 @@ class Ctl {
     return kExitOk;
   }
 
+  // Reads `--name VALUE` pairs after the verb's positional arguments.
+  bool Flags(size_t first, std::map<std::string, std::string>* flags) {
+    for (size_t i = first; i < options_.verb.size(); i += 2) {
+      if (i + 1 >= options_.verb.size() || flags->count(options_.verb[i]) == 0)
+        return false;
+      (*flags)[options_.verb[i]] = options_.verb[i + 1];
+    }
+    return true;
+  }
+
+  int Restart() {
+    std::map<std::string, std::string> flags = {{"--pid", "0"},
+                                                {"--surge", "0"}};
+    v1::RestartRequest request;
+    int pid = 0;
+    unsigned surge = 0;
+    if (!Flags(1, &flags) || !absl::SimpleAtoi(flags["--pid"], &pid) ||
+        !absl::SimpleAtoi(flags["--surge"], &surge)) {
+      return Usage("restart takes [--pid PID] [--surge N]");
+    }
+    request.set_pid(pid);
+    request.set_surge(surge);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::RestartResponse response;
+    grpc::Status status = stub_->Restart(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+    } else {
+      out_ << "replacing " << response.pids_size() << " worker(s):";
+      for (int replaced : response.pids()) out_ << " " << replaced;
+      out_ << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Recycle() {
+    std::map<std::string, std::string> flags = {{"--reason", "manual"}};
+    int pid = 0;
+    if (options_.verb.size() < 2 || !absl::SimpleAtoi(options_.verb[1], &pid) ||
+        !Flags(2, &flags)) {
+      return Usage("recycle takes PID [--reason TEXT]");
+    }
+    v1::RecycleRequest request;
+    request.set_pid(pid);
+    request.set_reason(flags["--reason"]);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::RecycleResponse response;
+    grpc::Status status = stub_->Recycle(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    if (!Json()) out_ << "replacing worker pid " << pid << "\n";
+    return kExitOk;
+  }
+
+  int Scale() {
+    unsigned workers = 0;
+    if (options_.verb.size() != 2 ||
+        !absl::SimpleAtoi(options_.verb[1], &workers)) {
+      return Usage("scale takes the number of workers");
+    }
+    v1::ScaleRequest request;
+    request.set_workers(workers);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::ScaleResponse response;
+    grpc::Status status = stub_->Scale(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+    } else {
+      out_ << "scaled from " << response.previous() << " to "
+           << response.workers() << " workers\n";
+    }
+    return kExitOk;
+  }
+
   int Usage(absl::string_view problem) {
     err_ << "cluster2ctl: " << problem << " (see cluster2ctl --help)\n";
     return kExitUsage;
@@ -232,20 +319,26 @@ class Ctl {
 std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
                                absl::Time now) {
   std::string table = absl::StrFormat(
-      "%-4s %-8s %-9s %-9s %-9s %-9s %-10s %s\n", "ID", "PID", "STATE",
-      "UPTIME", "RESTARTS", "RSS", "HEARTBEAT", "REQUESTS");
+      "%-4s %-8s %-9s %-9s %-9s %-9s %-10s %-9s %s\n", "ID", "PID", "STATE",
+      "UPTIME", "RESTARTS", "RSS", "HEARTBEAT", "REQUESTS", "NOTE");
   for (const v1::Worker& worker : workers.workers()) {
     std::string heartbeat = "-";
     if (worker.has_last_heartbeat_at()) {
       heartbeat = absl::StrCat(
           FormatAge(now - FromProto(worker.last_heartbeat_at())), " ago");
     }
-    absl::StrAppendFormat(&table, "%-4d %-8d %-9s %-9s %-9d %-9s %-10s %d\n",
-                          worker.id(), worker.pid(), StateName(worker.state()),
-                          FormatAge(now - FromProto(worker.started_at())),
-                          worker.restarts(),
-                          FormatBytes(worker.last_heartbeat().rss_bytes()),
-                          heartbeat, worker.last_heartbeat().requests_total());
+    bool running = worker.pid() != 0;
+    std::string note = worker.reason();
+    if (note.empty() && !worker.last_exit().empty())
+      note = "last exit: " + worker.last_exit();
+    std::string row = absl::StrFormat(
+        "%-4d %-8s %-9s %-9s %-9d %-9s %-10s %-9d %s", worker.id(),
+        running ? absl::StrCat(worker.pid()) : "-", StateName(worker.state()),
+        running ? FormatAge(now - FromProto(worker.started_at())) : "-",
+        worker.restarts(), FormatBytes(worker.last_heartbeat().rss_bytes()),
+        heartbeat, worker.last_heartbeat().requests_total(), note);
+    while (!row.empty() && row.back() == ' ') row.pop_back();
+    absl::StrAppend(&table, row, "\n");
   }
   return table;
 }

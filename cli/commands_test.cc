@@ -64,13 +64,29 @@ TEST(FormatWorkersTableTest, OneRowPerWorkerWithHumanFigures) {
   starting->set_state(v1::WORKER_STATE_STARTING);
   starting->mutable_started_at()->set_seconds(1700000100);
 
+  v1::Worker* failed = response.add_workers();
+  failed->set_id(2);
+  failed->set_state(v1::WORKER_STATE_FAILED);
+  failed->set_restarts(10);
+  failed->set_last_exit("exit 1");
+  failed->set_reason("crash loop");
+  v1::Worker* exited = response.add_workers();
+  exited->set_id(3);
+  exited->set_state(v1::WORKER_STATE_EXITED);
+  exited->set_last_exit("signal 9 (Killed)");
+
   std::string table = FormatWorkersTable(response, now);
   EXPECT_EQ(
       table,
       "ID   PID      STATE     UPTIME    RESTARTS  RSS       HEARTBEAT  "
-      "REQUESTS\n"
+      "REQUESTS  NOTE\n"
       "0    4242     ready     1m5s      2         12.3MiB   2s ago     99\n"
-      "1    4243     starting  0s        0         -         -          0\n");
+      "1    4243     starting  0s        0         -         -          0\n"
+      "2    -        failed    -         10        -         -          0      "
+      "   crash loop\n"
+      "3    -        exited    -         0         -         -          0      "
+      "   "
+      "last exit: signal 9 (Killed)\n");
 }
 
 }  // namespace

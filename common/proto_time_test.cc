@@ -6,8 +6,9 @@ namespace cluster2 {
 namespace {
 
 TEST(ProtoTimeTest, TimestampsRoundTripIncludingBeforeTheEpoch) {
-  for (absl::Time time : {absl::FromUnixMillis(1700000000123), absl::UnixEpoch(),
-                          absl::UnixEpoch() - absl::Milliseconds(1500)}) {
+  for (absl::Time time :
+       {absl::FromUnixMillis(1700000000123), absl::UnixEpoch(),
+        absl::UnixEpoch() - absl::Milliseconds(1500)}) {
     google::protobuf::Timestamp proto;
     ToProto(time, &proto);
     EXPECT_GE(proto.nanos(), 0);
@@ -20,8 +21,9 @@ TEST(ProtoTimeTest, TimestampsRoundTripIncludingBeforeTheEpoch) {
 }
 
 TEST(ProtoTimeTest, DurationsRoundTripWithOneSign) {
-  for (absl::Duration duration : {absl::Milliseconds(2500), absl::ZeroDuration(),
-                                  -absl::Milliseconds(2500)}) {
+  for (absl::Duration duration :
+       {absl::Milliseconds(2500), absl::ZeroDuration(),
+        -absl::Milliseconds(2500)}) {
     google::protobuf::Duration proto;
     ToProto(duration, &proto);
     EXPECT_TRUE(proto.seconds() == 0 || proto.nanos() == 0 ||

@@ -21,6 +21,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "master/internal/config.h"
 #include "master/internal/listener.h"
+#include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
 #include "master/internal/services.h"
 #include "master/internal/spawn.h"
@@ -47,7 +48,9 @@ absl::Status Fail(absl::string_view what, const absl::Status& status) {
 // One running cluster: the resources it holds, released in reverse order.
 class Master {
  public:
-  explicit Master(v1::ClusterConfig config) : config_(std::move(config)) {}
+  Master(v1::ClusterConfig config,
+         std::vector<std::shared_ptr<RecyclePolicy>> policies)
+      : config_(std::move(config)), extra_policies_(std::move(policies)) {}
 
   ~Master() {
     if (server_ != nullptr) {
@@ -94,6 +97,18 @@ class Master {
     options.heartbeat_interval =
         absl::Milliseconds(config_.heartbeat_interval());
     options.start_timeout = absl::Milliseconds(config_.timeout());
+    options.hung_tolerance =
+        config_.nanny().enable()
+            ? absl::Milliseconds(config_.nanny().tolerance())
+            : absl::ZeroDuration();
+    options.crash_loop_limit = config_.crash_loop_limit();
+    options.surge = config_.surge();
+    options.policies = PoliciesFromConfig(config_);
+    options.policies.insert(options.policies.end(), extra_policies_.begin(),
+                            extra_policies_.end());
+    options.recycle_budget = config_.recycle().budget();
+    options.recycle_window =
+        absl::Milliseconds(config_.recycle().budget_window());
     options.stop_timeout = absl::Milliseconds(config_.stop_timeout());
     supervisor_ =
         std::make_unique<Supervisor>(std::move(options), &launcher_, &clock_);
@@ -207,6 +222,21 @@ class Master {
       case SIGQUIT:
         RequestStop(/*fast=*/true, absl::ZeroDuration(), strsignal(signal));
         break;
+      case SIGHUP:
+        if (auto pids = supervisor_->Restart(0, 0); !pids.ok()) {
+          LogWarning(absl::StrCat("SIGHUP: ", pids.status().message()));
+        }
+        break;
+      case SIGTTIN:
+      case SIGTTOU: {
+        unsigned workers = supervisor_->desired_workers();
+        workers = signal == SIGTTIN ? workers + 1 : workers - 1;
+        if (auto scaled = supervisor_->Scale(workers); !scaled.ok()) {
+          LogWarning(
+              absl::StrCat(strsignal(signal), ": ", scaled.status().message()));
+        }
+        break;
+      }
       case SIGUSR2:
         break;  // a wake-up
       default:
@@ -225,6 +255,7 @@ class Master {
   }
 
   v1::ClusterConfig config_;
+  const std::vector<std::shared_ptr<RecyclePolicy>> extra_policies_;
   std::unique_ptr<RunDirectory> run_dir_;
   std::vector<int> app_sockets_;  // one shared, or one per slot (reuseport)
   int mon_socket_ = -1;
@@ -312,11 +343,12 @@ absl::StatusOr<v1::ClusterConfig> CompleteConfig(v1::ClusterConfig config) {
   return config;
 }
 
-int RunMaster(const v1::ClusterConfig& config) {
+int RunMaster(const v1::ClusterConfig& config,
+              std::vector<std::shared_ptr<RecyclePolicy>> policies) {
   SetLogComponent("master");
   sigset_t signals = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  Master master(config);
+  Master master(config, std::move(policies));
   if (absl::Status status = master.Start(); !status.ok()) {
     // One plain line: scripts and service managers show it as the reason.
     std::cerr << "cluster2-master: " << status.message() << std::endl;

@@ -7,11 +7,13 @@
 #ifndef CLUSTER2_MASTER_MASTER_H_
 #define CLUSTER2_MASTER_MASTER_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "cluster2/v1/config.pb.h"
+#include "master/recycle_policy.h"
 
 namespace cluster2 {
 
@@ -33,13 +35,18 @@ std::string MasterUsage();
 
 // Runs the cluster described by `config` (complete and validated, as from
 // ConfigFromArgs) until SIGTERM/SIGINT (graceful), SIGQUIT (fast) or
-// Cluster.Shutdown. Returns the process exit code: 0 after a clean stop, 1
-// when the cluster cannot start (busy port, a master already running, a
+// Cluster.Shutdown. SIGHUP is a rolling restart, SIGTTIN/SIGTTOU scale up
+// and down by one worker. Returns the process exit code: 0 after a clean stop,
+// 1 when the cluster cannot start (busy port, a master already running, a
 // worker command that cannot run), after printing one line on stderr.
 //
 // Call it before the process starts any thread: it blocks the signals it
 // handles in the calling thread, and threads inherit that mask.
-int RunMaster(const v1::ClusterConfig& config);
+//
+// `policies` are recycle policies of the embedding app, evaluated after the
+// configured ones (master/recycle_policy.h).
+int RunMaster(const v1::ClusterConfig& config,
+              std::vector<std::shared_ptr<RecyclePolicy>> policies = {});
 
 }  // namespace cluster2
 

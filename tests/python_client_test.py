@@ -113,7 +113,10 @@ class PythonClientTest(unittest.TestCase):
             self.cluster.GetWorker(cluster_pb2.GetWorkerRequest(pid=1), timeout=2)
         self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
         with self.assertRaises(grpc.RpcError) as error:
-            self.cluster.Scale(cluster_pb2.ScaleRequest(workers=3), timeout=2)
+            self.cluster.Scale(cluster_pb2.ScaleRequest(workers=0), timeout=2)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as error:
+            self.cluster.Pause(cluster_pb2.PauseRequest(pid=1), timeout=2)
         self.assertEqual(error.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
     def test_health_and_reflection(self):

@@ -44,7 +44,7 @@ int Listen(int argc, char** argv, ListenOptions options) {
     std::cerr << program << ": " << complete.status().message() << "\n";
     return 2;
   }
-  return RunMaster(*complete);
+  return RunMaster(*complete, std::move(options.recycle_policies));
 }
 
 }  // namespace cluster2

@@ -17,8 +17,11 @@
 #define CLUSTER2_WORKER_LISTEN_H_
 
 #include <functional>
+#include <memory>
+#include <vector>
 
 #include "cluster2/v1/config.pb.h"
+#include "master/recycle_policy.h"
 #include "worker/worker.h"
 
 namespace cluster2 {
@@ -31,6 +34,9 @@ struct ListenOptions {
   // worker.SetReady(), return after the drain. Its result is the worker's
   // exit code. Required.
   std::function<int(Worker& worker)> serve;
+  // The app's own recycle policies, evaluated in the master after the
+  // configured ones (master/recycle_policy.h).
+  std::vector<std::shared_ptr<RecyclePolicy>> recycle_policies;
 };
 
 // Whether this process was started by a cluster2 master as a worker.

@@ -177,6 +177,13 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (config->host().empty()) config->set_host("0.0.0.0");
   if (config->backlog() == 0) config->set_backlog(511);
   if (config->balance().empty()) config->set_balance("shared");
+  if (config->surge() == 0) config->set_surge(1);
+  if (!config->has_crash_loop_limit()) config->set_crash_loop_limit(10);
+  auto* recycle = config->mutable_recycle();
+  if (!recycle->has_jitter_percent()) recycle->set_jitter_percent(10);
+  if (recycle->degradation_window() == 0) recycle->set_degradation_window(5);
+  if (!recycle->has_budget()) recycle->set_budget(1);
+  if (recycle->budget_window() == 0) recycle->set_budget_window(60000);
   if (!config->has_mon_port()) config->set_mon_port(8081);
   if (config->mon_host().empty()) config->set_mon_host("127.0.0.1");
   if (config->heartbeat_interval() == 0) config->set_heartbeat_interval(5000);
@@ -239,6 +246,19 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
   }
   if (config.balance() != "shared" && config.balance() != "reuseport") {
     return FieldError("balance", "must be \"shared\" or \"reuseport\"");
+  }
+  if (config.surge() > config.no_workers() && config.no_workers() > 0) {
+    return FieldError("surge", "must be at most noWorkers");
+  }
+  if (config.recycle().jitter_percent() > 50) {
+    return FieldError("recycle.jitterPercent", "must be at most 50");
+  }
+  if (config.recycle().degradation_margin_percent() >= 100) {
+    return FieldError("recycle.degradationMarginPercent", "must be below 100");
+  }
+  if (config.recycle().degradation_window() < 2) {
+    return FieldError("recycle.degradationWindow",
+                      "must be at least 2 heartbeats");
   }
   if (config.command().empty()) {
     return FieldError(

@@ -26,6 +26,8 @@ v1::WorkerState StateToProto(WorkerState state) {
       return v1::WORKER_STATE_DRAINING;
     case WorkerState::kExited:
       return v1::WORKER_STATE_EXITED;
+    case WorkerState::kFailed:
+      return v1::WORKER_STATE_FAILED;
   }
   return v1::WORKER_STATE_UNSPECIFIED;
 }
@@ -103,7 +105,8 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
   worker->set_id(snapshot.id);
   worker->set_pid(snapshot.pid);
   worker->set_state(StateToProto(snapshot.state));
-  ToProto(snapshot.started_at, worker->mutable_started_at());
+  if (snapshot.pid != 0)
+    ToProto(snapshot.started_at, worker->mutable_started_at());
   if (snapshot.ready_at)
     ToProto(*snapshot.ready_at, worker->mutable_ready_at());
   worker->set_restarts(snapshot.restarts);
@@ -200,6 +203,32 @@ grpc::Status ClusterService::GetWorker(grpc::ServerContext*,
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
   ToProto(*snapshot, response);
   return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Restart(grpc::ServerContext*,
+                                     const v1::RestartRequest* request,
+                                     v1::RestartResponse* response) {
+  absl::StatusOr<std::vector<pid_t>> pids =
+      supervisor_->Restart(request->pid(), request->surge());
+  if (!pids.ok()) return ToGrpcStatus(pids.status());
+  for (pid_t pid : *pids) response->add_pids(pid);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Scale(grpc::ServerContext*,
+                                   const v1::ScaleRequest* request,
+                                   v1::ScaleResponse* response) {
+  absl::StatusOr<unsigned> previous = supervisor_->Scale(request->workers());
+  if (!previous.ok()) return ToGrpcStatus(previous.status());
+  response->set_previous(*previous);
+  response->set_workers(request->workers());
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Recycle(grpc::ServerContext*,
+                                     const v1::RecycleRequest* request,
+                                     v1::RecycleResponse*) {
+  return ToGrpcStatus(supervisor_->Recycle(request->pid(), request->reason()));
 }
 
 grpc::Status ClusterService::Shutdown(grpc::ServerContext*,

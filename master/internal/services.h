@@ -50,14 +50,23 @@ class ClusterService final : public v1::Cluster::Service {
   grpc::Status GetWorker(grpc::ServerContext* context,
                          const v1::GetWorkerRequest* request,
                          v1::Worker* response) override;
+  grpc::Status Restart(grpc::ServerContext* context,
+                       const v1::RestartRequest* request,
+                       v1::RestartResponse* response) override;
+  grpc::Status Scale(grpc::ServerContext* context,
+                     const v1::ScaleRequest* request,
+                     v1::ScaleResponse* response) override;
+  grpc::Status Recycle(grpc::ServerContext* context,
+                       const v1::RecycleRequest* request,
+                       v1::RecycleResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* context,
                         const v1::ShutdownRequest* request,
                         v1::ShutdownResponse* response) override;
   grpc::Status GetConfig(grpc::ServerContext* context,
                          const v1::GetConfigRequest* request,
                          v1::GetConfigResponse* response) override;
-  // Restart, Scale, Recycle, Pause, Resume and Debug answer UNIMPLEMENTED
-  // until the supervision and debug work lands (the generated defaults).
+  // Pause, Resume and Debug answer UNIMPLEMENTED (the generated defaults)
+  // until the worker library supports pausing and the debug work lands.
 
  private:
   Supervisor* const supervisor_;

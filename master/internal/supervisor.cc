@@ -4,14 +4,18 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "common/status.h"
 
 namespace cluster2 {
 namespace {
+
+constexpr unsigned kMaxWorkers = 1024;
 
 std::string RandomToken() {
   std::random_device random;
@@ -29,6 +33,10 @@ std::string DescribeExit(int wait_status) {
   return absl::StrCat("status ", wait_status);
 }
 
+std::string WorkerName(unsigned slot, pid_t pid) {
+  return absl::StrCat("worker ", slot, " pid ", pid);
+}
+
 }  // namespace
 
 absl::string_view WorkerStateName(WorkerState state) {
@@ -43,6 +51,8 @@ absl::string_view WorkerStateName(WorkerState state) {
       return "draining";
     case WorkerState::kExited:
       return "exited";
+    case WorkerState::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -62,15 +72,18 @@ absl::Status Supervisor::Start() {
   auto resolved = ResolveExecutable(options_.command[0], options_.cwd);
   if (!resolved.ok()) return resolved.status();
   for (Slot& slot : slots_) {
-    if (absl::Status status = SpawnLocked(slot); !status.ok()) {
-      LogError(absl::StrCat("worker ", slot.id, ": ", status.message()));
+    absl::StatusOr<pid_t> pid = SpawnLocked(slot);
+    if (pid.ok()) {
+      slot.pid = *pid;
+    } else {
+      LogError(absl::StrCat("worker ", slot.id, ": ", pid.status().message()));
       ScheduleRespawnLocked(slot, absl::ZeroDuration());
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status Supervisor::SpawnLocked(Slot& slot) {
+absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
   WorkerEnvironment environment = options_.environment;
   environment.worker_id = slot.id;
   environment.token = absl::StrCat(RandomToken(), "-", ++spawn_counter_);
@@ -84,8 +97,8 @@ absl::Status Supervisor::SpawnLocked(Slot& slot) {
   if (!options_.listen_fds.empty()) {
     spec.listen_fd = options_.listen_fds[slot.id % options_.listen_fds.size()];
   }
-  absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
   slot.respawn_at.reset();
+  absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
   if (!pid.ok()) return pid.status();
 
   Process& process = processes_[*pid];
@@ -95,14 +108,23 @@ absl::Status Supervisor::SpawnLocked(Slot& slot) {
   process.started_at = clock_->Now();
   if (slot.ever_started) ++slot.restarts;
   slot.ever_started = true;
-  slot.pid = *pid;
-  LogInfo(absl::StrCat("worker ", slot.id, " started: pid ", *pid));
-  return absl::OkStatus();
+  LogInfo(absl::StrCat(WorkerName(slot.id, *pid), " started"));
+  return *pid;
 }
 
 void Supervisor::ScheduleRespawnLocked(Slot& slot, absl::Duration ran) {
   if (ran >= options_.stable_period) slot.quick_failures = 0;
   ++slot.quick_failures;
+  if (options_.crash_loop_limit > 0 &&
+      slot.quick_failures >= options_.crash_loop_limit) {
+    slot.failed = true;
+    slot.respawn_at.reset();
+    LogError(
+        absl::StrCat("worker ", slot.id, " failed ", slot.quick_failures,
+                     " times in a row (last: ", slot.last_exit,
+                     "): slot given up; `cluster2ctl restart` tries again"));
+    return;
+  }
   absl::Duration delay = absl::ZeroDuration();
   if (slot.quick_failures > 1) {
     delay = options_.backoff_initial;
@@ -135,9 +157,45 @@ void Supervisor::DrainLocked(Process& process, absl::Duration grace,
   }
 }
 
+void Supervisor::KillLocked(Process& process, absl::string_view reason) {
+  LogWarning(absl::StrCat(WorkerName(process.slot, process.pid), " ", reason,
+                          ": killing it"));
+  process.state = WorkerState::kDraining;
+  process.reason = std::string(reason);
+  process.kill_at = clock_->Now();
+}
+
+absl::Status Supervisor::StartReplacementLocked(Slot& slot,
+                                                absl::string_view reason) {
+  if (slot.pid == 0 || slot.successor != 0 || slot.retired) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", slot.id, " is not replaceable now"));
+  }
+  absl::StatusOr<pid_t> pid = SpawnLocked(slot);
+  if (!pid.ok()) {
+    LogError(absl::StrCat("replacement for worker ", slot.id, ": ",
+                          pid.status().message()));
+    return pid.status();
+  }
+  slot.successor = *pid;
+  slot.replace_reason = std::string(reason);
+  processes_[*pid].reason =
+      absl::StrCat("replacing pid ", slot.pid, ": ", reason);
+  LogInfo(absl::StrCat("replacing ", WorkerName(slot.id, slot.pid), " (",
+                       reason, "): successor pid ", *pid));
+  return absl::OkStatus();
+}
+
 Supervisor::Process* Supervisor::FindByTokenLocked(absl::string_view token) {
   for (auto& [pid, process] : processes_) {
     if (process.token == token) return &process;
+  }
+  return nullptr;
+}
+
+Supervisor::Slot* Supervisor::SlotOfPidLocked(pid_t pid) {
+  for (Slot& slot : slots_) {
+    if (!slot.retired && slot.pid == pid && pid != 0) return &slot;
   }
   return nullptr;
 }
@@ -171,13 +229,36 @@ void Supervisor::Ready(absl::string_view token) {
   if (process == nullptr || process->state != WorkerState::kStarting) return;
   process->state = WorkerState::kReady;
   process->ready_at = clock_->Now();
-  LogInfo(absl::StrCat("worker ", process->slot, " ready: pid ", process->pid));
+  Slot& slot = slots_[process->slot];
+  if (slot.successor == process->pid) {
+    // The successor serves: only now does the worker it replaces drain.
+    pid_t old = slot.pid;
+    slot.pid = process->pid;
+    slot.successor = 0;
+    process->reason.clear();
+    auto it = processes_.find(old);
+    if (it != processes_.end()) {
+      DrainLocked(it->second, options_.stop_timeout,
+                  absl::StrCat("replaced: ", slot.replace_reason));
+    }
+    LogInfo(absl::StrCat("worker ", slot.id, " replaced: pid ", old, " -> pid ",
+                         process->pid, " (", slot.replace_reason, ")"));
+  } else {
+    LogInfo(absl::StrCat(WorkerName(process->slot, process->pid), " ready"));
+  }
   UpdateAllReadyLocked();
+}
+
+unsigned Supervisor::ActiveSlotsLocked() const {
+  unsigned active = 0;
+  for (const Slot& slot : slots_) active += slot.retired ? 0 : 1;
+  return active;
 }
 
 void Supervisor::UpdateAllReadyLocked() {
   if (all_ready_) return;
   for (const Slot& slot : slots_) {
+    if (slot.retired) continue;
     auto it = processes_.find(slot.pid);
     if (slot.pid == 0 || it == processes_.end() ||
         it->second.state != WorkerState::kReady) {
@@ -185,7 +266,7 @@ void Supervisor::UpdateAllReadyLocked() {
     }
   }
   all_ready_ = true;
-  LogInfo(absl::StrCat("all ", slots_.size(), " workers ready"));
+  LogInfo(absl::StrCat("all ", ActiveSlotsLocked(), " workers ready"));
 }
 
 void Supervisor::Heartbeat(absl::string_view token,
@@ -195,6 +276,46 @@ void Supervisor::Heartbeat(absl::string_view token,
   if (process == nullptr) return;
   process->heartbeat = figures;
   process->heartbeat_at = clock_->Now();
+  EvaluatePoliciesLocked(*process);
+}
+
+void Supervisor::EvaluatePoliciesLocked(Process& process) {
+  Slot& slot = slots_[process.slot];
+  if (options_.policies.empty() || stopping_ ||
+      process.state != WorkerState::kReady || slot.pid != process.pid ||
+      slot.successor != 0 || slot.retired) {
+    return;
+  }
+  WorkerView view;
+  view.id = process.slot;
+  view.pid = process.pid;
+  view.started_at = process.started_at;
+  view.now = clock_->Now();
+  view.heartbeat = *process.heartbeat;
+  for (const std::shared_ptr<RecyclePolicy>& policy : options_.policies) {
+    std::optional<std::string> reason = policy->Evaluate(view);
+    if (!reason) continue;
+    // The budget: at most recycle_budget policy recycles per window.
+    while (!recycles_.empty() &&
+           recycles_.front() <= view.now - options_.recycle_window) {
+      recycles_.pop_front();
+      budget_warned_ = false;
+    }
+    if (recycles_.size() >= options_.recycle_budget) {
+      if (!budget_warned_) {
+        LogWarning(absl::StrCat(
+            "recycle of ", WorkerName(slot.id, process.pid), " (", *reason,
+            ") deferred: budget of ", options_.recycle_budget, " per ",
+            absl::FormatDuration(options_.recycle_window), " used"));
+        budget_warned_ = true;
+      }
+      return;
+    }
+    if (StartReplacementLocked(slot, absl::StrCat("recycle: ", *reason)).ok()) {
+      recycles_.push_back(view.now);
+    }
+    return;
+  }
 }
 
 void Supervisor::Detach(absl::string_view token) {
@@ -209,16 +330,38 @@ void Supervisor::ProcessExited(pid_t pid, int wait_status) {
   if (it == processes_.end()) return;
   Process process = std::move(it->second);
   processes_.erase(it);
+  for (const std::shared_ptr<RecyclePolicy>& policy : options_.policies)
+    policy->Forget(pid);
   Slot& slot = slots_[process.slot];
   std::string how = DescribeExit(wait_status);
   bool expected = process.state == WorkerState::kDraining;
   (expected ? LogInfo : LogWarning)(
-      absl::StrCat("worker ", slot.id, " pid ", pid, " ended: ", how,
+      absl::StrCat(WorkerName(slot.id, pid), " ended: ", how,
                    expected ? "" : " (unexpected)"));
+  if (slot.successor == pid) {
+    // A replacement that never got ready: the old worker keeps serving and
+    // the rolling restart stops, rather than replacing more good workers by
+    // a version that does not start.
+    slot.successor = 0;
+    slot.last_exit = how;
+    if (!stopping_) {
+      LogError(absl::StrCat(
+          "replacement for worker ", slot.id, " failed (", how, "); pid ",
+          slot.pid, " keeps serving",
+          restart_queue_.empty() ? "" : "; rolling restart stopped"));
+    }
+    restart_queue_.clear();
+    return;
+  }
   if (slot.pid != pid) return;  // a process that had already left its slot
   slot.pid = 0;
   slot.last_exit = how;
-  if (stopping_) return;
+  if (slot.successor != 0) {  // its successor, still starting, takes over
+    slot.pid = slot.successor;
+    slot.successor = 0;
+    return;
+  }
+  if (stopping_ || slot.retired) return;
   ScheduleRespawnLocked(slot, clock_->Now() - process.started_at);
 }
 
@@ -228,37 +371,57 @@ absl::Time Supervisor::Tick() {
   absl::Time next = absl::InfiniteFuture();
   if (!stopping_) {
     for (Slot& slot : slots_) {
-      if (slot.pid != 0 || !slot.respawn_at) continue;
+      if (slot.pid != 0 || !slot.respawn_at || slot.failed || slot.retired)
+        continue;
       if (*slot.respawn_at <= now) {
-        if (absl::Status status = SpawnLocked(slot); !status.ok()) {
-          LogError(absl::StrCat("worker ", slot.id, ": ", status.message()));
+        absl::StatusOr<pid_t> pid = SpawnLocked(slot);
+        if (pid.ok()) {
+          slot.pid = *pid;
+        } else {
+          LogError(
+              absl::StrCat("worker ", slot.id, ": ", pid.status().message()));
           ScheduleRespawnLocked(slot, absl::ZeroDuration());
         }
       }
       if (slot.respawn_at) next = std::min(next, *slot.respawn_at);
+    }
+    // The rolling restart: `restart_surge_` replacements at a time.
+    unsigned in_progress = 0;
+    for (const Slot& slot : slots_) in_progress += slot.successor != 0 ? 1 : 0;
+    while (in_progress < restart_surge_ && !restart_queue_.empty()) {
+      auto [id, reason] = restart_queue_.front();
+      restart_queue_.pop_front();
+      Slot& slot = slots_[id];
+      // A slot without a process gets a fresh one anyway.
+      if (slot.pid == 0 || slot.successor != 0 || slot.retired) continue;
+      if (StartReplacementLocked(slot, reason).ok()) ++in_progress;
     }
   }
   for (auto& [pid, process] : processes_) {
     if (process.state == WorkerState::kStarting && !stopping_) {
       absl::Time deadline = process.started_at + options_.start_timeout;
       if (deadline <= now) {
-        LogWarning(absl::StrCat(
-            "worker ", process.slot, " pid ", pid, " not ready after ",
-            absl::FormatDuration(options_.start_timeout), ": killing it"));
-        process.reason = "start timeout";
-        process.state = WorkerState::kDraining;
-        process.kill_at = now;
+        KillLocked(process,
+                   absl::StrCat("not ready after ",
+                                absl::FormatDuration(options_.start_timeout)));
+      } else {
+        next = std::min(next, deadline);
+      }
+    }
+    if (process.state == WorkerState::kReady &&
+        options_.hung_tolerance > absl::ZeroDuration()) {
+      absl::Time last =
+          process.heartbeat_at ? *process.heartbeat_at : *process.ready_at;
+      absl::Time deadline = last + options_.hung_tolerance;
+      if (deadline <= now) {
+        KillLocked(process, absl::StrCat("hung: no heartbeat for ",
+                                         absl::FormatDuration(now - last)));
       } else {
         next = std::min(next, deadline);
       }
     }
     if (process.kill_at && !process.killed) {
       if (*process.kill_at <= now) {
-        if (process.reason != "start timeout") {
-          LogWarning(
-              absl::StrCat("worker ", process.slot, " pid ", pid,
-                           " still running after its drain grace: SIGKILL"));
-        }
         launcher_->Signal(pid, SIGKILL);
         process.killed = true;
       } else {
@@ -269,6 +432,114 @@ absl::Time Supervisor::Tick() {
   return next;
 }
 
+absl::StatusOr<std::vector<pid_t>> Supervisor::Restart(pid_t pid,
+                                                       unsigned surge) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_)
+    return absl::FailedPreconditionError("the cluster is stopping");
+  if (pid != 0) {
+    Slot* slot = SlotOfPidLocked(pid);
+    if (slot == nullptr)
+      return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+    if (slot->successor != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker pid ", pid, " is already being replaced"));
+    }
+    CLUSTER2_RETURN_IF_ERROR(StartReplacementLocked(*slot, "restart"));
+    return std::vector<pid_t>{pid};
+  }
+  bool running = !restart_queue_.empty();
+  for (const Slot& slot : slots_) running = running || slot.successor != 0;
+  if (running)
+    return absl::FailedPreconditionError("a restart is already running");
+  restart_surge_ = surge > 0 ? surge : std::max(options_.surge, 1u);
+  std::vector<pid_t> pids;
+  for (Slot& slot : slots_) {
+    if (slot.retired) continue;
+    if (slot.failed) {  // a given-up slot gets a fresh start
+      slot.failed = false;
+      slot.quick_failures = 0;
+      slot.respawn_at = clock_->Now();
+      continue;
+    }
+    if (slot.pid == 0) continue;
+    restart_queue_.emplace_back(slot.id, "restart");
+    pids.push_back(slot.pid);
+  }
+  LogInfo(absl::StrCat("rolling restart of ", pids.size(), " workers, ",
+                       restart_surge_, " at a time"));
+  return pids;
+}
+
+absl::Status Supervisor::Recycle(pid_t pid, absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_)
+    return absl::FailedPreconditionError("the cluster is stopping");
+  Slot* slot = SlotOfPidLocked(pid);
+  if (slot == nullptr) {
+    if (processes_.count(pid) > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pid ", pid, " is a successor or draining, not a current worker"));
+    }
+    return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+  }
+  if (slot->successor != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid, " is already being replaced"));
+  }
+  return StartReplacementLocked(*slot, reason.empty() ? "manual" : reason);
+}
+
+absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
+  absl::MutexLock lock(&mu_);
+  if (workers == 0 || workers > kMaxWorkers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workers must be 1..", kMaxWorkers, ", not ", workers));
+  }
+  if (stopping_)
+    return absl::FailedPreconditionError("the cluster is stopping");
+  unsigned previous = ActiveSlotsLocked();
+  // Slots stay ordered: the first `workers` are active.
+  for (unsigned id = 0; id < std::max<size_t>(workers, slots_.size()); ++id) {
+    if (id >= slots_.size()) {
+      slots_.emplace_back();
+      slots_.back().id = id;
+      slots_.back().retired = true;
+    }
+    Slot& slot = slots_[id];
+    if (id < workers && slot.retired) {
+      slot.retired = false;
+      slot.failed = false;
+      slot.quick_failures = 0;
+      absl::StatusOr<pid_t> pid = SpawnLocked(slot);
+      if (pid.ok()) {
+        slot.pid = *pid;
+      } else {
+        ScheduleRespawnLocked(slot, absl::ZeroDuration());
+      }
+    } else if (id >= workers && !slot.retired) {
+      slot.retired = true;
+      slot.respawn_at.reset();
+      for (pid_t pid : {slot.pid, slot.successor}) {
+        auto it = processes_.find(pid);
+        if (pid != 0 && it != processes_.end()) {
+          DrainLocked(it->second, options_.stop_timeout, "scale down");
+        }
+      }
+      slot.pid = 0;
+      slot.successor = 0;
+    }
+  }
+  restart_queue_.erase(
+      std::remove_if(
+          restart_queue_.begin(), restart_queue_.end(),
+          [&](const auto& entry) { return slots_[entry.first].retired; }),
+      restart_queue_.end());
+  if (workers > previous) all_ready_ = false;
+  LogInfo(absl::StrCat("scaled from ", previous, " to ", workers, " workers"));
+  return previous;
+}
+
 void Supervisor::Stop(bool fast, absl::Duration grace,
                       absl::string_view reason) {
   absl::MutexLock lock(&mu_);
@@ -276,6 +547,7 @@ void Supervisor::Stop(bool fast, absl::Duration grace,
     LogInfo(absl::StrCat(fast ? "fast" : "graceful", " stop: ", reason));
   }
   stopping_ = true;
+  restart_queue_.clear();
   for (Slot& slot : slots_) slot.respawn_at.reset();
   for (auto& [pid, process] : processes_) {
     if (fast) {
@@ -303,6 +575,11 @@ bool Supervisor::AllReady() const {
   return all_ready_;
 }
 
+unsigned Supervisor::desired_workers() const {
+  absl::MutexLock lock(&mu_);
+  return ActiveSlotsLocked();
+}
+
 WorkerSnapshot Supervisor::SnapshotLocked(const Process& process) const {
   const Slot& slot = slots_[process.slot];
   WorkerSnapshot snapshot;
@@ -324,13 +601,30 @@ std::vector<WorkerSnapshot> Supervisor::Workers() const {
   absl::MutexLock lock(&mu_);
   std::vector<WorkerSnapshot> workers;
   for (const Slot& slot : slots_) {
+    if (slot.retired) continue;
     auto it = processes_.find(slot.pid);
     if (slot.pid != 0 && it != processes_.end()) {
       workers.push_back(SnapshotLocked(it->second));
+      continue;
     }
+    WorkerSnapshot empty;  // waiting for a restart, or given up
+    empty.id = slot.id;
+    empty.state = slot.failed ? WorkerState::kFailed : WorkerState::kExited;
+    empty.restarts = slot.restarts;
+    empty.last_exit = slot.last_exit;
+    if (slot.failed) {
+      empty.reason = "crash loop: restart with `cluster2ctl restart`";
+    } else if (slot.respawn_at) {
+      empty.reason = absl::StrCat(
+          "restarting in ",
+          absl::FormatDuration(std::max(*slot.respawn_at - clock_->Now(),
+                                        absl::ZeroDuration())));
+    }
+    workers.push_back(std::move(empty));
   }
   for (const auto& [pid, process] : processes_) {
-    if (slots_[process.slot].pid != pid)
+    const Slot& slot = slots_[process.slot];
+    if (slot.retired || slot.pid != pid)
       workers.push_back(SnapshotLocked(process));
   }
   return workers;

@@ -1,10 +1,18 @@
 // Supervisor: the worker slots of a cluster and the processes in them.
 //
-// It starts one process per slot, follows each through its states
-// (starting -> ready -> draining -> exited), restarts a slot whose process
-// dies (at once after a stable run, with exponential backoff while it keeps
-// crashing) and stops the cluster by draining every worker and killing those
-// that outlive the grace period.
+// It starts one process per slot and follows each through its states
+// (starting -> ready -> draining -> exited). It
+// - restarts a slot whose process dies: at once after a stable run, with
+//   exponential backoff while it keeps crashing, and gives the slot up
+//   (state failed, reported) after `crash_loop_limit` quick failures;
+// - replaces workers without losing capacity: a successor starts in the
+//   same slot and only once it is ready is the old worker drained; rolling
+//   restarts do this `surge` slots at a time, and stop if a successor fails;
+// - kills workers whose heartbeats stop (hung) and workers not ready by the
+//   start deadline, and recycles workers its RecyclePolicy objects flag,
+//   within a budget of recycles per window;
+// - scales the number of slots, and stops the cluster by draining every
+//   worker and killing those that outlive the grace period.
 //
 // It knows nothing of gRPC: sessions reach it through Attach/Ready/Heartbeat/
 // Detach with a WorkerChannel to talk back; process exits arrive through
@@ -13,14 +21,17 @@
 // injected Clock, so all of it is unit-tested without processes or sleeps.
 //
 // Thread-safe: every public method takes the one internal mutex. Channel
-// methods are called with that mutex held and must not block or call back.
+// methods and policies are called with that mutex held; they must not block
+// or call back.
 #ifndef CLUSTER2_MASTER_INTERNAL_SUPERVISOR_H_
 #define CLUSTER2_MASTER_INTERNAL_SUPERVISOR_H_
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,31 +44,27 @@
 #include "absl/time/time.h"
 #include "master/internal/clock.h"
 #include "master/internal/spawn.h"
+#include "master/recycle_policy.h"
 
 namespace cluster2 {
 
-enum class WorkerState { kStarting, kReady, kPaused, kDraining, kExited };
+// kFailed is a slot that gave up after a crash loop; kExited a slot waiting
+// to be restarted (both have no process).
+enum class WorkerState {
+  kStarting,
+  kReady,
+  kPaused,
+  kDraining,
+  kExited,
+  kFailed
+};
 
 absl::string_view WorkerStateName(WorkerState state);
 
-// What a worker reports with each heartbeat.
-struct HeartbeatFigures {
-  uint64_t rss_bytes = 0;
-  absl::Duration cpu_time;
-  uint32_t open_fds = 0;
-  uint32_t threads = 0;
-  absl::Duration uptime;
-  uint64_t requests_total = 0;
-  uint32_t requests_in_flight = 0;
-  absl::Duration latency_p50;
-  absl::Duration latency_p99;
-  absl::Duration lag;
-};
-
-// A copy of one worker's state, for listings.
+// A copy of one worker's (or empty slot's) state, for listings.
 struct WorkerSnapshot {
   unsigned id = 0;
-  pid_t pid = 0;
+  pid_t pid = 0;  // 0 for a slot without a process
   WorkerState state = WorkerState::kStarting;
   absl::Time started_at;
   std::optional<absl::Time> ready_at;
@@ -95,9 +102,13 @@ struct SupervisorOptions {
   std::vector<int> listen_fds;
   // Heartbeat period announced to workers. Default 5 s.
   absl::Duration heartbeat_interval = absl::Seconds(5);
+  // A ready worker without a heartbeat for this long is hung: killed and
+  // restarted. Zero disables the check. Default 15 s.
+  absl::Duration hung_tolerance = absl::Seconds(15);
   // A worker not ready by then is killed (and restarted). Default 60 s.
   absl::Duration start_timeout = absl::Seconds(60);
-  // Drain grace at stop before SIGKILL. Default 60 s.
+  // Drain grace (at stop, replacement, scale-down) before SIGKILL. Default 60
+  // s.
   absl::Duration stop_timeout = absl::Seconds(60);
   // Restart backoff: the first restart after a run of at least
   // `stable_period` is immediate; each further crash before `stable_period`
@@ -105,6 +116,15 @@ struct SupervisorOptions {
   absl::Duration backoff_initial = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(30);
   absl::Duration stable_period = absl::Seconds(10);
+  // Quick failures in a row after which a slot is given up. 0 = never.
+  unsigned crash_loop_limit = 10;
+  // Replacements in progress at once during a rolling restart. Default 1.
+  unsigned surge = 1;
+  // Policies evaluated on each heartbeat of a ready worker.
+  std::vector<std::shared_ptr<RecyclePolicy>> policies;
+  // At most `recycle_budget` policy recycles per `recycle_window`; 0 = none.
+  unsigned recycle_budget = 1;
+  absl::Duration recycle_window = absl::Minutes(1);
 };
 
 // What Attach tells the session.
@@ -133,8 +153,10 @@ class Supervisor {
   absl::StatusOr<AttachedWorker> Attach(absl::string_view token,
                                         WorkerChannel* channel)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // The worker of `token` serves. Unknown tokens are ignored.
+  // The worker of `token` serves. A successor that gets ready takes its
+  // slot and the worker it replaces drains. Unknown tokens are ignored.
   void Ready(absl::string_view token) ABSL_LOCKS_EXCLUDED(mu_);
+  // Records a heartbeat and evaluates the recycle policies on it.
   void Heartbeat(absl::string_view token, const HeartbeatFigures& figures)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The session of `token` ended; its channel is no longer used.
@@ -143,9 +165,27 @@ class Supervisor {
   // A child process ended (from waitpid). Unknown pids are ignored.
   void ProcessExited(pid_t pid, int wait_status) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Does the time-driven work that is due: respawns, start deadlines, kills
-  // after a drain grace. Returns when it next has something to do.
+  // Does the time-driven work that is due: respawns, replacements, start
+  // deadlines, hung workers, kills after a drain grace. Returns when it next
+  // has something to do.
   absl::Time Tick() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Rolling restart of every slot (pid 0) or of the worker `pid`: each
+  // worker is replaced by a successor that is ready before it drains.
+  // `surge` (0 = the configured one) replacements run at once. Slots given
+  // up after a crash loop start again. Returns the pids to be replaced.
+  // NOT_FOUND for an unknown pid; FAILED_PRECONDITION while stopping or
+  // while a rolling restart runs.
+  absl::StatusOr<std::vector<pid_t>> Restart(pid_t pid, unsigned surge)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Replaces the worker `pid` now, recording `reason`. NOT_FOUND;
+  // FAILED_PRECONDITION if it is not ready or already being replaced.
+  absl::Status Recycle(pid_t pid, absl::string_view reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Sets the number of slots: new slots start at once, the highest slots
+  // drain. INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION
+  // while stopping. Returns the previous number.
+  absl::StatusOr<unsigned> Scale(unsigned workers) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the cluster: no more restarts; every worker drains within
   // `grace` (or is killed at once if `fast`).
@@ -158,13 +198,13 @@ class Supervisor {
   // True once every slot has had a ready worker at the same time since Start.
   bool AllReady() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Every slot's current process, by slot id, followed by processes that are
-  // draining out of their slot.
+  // Every slot's current process (or the empty slot), by slot id, followed
+  // by successors still starting and processes draining out of their slot.
   std::vector<WorkerSnapshot> Workers() const ABSL_LOCKS_EXCLUDED(mu_);
   // NOT_FOUND if no process has `pid`.
   absl::StatusOr<WorkerSnapshot> WorkerByPid(pid_t pid) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  unsigned desired_workers() const { return options_.workers; }
+  unsigned desired_workers() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Process {
@@ -183,24 +223,37 @@ class Supervisor {
   };
   struct Slot {
     unsigned id = 0;
-    pid_t pid = 0;  // 0 = no process
+    pid_t pid = 0;        // current process; 0 = none
+    pid_t successor = 0;  // a replacement starting; 0 = none
+    std::string replace_reason;
     unsigned restarts = 0;
     unsigned quick_failures = 0;
     std::optional<absl::Time> respawn_at;
     std::string last_exit;
     bool ever_started = false;
+    bool failed = false;   // gave up after a crash loop
+    bool retired = false;  // scaled away: never restarted
   };
 
-  absl::Status SpawnLocked(Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<pid_t> SpawnLocked(Slot& slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRespawnLocked(Slot& slot, absl::Duration ran)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DrainLocked(Process& process, absl::Duration grace,
                    absl::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void KillLocked(Process& process, absl::string_view reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartReplacementLocked(Slot& slot, absl::string_view reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvaluatePoliciesLocked(Process& process)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Process* FindByTokenLocked(absl::string_view token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Slot* SlotOfPidLocked(pid_t pid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WorkerSnapshot SnapshotLocked(const Process& process) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateAllReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  unsigned ActiveSlotsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SupervisorOptions options_;
   ProcessLauncher* const launcher_;
@@ -209,6 +262,13 @@ class Supervisor {
   mutable absl::Mutex mu_;
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
   std::map<pid_t, Process> processes_ ABSL_GUARDED_BY(mu_);
+  // Slots waiting for their turn in a rolling restart, with the reason.
+  std::deque<std::pair<unsigned, std::string>> restart_queue_
+      ABSL_GUARDED_BY(mu_);
+  unsigned restart_surge_ ABSL_GUARDED_BY(mu_) = 1;
+  // When policy recycles happened, for the budget.
+  std::deque<absl::Time> recycles_ ABSL_GUARDED_BY(mu_);
+  bool budget_warned_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool all_ready_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t spawn_counter_ ABSL_GUARDED_BY(mu_) = 0;

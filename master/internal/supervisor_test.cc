@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -190,6 +192,7 @@ TEST_F(SupervisorTest,
 }
 
 TEST_F(SupervisorTest, ACrashLoopBacksOffExponentiallyUpToTheMaximum) {
+  options_.crash_loop_limit = 0;
   Supervisor& supervisor = Start();
   std::vector<absl::Duration> delays;
   pid_t pid = 100;
@@ -314,6 +317,230 @@ TEST_F(SupervisorTest, UnknownPidsAndTokensAreIgnored) {
   EXPECT_EQ(supervisor.WorkerByPid(4242).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(supervisor.WorkerByPid(100)->id, 0u);
+}
+
+// A policy that flags the workers listed in `flag`.
+class FlagPolicy final : public RecyclePolicy {
+ public:
+  std::optional<std::string> Evaluate(const WorkerView& worker) override {
+    if (flag.count(worker.pid) == 0) return std::nullopt;
+    return "flagged";
+  }
+  void Forget(pid_t pid) override { forgotten.push_back(pid); }
+  std::set<pid_t> flag;
+  std::vector<pid_t> forgotten;
+};
+
+TEST_F(SupervisorTest,
+       ReplacementDrainsTheOldWorkerOnlyOnceTheSuccessorIsReady) {
+  Supervisor& supervisor = Start();
+  FakeChannel old_channel, new_channel, other;
+  MakeReady(100, &old_channel);
+  MakeReady(101, &other);
+  ASSERT_TRUE(supervisor.Recycle(100, "test").ok());
+  ASSERT_EQ(launcher_.launched_.size(), 3u);
+  pid_t successor = launcher_.launched_.back();
+  EXPECT_EQ(launcher_.ids_[successor], "0")
+      << "the successor takes the same slot";
+  EXPECT_EQ(Slot(0).pid, 100) << "the old worker keeps its slot until then";
+  EXPECT_EQ(Slot(0).state, WorkerState::kReady);
+  EXPECT_EQ(old_channel.messages_.size(), 1u)
+      << "no drain before the successor is ready";
+  EXPECT_EQ(supervisor.Workers().size(),
+            3u);  // 2 slots + the starting successor
+  EXPECT_EQ(supervisor.Recycle(100, "again").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(supervisor.Recycle(successor, "x").code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  MakeReady(successor, &new_channel);
+  EXPECT_EQ(Slot(0).pid, successor);
+  EXPECT_EQ(old_channel.messages_.back(), "drain 1m replaced: test");
+  EXPECT_EQ(supervisor.WorkerByPid(100)->state, WorkerState::kDraining);
+  supervisor.ProcessExited(100, Exited(0));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), 3u)
+      << "a drained worker is not respawned";
+  EXPECT_EQ(Slot(0).pid, successor);
+}
+
+TEST_F(SupervisorTest,
+       AFailedSuccessorLeavesTheOldWorkerServingAndStopsTheRollingRestart) {
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  auto pids = supervisor.Restart(0, 1);
+  ASSERT_TRUE(pids.ok());
+  EXPECT_EQ(*pids, (std::vector<pid_t>{100, 101}));
+  EXPECT_EQ(supervisor.Restart(0, 1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  supervisor.Tick();
+  ASSERT_EQ(launcher_.launched_.size(), 3u) << "one replacement at a time";
+  pid_t successor = launcher_.launched_.back();
+  supervisor.ProcessExited(successor, Exited(1));
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    supervisor.Tick();
+  }
+  EXPECT_EQ(launcher_.launched_.size(), 3u) << "the rolling restart went on";
+  EXPECT_EQ(Slot(0).pid, 100);
+  EXPECT_EQ(Slot(0).state, WorkerState::kReady);
+  EXPECT_EQ(Slot(1).pid, 101);
+  EXPECT_TRUE(supervisor.Restart(0, 1).ok()) << "a new restart may begin";
+}
+
+TEST_F(SupervisorTest, RollingRestartReplacesEverySlotInTurn) {
+  options_.workers = 3;
+  Supervisor& supervisor = Start();
+  std::vector<std::unique_ptr<FakeChannel>> channels;
+  for (pid_t pid : {100, 101, 102}) {
+    channels.push_back(std::make_unique<FakeChannel>());
+    MakeReady(pid, channels.back().get());
+  }
+  ASSERT_TRUE(supervisor.Restart(0, 0).ok());
+  std::set<pid_t> old = {100, 101, 102};
+  for (int round = 0; round < 3; ++round) {
+    supervisor.Tick();
+    ASSERT_EQ(launcher_.launched_.size(), 4u + round);
+    pid_t successor = launcher_.launched_.back();
+    // Capacity never drops: every slot has a ready worker throughout.
+    for (unsigned id = 0; id < 3; ++id)
+      EXPECT_EQ(Slot(id).state, WorkerState::kReady);
+    supervisor.Tick();
+    EXPECT_EQ(launcher_.launched_.size(), 4u + round)
+        << "next one only after this one";
+    channels.push_back(std::make_unique<FakeChannel>());
+    MakeReady(successor, channels.back().get());
+  }
+  for (unsigned id = 0; id < 3; ++id) EXPECT_EQ(old.count(Slot(id).pid), 0u);
+}
+
+TEST_F(SupervisorTest, SurgeReplacesSeveralAtOnce) {
+  options_.workers = 3;
+  Supervisor& supervisor = Start();
+  ASSERT_TRUE(supervisor.Restart(0, 2).ok());
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), 5u);
+}
+
+TEST_F(SupervisorTest, IfTheOldWorkerDiesTheStartingSuccessorTakesTheSlot) {
+  Supervisor& supervisor = Start();
+  FakeChannel channel;
+  MakeReady(100, &channel);
+  ASSERT_TRUE(supervisor.Recycle(100, "x").ok());
+  pid_t successor = launcher_.launched_.back();
+  supervisor.ProcessExited(100, Killed(SIGKILL));
+  supervisor.Tick();
+  EXPECT_EQ(Slot(0).pid, successor);
+  EXPECT_EQ(launcher_.launched_.size(), 3u) << "no extra respawn";
+}
+
+TEST_F(SupervisorTest, ACrashLoopGivesTheSlotUpUntilRestart) {
+  options_.crash_loop_limit = 3;
+  Supervisor& supervisor = Start();
+  pid_t pid = 100;
+  for (int crash = 0; crash < 3; ++crash) {
+    supervisor.ProcessExited(pid, Exited(3));
+    clock_.Advance(absl::Seconds(1));
+    supervisor.Tick();
+    pid = launcher_.launched_.back();
+  }
+  EXPECT_EQ(Slot(0).state, WorkerState::kFailed);
+  EXPECT_EQ(Slot(0).pid, 0);
+  EXPECT_EQ(Slot(0).last_exit, "exit 3");
+  size_t launched = launcher_.launched_.size();
+  clock_.Advance(absl::Minutes(5));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), launched)
+      << "a given-up slot is not respawned";
+  ASSERT_TRUE(supervisor.Restart(0, 0).ok());
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), launched + 2)
+      << "respawn + replacement of slot 1";
+  EXPECT_EQ(Slot(0).state, WorkerState::kStarting);
+}
+
+TEST_F(SupervisorTest, AWorkerWithoutHeartbeatsIsHungKilledAndReplaced) {
+  options_.hung_tolerance = absl::Seconds(3);
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    supervisor.Heartbeat(launcher_.tokens_[101], {});
+    supervisor.Tick();
+  }
+  ASSERT_EQ(launcher_.signals_.size(), 1u);
+  EXPECT_EQ(launcher_.signals_[0], std::make_pair(pid_t{100}, SIGKILL));
+  EXPECT_EQ(supervisor.WorkerByPid(100)->reason, "hung: no heartbeat for 3s");
+  supervisor.ProcessExited(100, Killed(SIGKILL));
+  supervisor.Tick();
+  EXPECT_EQ(Slot(0).pid, launcher_.launched_.back());
+}
+
+TEST_F(SupervisorTest, ScaleUpStartsSlotsAndScaleDownDrainsTheHighest) {
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  EXPECT_EQ(*supervisor.Scale(4), 2u);
+  EXPECT_EQ(supervisor.desired_workers(), 4u);
+  EXPECT_EQ(launcher_.ids_[102], "2");
+  EXPECT_EQ(launcher_.ids_[103], "3");
+  EXPECT_EQ(*supervisor.Scale(1), 4u);
+  EXPECT_EQ(b.messages_.back(), "drain 1m scale down");
+  std::vector<std::pair<pid_t, int>> expected = {{102, SIGTERM},
+                                                 {103, SIGTERM}};
+  EXPECT_EQ(launcher_.signals_, expected) << "unattached workers get SIGTERM";
+  for (pid_t pid : {101, 102, 103}) supervisor.ProcessExited(pid, Exited(0));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), 4u)
+      << "retired slots are not respawned";
+  ASSERT_EQ(supervisor.Workers().size(), 1u);
+  EXPECT_EQ(*supervisor.Scale(2), 1u);
+  EXPECT_EQ(launcher_.ids_[launcher_.launched_.back()], "1")
+      << "slot 1 comes back";
+  EXPECT_EQ(supervisor.Scale(0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(supervisor.Scale(5000).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SupervisorTest, PoliciesRecycleWithinTheBudget) {
+  auto policy = std::make_shared<FlagPolicy>();
+  options_.policies = {policy};
+  options_.recycle_budget = 1;
+  options_.recycle_window = absl::Minutes(1);
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  policy->flag = {100, 101};
+  supervisor.Heartbeat(launcher_.tokens_[100], {});
+  ASSERT_EQ(launcher_.launched_.size(), 3u);
+  EXPECT_EQ(supervisor.WorkerByPid(launcher_.launched_.back())->reason,
+            "replacing pid 100: recycle: flagged");
+  supervisor.Heartbeat(launcher_.tokens_[101], {});
+  EXPECT_EQ(launcher_.launched_.size(), 3u) << "over budget: deferred";
+  clock_.Advance(absl::Minutes(1));
+  supervisor.Heartbeat(launcher_.tokens_[101], {});
+  EXPECT_EQ(launcher_.launched_.size(), 4u) << "a new window, a new recycle";
+  supervisor.ProcessExited(100, Exited(0));
+  EXPECT_EQ(policy->forgotten, std::vector<pid_t>{100});
+}
+
+TEST_F(SupervisorTest, RestartAndRecycleReportUnknownPids) {
+  Supervisor& supervisor = Start();
+  EXPECT_EQ(supervisor.Restart(4242, 0).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(supervisor.Recycle(4242, "").code(), absl::StatusCode::kNotFound);
+  supervisor.Stop(false, absl::Seconds(1), "test");
+  EXPECT_EQ(supervisor.Restart(0, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(supervisor.Scale(3).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace
