@@ -41,7 +41,7 @@ struct HeartbeatFigures {
 
 // One ready worker and its latest heartbeat, as a policy sees it.
 struct WorkerView {
-  unsigned id = 0;        // slot
+  unsigned id = 0;  // slot
   pid_t pid = 0;
   absl::Time started_at;  // master's clock
   absl::Time now;         // master's clock, at this evaluation

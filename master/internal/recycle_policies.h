@@ -25,7 +25,8 @@ double JitterFactor(pid_t pid, double jitter);
 // Recycles a worker older than max_age (+- jitter).
 class MaxAgePolicy final : public RecyclePolicy {
  public:
-  MaxAgePolicy(absl::Duration max_age, double jitter) : max_age_(max_age), jitter_(jitter) {}
+  MaxAgePolicy(absl::Duration max_age, double jitter)
+      : max_age_(max_age), jitter_(jitter) {}
   std::optional<std::string> Evaluate(const WorkerView& worker) override;
 
  private:
@@ -48,7 +49,8 @@ class MaxRequestsPolicy final : public RecyclePolicy {
 // Recycles a worker whose resident set exceeds max_rss_bytes.
 class MaxRssPolicy final : public RecyclePolicy {
  public:
-  explicit MaxRssPolicy(uint64_t max_rss_bytes) : max_rss_bytes_(max_rss_bytes) {}
+  explicit MaxRssPolicy(uint64_t max_rss_bytes)
+      : max_rss_bytes_(max_rss_bytes) {}
   std::optional<std::string> Evaluate(const WorkerView& worker) override;
 
  private:
@@ -62,7 +64,8 @@ class MaxRssPolicy final : public RecyclePolicy {
 // a worker burning as much CPU for less work while growing is.
 class DegradationPolicy final : public RecyclePolicy {
  public:
-  DegradationPolicy(double margin, unsigned window) : margin_(margin), window_(window) {}
+  DegradationPolicy(double margin, unsigned window)
+      : margin_(margin), window_(window) {}
   std::optional<std::string> Evaluate(const WorkerView& worker) override;
   void Forget(pid_t pid) override { history_.erase(pid); }
 
@@ -75,8 +78,8 @@ class DegradationPolicy final : public RecyclePolicy {
   };
   struct History {
     std::deque<Sample> samples;
-    double peak_rate = 0;      // requests per second
-    double cpu_at_peak = 0;    // CPU seconds per second then
+    double peak_rate = 0;    // requests per second
+    double cpu_at_peak = 0;  // CPU seconds per second then
   };
   const double margin_;
   const unsigned window_;
@@ -85,7 +88,8 @@ class DegradationPolicy final : public RecyclePolicy {
 
 // The policies `config` turns on (max age from `maxAge`, the others from
 // `recycle`), in evaluation order.
-std::vector<std::shared_ptr<RecyclePolicy>> PoliciesFromConfig(const v1::ClusterConfig& config);
+std::vector<std::shared_ptr<RecyclePolicy>> PoliciesFromConfig(
+    const v1::ClusterConfig& config);
 
 }  // namespace cluster2
 

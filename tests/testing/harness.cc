@@ -190,6 +190,111 @@ HttpResult HttpGet(int port, const std::string& path, absl::Duration timeout) {
   return result;
 }
 
+LoadGenerator::LoadGenerator(int port, int threads, bool keep_alive)
+    : port_(port) {
+  for (int i = 0; i < threads; ++i)
+    threads_.emplace_back([this, keep_alive] { Run(keep_alive); });
+}
+
+LoadGenerator::~LoadGenerator() { Stop(); }
+
+void LoadGenerator::Stop() {
+  stop_ = true;
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+}
+
+std::vector<std::string> LoadGenerator::errors() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return errors_;
+}
+
+void LoadGenerator::Run(bool keep_alive) {
+  int fd = -1;
+  auto fail = [&](const std::string& why) {
+    failed_.fetch_add(1);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (errors_.size() < 10) errors_.push_back(why);
+  };
+  std::string request =
+      absl::StrCat("GET / HTTP/1.1\r\nHost: 127.0.0.1:", port_, "\r\n",
+                   keep_alive ? "" : "Connection: close\r\n", "\r\n");
+  while (!stop_.load()) {
+    if (fd < 0) {
+      fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(static_cast<uint16_t>(port_));
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      timeval tv = {5, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) !=
+          0) {
+        fail(absl::StrCat("connect: ", strerror(errno)));
+        close(fd);
+        fd = -1;
+        continue;
+      }
+    }
+    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      fail(absl::StrCat("send: ", strerror(errno)));
+      close(fd);
+      fd = -1;
+      continue;
+    }
+    // Read the headers, then Content-Length bytes of body.
+    std::string response;
+    char buffer[4096];
+    size_t header_end = std::string::npos;
+    size_t need = 0;
+    bool complete = false;
+    while (true) {
+      ssize_t n = read(fd, buffer, sizeof(buffer));
+      if (n <= 0) break;
+      response.append(buffer, static_cast<size_t>(n));
+      if (header_end == std::string::npos) {
+        header_end = response.find("\r\n\r\n");
+        if (header_end == std::string::npos) continue;
+        size_t length = response.find("Content-Length: ");
+        size_t value = 0;
+        if (length != std::string::npos && length < header_end) {
+          absl::SimpleAtoi(
+              response.substr(length + 16,
+                              response.find("\r\n", length) - length - 16),
+              &value);
+        }
+        need = header_end + 4 + value;
+      }
+      if (response.size() >= need) {
+        complete = true;
+        break;
+      }
+    }
+    bool close_after =
+        !keep_alive || response.find("Connection: close") < header_end;
+    if (!complete) {
+      fail(response.empty()
+               ? "connection closed without a response"
+               : absl::StrCat("incomplete response: ", response.substr(0, 40)));
+      close(fd);
+      fd = -1;
+      continue;
+    }
+    if (response.compare(0, 10, "HTTP/1.1 2") == 0) {
+      ok_.fetch_add(1);
+    } else {
+      fail(absl::StrCat("status: ", response.substr(0, response.find("\r\n"))));
+    }
+    if (close_after) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  if (fd >= 0) close(fd);
+}
+
 CommandResult RunCommand(std::vector<std::string> argv,
                          absl::Duration timeout) {
   CommandResult result;

@@ -9,9 +9,12 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -72,6 +75,32 @@ struct HttpResult {
 // One GET on a new connection to 127.0.0.1:port (Connection: close).
 HttpResult HttpGet(int port, const std::string& path,
                    absl::Duration timeout = absl::Seconds(5));
+
+// HTTP GETs in a loop from `threads` threads until Stop(), counting
+// successes (2xx) and failures (socket errors, incomplete responses,
+// non-2xx). With keep_alive, each thread reuses its connection and
+// reconnects when the server answers "Connection: close"; a connection the
+// server closes without answering is a failure, as wrk counts it.
+class LoadGenerator {
+ public:
+  LoadGenerator(int port, int threads, bool keep_alive);
+  ~LoadGenerator();  // stops
+  void Stop();
+  uint64_t ok() const { return ok_.load(); }
+  uint64_t failed() const { return failed_.load(); }
+  // The first few failure descriptions.
+  std::vector<std::string> errors() const;
+
+ private:
+  void Run(bool keep_alive);
+  int port_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> ok_{0};
+  std::atomic<uint64_t> failed_{0};
+  mutable std::mutex mu_;
+  std::vector<std::string> errors_;
+  std::vector<std::thread> threads_;
+};
 
 struct CommandResult {
   int exit_code = -1;

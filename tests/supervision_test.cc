@@ -1,0 +1,242 @@
+// End-to-end supervision: replacement without capacity loss under load, hung
+// and crash-looping workers, scaling and recycling, with the real binaries.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "cluster2/v1/cluster.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/testing/harness.h"
+
+namespace cluster2 {
+namespace {
+
+using ::cluster2::testing::BinaryPath;
+using ::cluster2::testing::CommandResult;
+using ::cluster2::testing::FreePort;
+using ::cluster2::testing::HttpGet;
+using ::cluster2::testing::LoadGenerator;
+using ::cluster2::testing::Process;
+using ::cluster2::testing::ProcessAlive;
+using ::cluster2::testing::RunCommand;
+using ::cluster2::testing::TempDir;
+using ::cluster2::testing::WaitUntil;
+
+class Cluster {
+ public:
+  Cluster(int workers, std::vector<std::string> flags, std::string worker = "")
+      : port_(FreePort()), run_dir_(tmp_.path() + "/run") {
+    std::vector<std::string> argv = {BinaryPath("master/cluster2-master"),
+                                     absl::StrCat("--noWorkers=", workers),
+                                     absl::StrCat("--port=", port_),
+                                     "--host=127.0.0.1",
+                                     "--monPort=0",
+                                     "--runDir=" + run_dir_,
+                                     "--heartbeatInterval=200",
+                                     "--stopTimeout=5000"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.push_back("--");
+    argv.push_back(worker.empty() ? BinaryPath("examples/hello/hello_worker") : worker);
+    master_ = std::make_unique<Process>(argv);
+  }
+
+  int port() const { return port_; }
+  Process& master() { return *master_; }
+
+  CommandResult Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinaryPath("cli/cluster2ctl"), "--run-dir", run_dir_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+
+  std::vector<v1::Worker> Workers() {
+    CommandResult result = Ctl({"workers", "-o", "json"});
+    if (result.exit_code != 0) return {};
+    v1::ListWorkersResponse response;
+    if (!google::protobuf::util::JsonStringToMessage(result.out, &response).ok()) return {};
+    return {response.workers().begin(), response.workers().end()};
+  }
+
+  // The pids of the ready workers, if exactly `count` workers are listed
+  // and all are ready; else empty.
+  std::set<int> ReadyPids(size_t count) {
+    std::vector<v1::Worker> workers = Workers();
+    std::set<int> pids;
+    if (workers.size() != count) return {};
+    for (const v1::Worker& worker : workers) {
+      if (worker.state() != v1::WORKER_STATE_READY) return {};
+      pids.insert(worker.pid());
+    }
+    return pids;
+  }
+
+  std::set<int> WaitReady(size_t count, absl::Duration timeout = absl::Seconds(10)) {
+    std::set<int> pids;
+    WaitUntil([&] { return !(pids = ReadyPids(count)).empty(); }, timeout);
+    return pids;
+  }
+
+ private:
+  TempDir tmp_;
+  int port_;
+  std::string run_dir_;
+  std::unique_ptr<Process> master_;
+};
+
+bool Disjoint(const std::set<int>& a, const std::set<int>& b) {
+  for (int x : a) {
+    if (b.count(x) > 0) return false;
+  }
+  return true;
+}
+
+void RollingRestartUnderLoad(bool keep_alive) {
+  Cluster cluster(4, {});
+  std::set<int> before = cluster.WaitReady(4);
+  ASSERT_EQ(before.size(), 4u) << cluster.master().Stderr();
+  LoadGenerator load(cluster.port(), 8, keep_alive);
+  ASSERT_TRUE(WaitUntil([&] { return load.ok() > 200; }, absl::Seconds(10)));
+  CommandResult restart = cluster.Ctl({"restart"});
+  ASSERT_EQ(restart.exit_code, 0) << restart.err;
+  std::set<int> after;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        after = cluster.ReadyPids(4);
+        return after.size() == 4 && Disjoint(before, after);
+      },
+      absl::Seconds(30)))
+      << cluster.master().Stderr();
+  uint64_t at_end = load.ok();
+  ASSERT_TRUE(WaitUntil([&] { return load.ok() > at_end + 200; }, absl::Seconds(10)));
+  load.Stop();
+  std::vector<std::string> errors = load.errors();
+  EXPECT_EQ(load.failed(), 0u) << "of " << load.ok() << " ok; first: "
+                               << (errors.empty() ? "" : errors[0]);
+  EXPECT_GT(load.ok(), 1000u);
+  for (int pid : before) EXPECT_FALSE(ProcessAlive(pid));
+  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "replaced: pid"));
+}
+
+TEST(SupervisionTest, RollingRestartUnderLoadFailsNoRequestNewConnections) {
+  RollingRestartUnderLoad(/*keep_alive=*/false);
+}
+
+TEST(SupervisionTest, RollingRestartUnderLoadFailsNoRequestKeepAlive) {
+  RollingRestartUnderLoad(/*keep_alive=*/true);
+}
+
+TEST(SupervisionTest, SighupRestartsEveryWorker) {
+  Cluster cluster(2, {});
+  std::set<int> before = cluster.WaitReady(2);
+  ASSERT_EQ(before.size(), 2u);
+  cluster.master().Signal(SIGHUP);
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        std::set<int> now = cluster.ReadyPids(2);
+        return now.size() == 2 && Disjoint(before, now);
+      },
+      absl::Seconds(20)))
+      << cluster.master().Stderr();
+}
+
+TEST(SupervisionTest, AStoppedWorkerIsDetectedAsHungAndReplaced) {
+  Cluster cluster(2, {"--nanny.tolerance=1000"});
+  std::set<int> before = cluster.WaitReady(2);
+  ASSERT_EQ(before.size(), 2u);
+  int victim = *before.begin();
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);
+  absl::Time stopped = absl::Now();
+  std::set<int> after;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        after = cluster.ReadyPids(2);
+        return after.size() == 2 && after.count(victim) == 0;
+      },
+      absl::Seconds(10)))
+      << cluster.master().Stderr();
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(4));
+  EXPECT_FALSE(ProcessAlive(victim));
+  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "hung: no heartbeat"))
+      << cluster.master().Stderr();
+}
+
+TEST(SupervisionTest, ACrashLoopingSlotIsGivenUpAndReported) {
+  // A worker that exits at once: /bin/false.
+  Cluster cluster(1, {"--crashLoopLimit=3"}, "/bin/false");
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::vector<v1::Worker> workers = cluster.Workers();
+        return workers.size() == 1 && workers[0].state() == v1::WORKER_STATE_FAILED;
+      },
+      absl::Seconds(10)))
+      << cluster.master().Stderr();
+  std::vector<v1::Worker> workers = cluster.Workers();
+  EXPECT_EQ(workers[0].last_exit(), "exit 1");
+  EXPECT_EQ(workers[0].restarts(), 2u);
+  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "slot given up"));
+  CommandResult table = cluster.Ctl({"workers"});
+  EXPECT_TRUE(absl::StrContains(table.out, "failed")) << table.out;
+  EXPECT_FALSE(cluster.master().Wait(absl::Milliseconds(1)).has_value())
+      << "the master must keep running";
+}
+
+TEST(SupervisionTest, ScaleUpAndDownThroughCtlAndSignals) {
+  Cluster cluster(1, {});
+  ASSERT_EQ(cluster.WaitReady(1).size(), 1u);
+  CommandResult scale = cluster.Ctl({"scale", "3"});
+  EXPECT_EQ(scale.exit_code, 0) << scale.err;
+  EXPECT_EQ(scale.out, "scaled from 1 to 3 workers\n");
+  EXPECT_EQ(cluster.WaitReady(3).size(), 3u) << cluster.master().Stderr();
+  cluster.master().Signal(SIGTTOU);
+  EXPECT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
+  cluster.master().Signal(SIGTTIN);
+  EXPECT_EQ(cluster.WaitReady(3).size(), 3u) << cluster.master().Stderr();
+  EXPECT_EQ(cluster.Ctl({"scale", "0"}).exit_code, 1);
+  EXPECT_EQ(cluster.Ctl({"scale", "many"}).exit_code, 2);
+}
+
+TEST(SupervisionTest, MaxRequestsPolicyRecyclesWithItsReason) {
+  Cluster cluster(1, {"--recycle.maxRequests=50", "--recycle.jitterPercent=0"});
+  std::set<int> before = cluster.WaitReady(1);
+  ASSERT_EQ(before.size(), 1u);
+  for (int i = 0; i < 60; ++i) ASSERT_EQ(HttpGet(cluster.port(), "/").status, 200);
+  std::set<int> after;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        after = cluster.ReadyPids(1);
+        return after.size() == 1 && Disjoint(before, after);
+      },
+      absl::Seconds(10)))
+      << cluster.master().Stderr();
+  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "recycle: max_requests: "))
+      << cluster.master().Stderr();
+}
+
+TEST(SupervisionTest, RecycleOnePidThroughCtl) {
+  Cluster cluster(2, {});
+  std::set<int> before = cluster.WaitReady(2);
+  ASSERT_EQ(before.size(), 2u);
+  int victim = *before.begin();
+  CommandResult recycle = cluster.Ctl({"recycle", std::to_string(victim), "--reason", "test"});
+  EXPECT_EQ(recycle.exit_code, 0) << recycle.err;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        std::set<int> now = cluster.ReadyPids(2);
+        return now.size() == 2 && now.count(victim) == 0;
+      },
+      absl::Seconds(10)));
+  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "(test)"));
+  CommandResult unknown = cluster.Ctl({"recycle", "1"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err, "cluster2ctl: no worker with pid 1\n");
+}
+
+}  // namespace
+}  // namespace cluster2
