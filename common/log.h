@@ -1,10 +1,18 @@
-// Line-oriented logging to stderr: "2026-11-26T08:19:41.123Z INFO master[42]
-// text".
+// Line-oriented logging: "2026-11-26T08:19:41.123Z INFO master[42] text".
 //
-// Thread-safe: each line is written with one write(2).
+// Lines go to stderr, or to a log file once OpenLogFile succeeded (reopened
+// by ReopenLogFile, for log rotation on SIGUSR1).
+//
+// Thread-safe: each line is written with one write(2), so lines from
+// several threads never interleave.
 #ifndef CLUSTER2_COMMON_LOG_H_
 #define CLUSTER2_COMMON_LOG_H_
 
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace cluster2 {
@@ -24,6 +32,17 @@ inline void LogWarning(absl::string_view message) {
 inline void LogError(absl::string_view message) {
   Log(LogLevel::kError, message);
 }
+
+// Writes one line on behalf of another process: "<time> <tag>
+// <component>[<pid>] <message>" (a worker's captured output, tag "OUT").
+void LogFor(absl::string_view tag, absl::string_view component, pid_t pid,
+            absl::string_view message);
+
+// Sends every line to `path` (appended, created 0640) instead of stderr.
+absl::Status OpenLogFile(const std::string& path);
+// Closes and opens the log file again (after a rotation moved it). OK and
+// nothing done without a log file.
+absl::Status ReopenLogFile();
 
 }  // namespace cluster2
 

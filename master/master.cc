@@ -21,6 +21,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "master/internal/config.h"
 #include "master/internal/listener.h"
+#include "master/internal/output_collector.h"
 #include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
 #include "master/internal/services.h"
@@ -66,6 +67,10 @@ class Master {
     // A command that cannot run fails the start before anything is created.
     auto executable = ResolveExecutable(config_.command(0), config_.cwd());
     if (!executable.ok()) return executable.status();
+    if (!config_.log_file().empty())
+      CLUSTER2_RETURN_IF_ERROR(OpenLogFile(config_.log_file()));
+    CLUSTER2_ASSIGN_OR_RETURN(output_, OutputCollector::Create());
+    launcher_ = std::make_unique<PosixProcessLauncher>(output_.get());
     std::string run_dir =
         config_.run_dir().empty()
             ? DefaultRunDir(config_.name(), std::getenv, geteuid())
@@ -110,8 +115,8 @@ class Master {
     options.recycle_window =
         absl::Milliseconds(config_.recycle().budget_window());
     options.stop_timeout = absl::Milliseconds(config_.stop_timeout());
-    supervisor_ =
-        std::make_unique<Supervisor>(std::move(options), &launcher_, &clock_);
+    supervisor_ = std::make_unique<Supervisor>(std::move(options),
+                                               launcher_.get(), &clock_);
 
     CLUSTER2_RETURN_IF_ERROR(StartServer());
     LogInfo(absl::StrCat("cluster '", config_.name(), "': port ",
@@ -239,6 +244,13 @@ class Master {
       }
       case SIGUSR2:
         break;  // a wake-up
+      case SIGUSR1:
+        if (absl::Status status = ReopenLogFile(); !status.ok()) {
+          LogError(absl::StrCat("SIGUSR1: ", status.message()));
+        } else {
+          LogInfo("log file reopened (SIGUSR1)");
+        }
+        break;
       default:
         LogWarning(absl::StrCat("signal ", strsignal(signal),
                                 " is not handled yet; ignored"));
@@ -259,7 +271,8 @@ class Master {
   std::unique_ptr<RunDirectory> run_dir_;
   std::vector<int> app_sockets_;  // one shared, or one per slot (reuseport)
   int mon_socket_ = -1;
-  PosixProcessLauncher launcher_;
+  std::unique_ptr<OutputCollector> output_;  // workers' stdout/stderr
+  std::unique_ptr<PosixProcessLauncher> launcher_;
   RealClock clock_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<WorkerSessionService> session_service_;
@@ -283,7 +296,8 @@ Configuration (docs/configuration.md) comes from the JSON file, then flags:
                          or /tmp/cluster2-UID/NAME)
   --heartbeatInterval=MS, --stopTimeout=MS, --timeout=MS, --ecv.mode=..., ...
 Any field of ClusterConfig is a flag; nested fields use dots.
-Signals: TERM/INT graceful stop, QUIT fast stop.
+Signals: TERM/INT graceful stop, QUIT fast stop, HUP rolling restart,
+TTIN/TTOU one worker more/less, USR1 reopen the log file.
 )";
 }
 

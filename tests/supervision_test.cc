@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -43,7 +45,8 @@ class Cluster {
                                      "--stopTimeout=5000"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     argv.push_back("--");
-    argv.push_back(worker.empty() ? BinaryPath("examples/hello/hello_worker") : worker);
+    argv.push_back(worker.empty() ? BinaryPath("examples/hello/hello_worker")
+                                  : worker);
     master_ = std::make_unique<Process>(argv);
   }
 
@@ -51,7 +54,8 @@ class Cluster {
   Process& master() { return *master_; }
 
   CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("cli/cluster2ctl"), "--run-dir", run_dir_};
+    std::vector<std::string> argv = {BinaryPath("cli/cluster2ctl"), "--run-dir",
+                                     run_dir_};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv);
   }
@@ -60,7 +64,9 @@ class Cluster {
     CommandResult result = Ctl({"workers", "-o", "json"});
     if (result.exit_code != 0) return {};
     v1::ListWorkersResponse response;
-    if (!google::protobuf::util::JsonStringToMessage(result.out, &response).ok()) return {};
+    if (!google::protobuf::util::JsonStringToMessage(result.out, &response)
+             .ok())
+      return {};
     return {response.workers().begin(), response.workers().end()};
   }
 
@@ -77,7 +83,8 @@ class Cluster {
     return pids;
   }
 
-  std::set<int> WaitReady(size_t count, absl::Duration timeout = absl::Seconds(10)) {
+  std::set<int> WaitReady(size_t count,
+                          absl::Duration timeout = absl::Seconds(10)) {
     std::set<int> pids;
     WaitUntil([&] { return !(pids = ReadyPids(count)).empty(); }, timeout);
     return pids;
@@ -114,11 +121,13 @@ void RollingRestartUnderLoad(bool keep_alive) {
       absl::Seconds(30)))
       << cluster.master().Stderr();
   uint64_t at_end = load.ok();
-  ASSERT_TRUE(WaitUntil([&] { return load.ok() > at_end + 200; }, absl::Seconds(10)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return load.ok() > at_end + 200; }, absl::Seconds(10)));
   load.Stop();
   std::vector<std::string> errors = load.errors();
-  EXPECT_EQ(load.failed(), 0u) << "of " << load.ok() << " ok; first: "
-                               << (errors.empty() ? "" : errors[0]);
+  EXPECT_EQ(load.failed(), 0u)
+      << "of " << load.ok()
+      << " ok; first: " << (errors.empty() ? "" : errors[0]);
   EXPECT_GT(load.ok(), 1000u);
   for (int pid : before) EXPECT_FALSE(ProcessAlive(pid));
   EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "replaced: pid"));
@@ -163,7 +172,8 @@ TEST(SupervisionTest, AStoppedWorkerIsDetectedAsHungAndReplaced) {
       << cluster.master().Stderr();
   EXPECT_LT(absl::Now() - stopped, absl::Seconds(4));
   EXPECT_FALSE(ProcessAlive(victim));
-  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "hung: no heartbeat"))
+  EXPECT_TRUE(
+      absl::StrContains(cluster.master().Stderr(), "hung: no heartbeat"))
       << cluster.master().Stderr();
 }
 
@@ -173,7 +183,8 @@ TEST(SupervisionTest, ACrashLoopingSlotIsGivenUpAndReported) {
   ASSERT_TRUE(WaitUntil(
       [&] {
         std::vector<v1::Worker> workers = cluster.Workers();
-        return workers.size() == 1 && workers[0].state() == v1::WORKER_STATE_FAILED;
+        return workers.size() == 1 &&
+               workers[0].state() == v1::WORKER_STATE_FAILED;
       },
       absl::Seconds(10)))
       << cluster.master().Stderr();
@@ -206,7 +217,8 @@ TEST(SupervisionTest, MaxRequestsPolicyRecyclesWithItsReason) {
   Cluster cluster(1, {"--recycle.maxRequests=50", "--recycle.jitterPercent=0"});
   std::set<int> before = cluster.WaitReady(1);
   ASSERT_EQ(before.size(), 1u);
-  for (int i = 0; i < 60; ++i) ASSERT_EQ(HttpGet(cluster.port(), "/").status, 200);
+  for (int i = 0; i < 60; ++i)
+    ASSERT_EQ(HttpGet(cluster.port(), "/").status, 200);
   std::set<int> after;
   EXPECT_TRUE(WaitUntil(
       [&] {
@@ -215,8 +227,42 @@ TEST(SupervisionTest, MaxRequestsPolicyRecyclesWithItsReason) {
       },
       absl::Seconds(10)))
       << cluster.master().Stderr();
-  EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "recycle: max_requests: "))
+  EXPECT_TRUE(
+      absl::StrContains(cluster.master().Stderr(), "recycle: max_requests: "))
       << cluster.master().Stderr();
+}
+
+TEST(SupervisionTest, WorkerOutputGoesToTheLogFileWhichSigusr1Reopens) {
+  TempDir logs;
+  std::string log = logs.path() + "/master.log";
+  Cluster cluster(1, {"--logFile=" + log});
+  std::set<int> pids = cluster.WaitReady(1);
+  ASSERT_EQ(pids.size(), 1u);
+  int pid = *pids.begin();
+  std::string expected = absl::StrCat(
+      " OUT worker 0[", pid, "] hello_worker: worker 0 serving with 2 threads");
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return absl::StrContains(read(log), expected); },
+                        absl::Seconds(5)))
+      << read(log);
+  EXPECT_TRUE(absl::StrContains(read(log), "INFO master[")) << read(log);
+  ASSERT_EQ(rename(log.c_str(), (log + ".1").c_str()), 0);
+  cluster.master().Signal(SIGUSR1);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return absl::StrContains(read(log), "log file reopened"); },
+      absl::Seconds(5)));
+  cluster.master().Signal(SIGTERM);
+  ASSERT_TRUE(cluster.master().Wait(absl::Seconds(10)).has_value());
+  EXPECT_TRUE(absl::StrContains(read(log), "hello_worker: drained, exiting"))
+      << read(log);
+  EXPECT_FALSE(absl::StrContains(read(log + ".1"), "drained"))
+      << "written after the rotation";
+  EXPECT_TRUE(cluster.master().Stderr().empty()) << cluster.master().Stderr();
 }
 
 TEST(SupervisionTest, RecycleOnePidThroughCtl) {
@@ -224,7 +270,8 @@ TEST(SupervisionTest, RecycleOnePidThroughCtl) {
   std::set<int> before = cluster.WaitReady(2);
   ASSERT_EQ(before.size(), 2u);
   int victim = *before.begin();
-  CommandResult recycle = cluster.Ctl({"recycle", std::to_string(victim), "--reason", "test"});
+  CommandResult recycle =
+      cluster.Ctl({"recycle", std::to_string(victim), "--reason", "test"});
   EXPECT_EQ(recycle.exit_code, 0) << recycle.err;
   EXPECT_TRUE(WaitUntil(
       [&] {

@@ -164,6 +164,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   (*worker)->SetReady();
+  std::cout << "hello_worker: worker " << (*worker)->id() << " serving with "
+            << threads << " threads" << std::endl;
 
   absl::Duration grace = drain.Wait();
   // Stop accepting; the master keeps the listening socket for the others.
@@ -181,5 +183,6 @@ int main(int argc, char** argv) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   MHD_stop_daemon(daemon);
+  std::cout << "hello_worker: drained, exiting" << std::endl;
   return 0;
 }

@@ -127,9 +127,23 @@ absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
   sigset_t empty_mask;
   sigemptyset(&empty_mask);
 
+  int output[2] = {-1, -1};
+  if (output_ != nullptr && !spec.log_component.empty() &&
+      pipe2(output, O_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, "pipe2");
+  }
+
   pid_t pid = fork();
-  if (pid < 0) return ErrnoStatus(errno, "fork");
-  if (pid > 0) return pid;
+  if (pid != 0) {
+    int saved = errno;
+    if (output[1] >= 0) close(output[1]);
+    if (pid < 0) {
+      if (output[0] >= 0) close(output[0]);
+      return ErrnoStatus(saved, "fork");
+    }
+    if (output[0] >= 0) output_->Watch(output[0], spec.log_component, pid);
+    return pid;
+  }
 
   // Child: async-signal-safe calls only from here to exec.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -137,6 +151,10 @@ absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
   setpgid(0, 0);
   signal(SIGPIPE, SIG_DFL);
   sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+  if (output[1] >= 0) {  // before fd 3 is taken: the pipe may sit there
+    dup2(output[1], STDOUT_FILENO);
+    dup2(output[1], STDERR_FILENO);
+  }
   if (spec.listen_fd >= 0) {
     if (spec.listen_fd == 3) {
       fcntl(3, F_SETFD, 0);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "master/internal/output_collector.h"
 
 namespace cluster2 {
 
@@ -51,6 +52,9 @@ struct SpawnSpec {
   std::vector<std::string> env;   // complete environment, "K=V"
   std::string cwd;                // empty = inherit
   int listen_fd = -1;             // becomes fd 3; -1 = none
+  // With an OutputCollector, stdout and stderr go to it under this name
+  // ("worker 2"); empty = inherit the master's.
+  std::string log_component;
 };
 
 // Starts and signals processes. Implementations are thread-safe.
@@ -71,8 +75,14 @@ class ProcessLauncher {
 // child on stderr and as exit status 127.
 class PosixProcessLauncher final : public ProcessLauncher {
  public:
+  // `output`, if not null, receives the children's output (borrowed).
+  explicit PosixProcessLauncher(OutputCollector* output = nullptr)
+      : output_(output) {}
   absl::StatusOr<pid_t> Launch(const SpawnSpec& spec) override;
   void Signal(pid_t pid, int signal) override;
+
+ private:
+  OutputCollector* const output_;
 };
 
 }  // namespace cluster2

@@ -94,6 +94,7 @@ absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
   spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env,
                                     environment);
   spec.cwd = options_.cwd;
+  spec.log_component = absl::StrCat("worker ", slot.id);
   if (!options_.listen_fds.empty()) {
     spec.listen_fd = options_.listen_fds[slot.id % options_.listen_fds.size()];
   }
