@@ -107,6 +107,12 @@ class Master {
             ? absl::Milliseconds(config_.nanny().tolerance())
             : absl::ZeroDuration();
     options.crash_loop_limit = config_.crash_loop_limit();
+    options.backoff_initial =
+        absl::Milliseconds(config_.restart_backoff().backoff_initial());
+    options.backoff_max =
+        absl::Milliseconds(config_.restart_backoff().backoff_max());
+    options.stable_period =
+        absl::Milliseconds(config_.restart_backoff().stable_period());
     options.surge = config_.surge();
     options.policies = PoliciesFromConfig(config_);
     options.policies.insert(options.policies.end(), extra_policies_.begin(),

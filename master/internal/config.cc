@@ -178,6 +178,10 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (config->backlog() == 0) config->set_backlog(511);
   if (config->balance().empty()) config->set_balance("shared");
   if (config->surge() == 0) config->set_surge(1);
+  auto* backoff = config->mutable_restart_backoff();
+  if (backoff->backoff_initial() == 0) backoff->set_backoff_initial(100);
+  if (backoff->backoff_max() == 0) backoff->set_backoff_max(30000);
+  if (backoff->stable_period() == 0) backoff->set_stable_period(10000);
   if (!config->has_crash_loop_limit()) config->set_crash_loop_limit(10);
   auto* recycle = config->mutable_recycle();
   if (!recycle->has_jitter_percent()) recycle->set_jitter_percent(10);
@@ -249,6 +253,11 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
   }
   if (config.surge() > config.no_workers() && config.no_workers() > 0) {
     return FieldError("surge", "must be at most noWorkers");
+  }
+  if (config.restart_backoff().backoff_max() <
+      config.restart_backoff().backoff_initial()) {
+    return FieldError("restartBackoff.backoffMax",
+                      "must be at least backoffInitial");
   }
   if (config.recycle().jitter_percent() > 50) {
     return FieldError("recycle.jitterPercent", "must be at most 50");

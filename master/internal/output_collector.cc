@@ -31,7 +31,8 @@ absl::StatusOr<std::unique_ptr<OutputCollector>> OutputCollector::Create() {
   event.events = EPOLLIN;
   event.data.fd = wake_fd;
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event);
-  return std::unique_ptr<OutputCollector>(new OutputCollector(epoll_fd, wake_fd));
+  return std::unique_ptr<OutputCollector>(
+      new OutputCollector(epoll_fd, wake_fd));
 }
 
 OutputCollector::OutputCollector(int epoll_fd, int wake_fd)
@@ -101,7 +102,8 @@ ssize_t OutputCollector::Drain(int fd) {
   while (true) {
     size_t newline = stream.partial.find('\n', start);
     size_t end = newline == std::string::npos ? stream.partial.size() : newline;
-    if (end - start > kMaxLine || (newline == std::string::npos && end - start == kMaxLine)) {
+    if (end - start > kMaxLine ||
+        (newline == std::string::npos && end - start == kMaxLine)) {
       // An endless line: split it.
       LogFor("OUT", stream.component, stream.pid,
              absl::string_view(stream.partial).substr(start, kMaxLine));

@@ -34,9 +34,11 @@ TEST(OutputCollectorTest, LogsWholeLinesTaggedWithTheWorker) {
     (*collector)->Watch(second[0], "worker 1", 101);
     std::string a = "hello from ze";
     std::string b = "ro\nsecond line\nno newline at the end";
-    ASSERT_EQ(write(first[1], a.data(), a.size()), static_cast<ssize_t>(a.size()));
+    ASSERT_EQ(write(first[1], a.data(), a.size()),
+              static_cast<ssize_t>(a.size()));
     ASSERT_EQ(write(second[1], "one\n", 4), 4);
-    ASSERT_EQ(write(first[1], b.data(), b.size()), static_cast<ssize_t>(b.size()));
+    ASSERT_EQ(write(first[1], b.data(), b.size()),
+              static_cast<ssize_t>(b.size()));
     std::string long_line(20000, 'x');
     long_line += "\n";
     ASSERT_EQ(write(second[1], long_line.data(), long_line.size()),
@@ -46,13 +48,19 @@ TEST(OutputCollectorTest, LogsWholeLinesTaggedWithTheWorker) {
   }  // the destructor writes what is left
   std::string log = ReadFile(path);
   unlink(path);
-  EXPECT_NE(log.find(" OUT worker 0[100] hello from zero\n"), std::string::npos) << log;
-  EXPECT_NE(log.find(" OUT worker 0[100] second line\n"), std::string::npos) << log;
-  EXPECT_NE(log.find(" OUT worker 0[100] no newline at the end\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" OUT worker 0[100] hello from zero\n"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find(" OUT worker 0[100] second line\n"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find(" OUT worker 0[100] no newline at the end\n"),
+            std::string::npos)
+      << log;
   EXPECT_NE(log.find(" OUT worker 1[101] one\n"), std::string::npos) << log;
-  EXPECT_NE(log.find(" OUT worker 1[101] " + std::string(16384, 'x') + "\n"), std::string::npos);
-  EXPECT_NE(log.find(" OUT worker 1[101] " + std::string(20000 - 16384, 'x') + "\n"),
+  EXPECT_NE(log.find(" OUT worker 1[101] " + std::string(16384, 'x') + "\n"),
             std::string::npos);
+  EXPECT_NE(
+      log.find(" OUT worker 1[101] " + std::string(20000 - 16384, 'x') + "\n"),
+      std::string::npos);
 }
 
 TEST(LogFileTest, ReopenFollowsARotation) {
@@ -73,7 +81,8 @@ TEST(LogFileTest, ReopenFollowsARotation) {
   EXPECT_NE(old_file.find("still the old file"), std::string::npos);
   EXPECT_EQ(new_file.find("still the old file"), std::string::npos);
   EXPECT_NE(new_file.find("after reopen"), std::string::npos);
-  EXPECT_EQ(OpenLogFile("/nonexistent-dir/x.log").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(OpenLogFile("/nonexistent-dir/x.log").code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace
