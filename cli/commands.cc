@@ -33,6 +33,8 @@ Verbs:
   recycle PID [--reason TEXT]
                        replace one worker now, the same safe way
   scale N              set the number of workers
+  pause PID            the worker stops accepting new connections (others serve)
+  resume PID           the paused worker accepts again
   shutdown [--fast]    stop the cluster (graceful drain, or kill at once)
 
 Options:
@@ -104,6 +106,8 @@ class Ctl {
         {"restart", [this] { return Restart(); }},
         {"recycle", [this] { return Recycle(); }},
         {"scale", [this] { return Scale(); }},
+        {"pause", [this] { return ChangePause(true); }},
+        {"resume", [this] { return ChangePause(false); }},
     };
     auto it = verbs.find(verb);
     if (it == verbs.end()) {
@@ -277,6 +281,34 @@ class Ctl {
     grpc::Status status = stub_->Recycle(&context, request, &response);
     if (!status.ok()) return Fail(status);
     if (!Json()) out_ << "replacing worker pid " << pid << "\n";
+    return kExitOk;
+  }
+
+  int ChangePause(bool pause) {
+    int pid = 0;
+    if (options_.verb.size() != 2 ||
+        !absl::SimpleAtoi(options_.verb[1], &pid)) {
+      return Usage(pause ? "pause takes one pid" : "resume takes one pid");
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::Worker response;
+    grpc::Status status;
+    if (pause) {
+      v1::PauseRequest request;
+      request.set_pid(pid);
+      status = stub_->Pause(&context, request, &response);
+    } else {
+      v1::ResumeRequest request;
+      request.set_pid(pid);
+      status = stub_->Resume(&context, request, &response);
+    }
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+    } else {
+      out_ << "worker pid " << pid << (pause ? " paused\n" : " resumed\n");
+    }
     return kExitOk;
   }
 

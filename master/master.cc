@@ -114,6 +114,7 @@ class Master {
     options.stable_period =
         absl::Milliseconds(config_.restart_backoff().stable_period());
     options.surge = config_.surge();
+    options.pause_supported = config_.balance() == "shared";
     options.policies = PoliciesFromConfig(config_);
     options.policies.insert(options.policies.end(), extra_policies_.begin(),
                             extra_policies_.end());

@@ -117,6 +117,9 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         with self.assertRaises(grpc.RpcError) as error:
             self.cluster.Pause(cluster_pb2.PauseRequest(pid=1), timeout=2)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+        with self.assertRaises(grpc.RpcError) as error:
+            self.cluster.Debug(cluster_pb2.DebugRequest(pid=1), timeout=2)
         self.assertEqual(error.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
     def test_health_and_reflection(self):

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cluster2/v1/cluster.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -263,6 +264,39 @@ TEST(SupervisionTest, WorkerOutputGoesToTheLogFileWhichSigusr1Reopens) {
   EXPECT_FALSE(absl::StrContains(read(log + ".1"), "drained"))
       << "written after the rotation";
   EXPECT_TRUE(cluster.master().Stderr().empty()) << cluster.master().Stderr();
+}
+
+TEST(SupervisionTest, APausedWorkerStopsAcceptingWhileTheOthersServe) {
+  Cluster cluster(2, {});
+  std::set<int> pids = cluster.WaitReady(2);
+  ASSERT_EQ(pids.size(), 2u);
+  int paused = *pids.begin();
+  CommandResult pause = cluster.Ctl({"pause", std::to_string(paused)});
+  ASSERT_EQ(pause.exit_code, 0) << pause.err << cluster.master().Stderr();
+  EXPECT_EQ(pause.out, absl::StrCat("worker pid ", paused, " paused\n"));
+  auto served_by = [&](int requests) {
+    std::set<std::string> pids;
+    for (int i = 0; i < requests; ++i) {
+      testing::HttpResult result = HttpGet(cluster.port(), "/");
+      EXPECT_EQ(result.status, 200) << result.error;
+      std::vector<std::string> words = absl::StrSplit(
+          result.body, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+      if (words.size() == 4) pids.insert(words[3]);
+    }
+    return pids;
+  };
+  std::set<std::string> during = served_by(60);
+  EXPECT_EQ(during.size(), 1u);
+  EXPECT_EQ(during.count(std::to_string(paused)), 0u)
+      << "the paused worker accepted";
+  EXPECT_EQ(cluster.Ctl({"pause", std::to_string(paused)}).exit_code, 1)
+      << "already paused";
+  CommandResult resume = cluster.Ctl({"resume", std::to_string(paused)});
+  ASSERT_EQ(resume.exit_code, 0) << resume.err;
+  EXPECT_TRUE(
+      WaitUntil([&] { return served_by(20).count(std::to_string(paused)) > 0; },
+                absl::Seconds(10)))
+      << "the resumed worker never accepted again";
 }
 
 TEST(SupervisionTest, RecycleOnePidThroughCtl) {

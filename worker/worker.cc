@@ -112,6 +112,12 @@ class Worker::Impl {
     callback(grace);
   }
 
+  void OnPause(std::function<void()> pause, std::function<void()> resume) {
+    absl::MutexLock lock(&mu_);
+    pause_callback_ = std::move(pause);
+    resume_callback_ = std::move(resume);
+  }
+
   absl::Duration WaitForDrain() {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&draining_));
@@ -155,6 +161,22 @@ class Worker::Impl {
     if (callback) callback(grace);
   }
 
+  // Runs the app's pause or resume callback, then confirms it.
+  void ChangePause(bool pause) {
+    std::function<void()> callback;
+    {
+      absl::MutexLock lock(&mu_);
+      if (draining_) return;
+      callback = pause ? pause_callback_ : resume_callback_;
+    }
+    if (!callback) return;  // not pausable: the master times out
+    callback();
+    v1::WorkerMessage ack;
+    ack.mutable_ack()->set_what(pause ? v1::Ack::WHAT_PAUSED
+                                      : v1::Ack::WHAT_RESUMED);
+    Write(ack);
+  }
+
   void ReadLoop() {
     v1::MasterMessage message;
     while (stream_->Read(&message)) {
@@ -171,6 +193,10 @@ class Worker::Impl {
         }
         case v1::MasterMessage::kDrain:
           StartDrain(FromProto(message.drain().grace()));
+          break;
+        case v1::MasterMessage::kPause:
+        case v1::MasterMessage::kResume:
+          ChangePause(message.has_pause());
           break;
         default:
           break;  // not handled by this version of the library
@@ -252,6 +278,8 @@ class Worker::Impl {
   absl::Duration drain_grace_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
   std::function<void(absl::Duration)> drain_callback_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> pause_callback_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> resume_callback_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex stats_mu_;
   uint64_t requests_total_ ABSL_GUARDED_BY(stats_mu_) = 0;
@@ -300,6 +328,10 @@ void Worker::OnDrain(std::function<void(absl::Duration)> callback) {
   impl_->OnDrain(std::move(callback));
 }
 absl::Duration Worker::WaitForDrain() { return impl_->WaitForDrain(); }
+void Worker::OnPause(std::function<void()> pause,
+                     std::function<void()> resume) {
+  impl_->OnPause(std::move(pause), std::move(resume));
+}
 bool Worker::draining() const { return impl_->draining(); }
 void Worker::RecordRequest(absl::Duration latency) {
   impl_->RecordRequest(latency);

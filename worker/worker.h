@@ -73,6 +73,13 @@ class Worker {
   absl::Duration WaitForDrain();
   bool draining() const;
 
+  // Registers what to do when the master asks this worker to stop accepting
+  // new connections while the others serve (`pause`), and to accept again
+  // (`resume`). Both run on the library's thread, must not block for long,
+  // and are confirmed to the master when they return. A worker that
+  // registers none cannot be paused: the master's Pause then times out.
+  void OnPause(std::function<void()> pause, std::function<void()> resume);
+
   // Reports one completed request and its latency; totals and p50/p99 per
   // heartbeat reach the master. Cheap: a mutex and a vector push.
   void RecordRequest(absl::Duration latency);

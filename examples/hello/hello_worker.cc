@@ -6,8 +6,9 @@
 //                    in flight long enough to test draining
 //
 // It serves on the socket the master passes as fd 3, reports ready, records
-// each request for heartbeats, and on drain (from the master, or SIGTERM)
-// stops accepting, lets in-flight requests finish and exits 0.
+// each request for heartbeats, stops and resumes accepting when the master
+// pauses and resumes it, and on drain (from the master, or SIGTERM) stops
+// accepting, lets in-flight requests finish and exits 0.
 //
 // Usage: cluster2-master -- hello_worker [--threads N]
 #include <microhttpd.h>
@@ -20,6 +21,7 @@
 #include <iostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -111,6 +113,66 @@ void RequestCompleted(void* cls, MHD_Connection*, void** request_state,
   *request_state = nullptr;
 }
 
+// The HTTP servers of this worker. One accepts on the shared socket at a
+// time; pausing quiesces it (it stops accepting and keeps its connections)
+// and resuming starts a new one on the same socket, since a quiesced
+// libmicrohttpd daemon cannot accept again. Thread-safe.
+class Acceptors {
+ public:
+  Acceptors(Server* server, int listen_fd, unsigned threads)
+      : server_(server), listen_fd_(listen_fd), threads_(threads) {}
+
+  // Starts accepting; false if libmicrohttpd cannot start.
+  bool Start() {
+    absl::MutexLock lock(&mu_);
+    if (accepting_ != nullptr) return true;
+    accepting_ = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0,
+        nullptr, nullptr, &HandleRequest, server_, MHD_OPTION_LISTEN_SOCKET,
+        listen_fd_, MHD_OPTION_THREAD_POOL_SIZE, threads_,
+        MHD_OPTION_NOTIFY_COMPLETED, &RequestCompleted, server_,
+        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    if (accepting_ == nullptr) return false;
+    daemons_.push_back(accepting_);
+    return true;
+  }
+
+  // Stops accepting; connections already accepted are served.
+  void Stop() {
+    absl::MutexLock lock(&mu_);
+    if (accepting_ == nullptr) return;
+    MHD_quiesce_daemon(accepting_);
+    accepting_ = nullptr;
+  }
+
+  unsigned Connections() {
+    absl::MutexLock lock(&mu_);
+    unsigned connections = 0;
+    for (MHD_Daemon* daemon : daemons_) {
+      const MHD_DaemonInfo* info =
+          MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+      if (info != nullptr) connections += info->num_connections;
+    }
+    return connections;
+  }
+
+  // Stops every server, closing what connections are left.
+  void StopAll() {
+    absl::MutexLock lock(&mu_);
+    for (MHD_Daemon* daemon : daemons_) MHD_stop_daemon(daemon);
+    daemons_.clear();
+    accepting_ = nullptr;
+  }
+
+ private:
+  Server* const server_;
+  const int listen_fd_;
+  const unsigned threads_;
+  absl::Mutex mu_;
+  MHD_Daemon* accepting_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<MHD_Daemon*> daemons_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -152,17 +214,14 @@ int main(int argc, char** argv) {
   });
   signal_thread.detach();
 
-  MHD_Daemon* daemon = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, nullptr,
-      nullptr, &HandleRequest, &server, MHD_OPTION_LISTEN_SOCKET,
-      (*worker)->listen_fd(), MHD_OPTION_THREAD_POOL_SIZE, threads,
-      MHD_OPTION_NOTIFY_COMPLETED, &RequestCompleted, &server,
-      MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
-  if (daemon == nullptr) {
+  Acceptors acceptors(&server, (*worker)->listen_fd(), threads);
+  if (!acceptors.Start()) {
     std::cerr << "hello_worker: cannot start the HTTP server on fd "
               << (*worker)->listen_fd() << "\n";
     return 1;
   }
+  (*worker)->OnPause([&acceptors] { acceptors.Stop(); },
+                     [&acceptors] { acceptors.Start(); });
   (*worker)->SetReady();
   std::cout << "hello_worker: worker " << (*worker)->id() << " serving with "
             << threads << " threads" << std::endl;
@@ -170,19 +229,16 @@ int main(int argc, char** argv) {
   absl::Duration grace = drain.Wait();
   // Stop accepting; the master keeps the listening socket for the others.
   server.draining = true;
-  MHD_quiesce_daemon(daemon);
+  acceptors.Stop();
   absl::Time deadline = absl::Now() + grace - absl::Milliseconds(500);
   absl::Time idle_since = absl::Now();
-  while (absl::Now() < deadline) {
-    const MHD_DaemonInfo* info =
-        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    if (info == nullptr || info->num_connections == 0) break;
+  while (absl::Now() < deadline && acceptors.Connections() > 0) {
     if (server.in_flight.load() > 0) idle_since = absl::Now();
     // Idle keep-alive connections are closed once nothing is in flight.
     if (absl::Now() - idle_since > absl::Milliseconds(200)) break;
     absl::SleepFor(absl::Milliseconds(10));
   }
-  MHD_stop_daemon(daemon);
+  acceptors.StopAll();
   std::cout << "hello_worker: drained, exiting" << std::endl;
   return 0;
 }

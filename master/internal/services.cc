@@ -56,6 +56,18 @@ class SessionChannel final : public WorkerChannel {
     Enqueue(std::move(message));
   }
 
+  void SendPause() override {
+    v1::MasterMessage message;
+    message.mutable_pause();
+    Enqueue(std::move(message));
+  }
+
+  void SendResume() override {
+    v1::MasterMessage message;
+    message.mutable_resume();
+    Enqueue(std::move(message));
+  }
+
   void SendDrain(absl::Duration grace, absl::string_view reason) override {
     v1::MasterMessage message;
     ToProto(grace, message.mutable_drain()->mutable_grace());
@@ -167,6 +179,12 @@ grpc::Status WorkerSessionService::Attach(
       case v1::WorkerMessage::kReady:
         supervisor_->Ready(token);
         break;
+      case v1::WorkerMessage::kAck:
+        if (message.ack().what() != v1::Ack::WHAT_UNSPECIFIED) {
+          supervisor_->Acknowledge(
+              token, message.ack().what() == v1::Ack::WHAT_PAUSED);
+        }
+        break;
       case v1::WorkerMessage::kHeartbeat:
         supervisor_->Heartbeat(token, FromProto(message.heartbeat()));
         break;
@@ -229,6 +247,45 @@ grpc::Status ClusterService::Recycle(grpc::ServerContext*,
                                      const v1::RecycleRequest* request,
                                      v1::RecycleResponse*) {
   return ToGrpcStatus(supervisor_->Recycle(request->pid(), request->reason()));
+}
+
+namespace {
+
+// Pause and Resume answer once the worker confirmed, within this time.
+constexpr absl::Duration kConfirmTimeout = absl::Seconds(5);
+
+}  // namespace
+
+grpc::Status ClusterService::Pause(grpc::ServerContext*,
+                                   const v1::PauseRequest* request,
+                                   v1::Worker* response) {
+  return ChangePause(request->pid(), /*pause=*/true, response);
+}
+
+grpc::Status ClusterService::Resume(grpc::ServerContext*,
+                                    const v1::ResumeRequest* request,
+                                    v1::Worker* response) {
+  return ChangePause(request->pid(), /*pause=*/false, response);
+}
+
+grpc::Status ClusterService::ChangePause(pid_t pid, bool pause,
+                                         v1::Worker* response) {
+  absl::Status status =
+      pause ? supervisor_->Pause(pid) : supervisor_->Resume(pid);
+  if (!status.ok()) return ToGrpcStatus(status);
+  WorkerState wanted = pause ? WorkerState::kPaused : WorkerState::kReady;
+  if (!supervisor_->AwaitState(pid, wanted, absl::Now() + kConfirmTimeout)) {
+    return grpc::Status(
+        grpc::StatusCode::DEADLINE_EXCEEDED,
+        absl::StrCat("worker pid ", pid, " did not confirm the ",
+                     pause ? "pause" : "resume", " within ",
+                     absl::FormatDuration(kConfirmTimeout),
+                     " (does it handle Pause/Resume?)"));
+  }
+  absl::StatusOr<WorkerSnapshot> snapshot = supervisor_->WorkerByPid(pid);
+  if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  ToProto(*snapshot, response);
+  return grpc::Status::OK;
 }
 
 grpc::Status ClusterService::Shutdown(grpc::ServerContext*,

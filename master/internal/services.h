@@ -65,10 +65,19 @@ class ClusterService final : public v1::Cluster::Service {
   grpc::Status GetConfig(grpc::ServerContext* context,
                          const v1::GetConfigRequest* request,
                          v1::GetConfigResponse* response) override;
-  // Pause, Resume and Debug answer UNIMPLEMENTED (the generated defaults)
-  // until the worker library supports pausing and the debug work lands.
+  // Pause and Resume return once the worker confirmed (DEADLINE_EXCEEDED
+  // after 5 s if it does not). Debug answers UNIMPLEMENTED (the generated
+  // default) until the debug work lands.
+  grpc::Status Pause(grpc::ServerContext* context,
+                     const v1::PauseRequest* request,
+                     v1::Worker* response) override;
+  grpc::Status Resume(grpc::ServerContext* context,
+                      const v1::ResumeRequest* request,
+                      v1::Worker* response) override;
 
  private:
+  grpc::Status ChangePause(pid_t pid, bool pause, v1::Worker* response);
+
   Supervisor* const supervisor_;
   const v1::ClusterConfig config_;
   const std::function<void(bool, absl::Duration)> request_stop_;

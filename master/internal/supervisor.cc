@@ -319,6 +319,73 @@ void Supervisor::EvaluatePoliciesLocked(Process& process) {
   }
 }
 
+absl::Status Supervisor::Pause(pid_t pid) {
+  absl::MutexLock lock(&mu_);
+  if (!options_.pause_supported) {
+    return absl::FailedPreconditionError(
+        "pause needs balance=shared: with one socket per slot, connections "
+        "would wait for "
+        "the paused worker");
+  }
+  auto it = processes_.find(pid);
+  if (it == processes_.end())
+    return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+  Process& process = it->second;
+  if (process.state != WorkerState::kReady) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid, " is ", WorkerStateName(process.state),
+                     ", not ready"));
+  }
+  if (process.channel == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid, " has no session"));
+  }
+  process.channel->SendPause();
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::Resume(pid_t pid) {
+  absl::MutexLock lock(&mu_);
+  auto it = processes_.find(pid);
+  if (it == processes_.end())
+    return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+  Process& process = it->second;
+  if (process.state != WorkerState::kPaused) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid, " is ", WorkerStateName(process.state),
+                     ", not paused"));
+  }
+  if (process.channel == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid, " has no session"));
+  }
+  process.channel->SendResume();
+  return absl::OkStatus();
+}
+
+void Supervisor::Acknowledge(absl::string_view token, bool paused) {
+  absl::MutexLock lock(&mu_);
+  Process* process = FindByTokenLocked(token);
+  if (process == nullptr) return;
+  WorkerState from = paused ? WorkerState::kReady : WorkerState::kPaused;
+  if (process->state != from) return;  // draining meanwhile, or a stale ack
+  process->state = paused ? WorkerState::kPaused : WorkerState::kReady;
+  process->reason = paused ? "paused" : "";
+  LogInfo(absl::StrCat(WorkerName(process->slot, process->pid),
+                       paused ? " paused" : " resumed"));
+}
+
+bool Supervisor::AwaitState(pid_t pid, WorkerState state, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = processes_.find(pid);
+    return it == processes_.end() || it->second.state == state;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&reached), deadline);
+  auto it = processes_.find(pid);
+  return it != processes_.end() && it->second.state == state;
+}
+
 void Supervisor::Detach(absl::string_view token) {
   absl::MutexLock lock(&mu_);
   Process* process = FindByTokenLocked(token);
@@ -409,8 +476,9 @@ absl::Time Supervisor::Tick() {
         next = std::min(next, deadline);
       }
     }
-    if (process.state == WorkerState::kReady &&
-        options_.hung_tolerance > absl::ZeroDuration()) {
+    bool serving = process.state == WorkerState::kReady ||
+                   process.state == WorkerState::kPaused;
+    if (serving && options_.hung_tolerance > absl::ZeroDuration()) {
       absl::Time last =
           process.heartbeat_at ? *process.heartbeat_at : *process.ready_at;
       absl::Time deadline = last + options_.hung_tolerance;

@@ -85,6 +85,10 @@ class WorkerChannel {
   virtual void SendWelcome(absl::Duration heartbeat_interval) = 0;
   // Stop accepting, finish in-flight work and exit within `grace`.
   virtual void SendDrain(absl::Duration grace, absl::string_view reason) = 0;
+  // Stop accepting new connections but keep running / accept again; the
+  // worker confirms with Paused/Resumed.
+  virtual void SendPause() = 0;
+  virtual void SendResume() = 0;
 };
 
 struct SupervisorOptions {
@@ -120,6 +124,9 @@ struct SupervisorOptions {
   unsigned crash_loop_limit = 10;
   // Replacements in progress at once during a rolling restart. Default 1.
   unsigned surge = 1;
+  // Whether workers can be paused: not when each slot has its own
+  // SO_REUSEPORT socket, whose connections would wait for a paused worker.
+  bool pause_supported = true;
   // Policies evaluated on each heartbeat of a ready worker.
   std::vector<std::shared_ptr<RecyclePolicy>> policies;
   // At most `recycle_budget` policy recycles per `recycle_window`; 0 = none.
@@ -159,6 +166,9 @@ class Supervisor {
   // Records a heartbeat and evaluates the recycle policies on it.
   void Heartbeat(absl::string_view token, const HeartbeatFigures& figures)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The worker of `token` confirmed a Pause (paused = true) or a Resume.
+  void Acknowledge(absl::string_view token, bool paused)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The session of `token` ended; its channel is no longer used.
   void Detach(absl::string_view token) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -182,6 +192,16 @@ class Supervisor {
   // FAILED_PRECONDITION if it is not ready or already being replaced.
   absl::Status Recycle(pid_t pid, absl::string_view reason)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Asks the worker `pid` to stop accepting (the others keep serving), or to
+  // accept again; the state changes when the worker confirms (Acknowledge).
+  // NOT_FOUND; FAILED_PRECONDITION if it is not ready (Pause) / paused
+  // (Resume), has no session, or pausing is not supported.
+  absl::Status Pause(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Resume(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until the worker `pid` is in `state` (true) or `deadline` passes.
+  bool AwaitState(pid_t pid, WorkerState state, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Sets the number of slots: new slots start at once, the highest slots
   // drain. INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION
   // while stopping. Returns the previous number.

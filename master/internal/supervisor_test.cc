@@ -62,6 +62,8 @@ class FakeChannel final : public WorkerChannel {
   void SendWelcome(absl::Duration interval) override {
     messages_.push_back("welcome " + absl::FormatDuration(interval));
   }
+  void SendPause() override { messages_.push_back("pause"); }
+  void SendResume() override { messages_.push_back("resume"); }
   void SendDrain(absl::Duration grace, absl::string_view reason) override {
     messages_.push_back("drain " + absl::FormatDuration(grace) + " " +
                         std::string(reason));
@@ -529,6 +531,41 @@ TEST_F(SupervisorTest, PoliciesRecycleWithinTheBudget) {
   EXPECT_EQ(launcher_.launched_.size(), 4u) << "a new window, a new recycle";
   supervisor.ProcessExited(100, Exited(0));
   EXPECT_EQ(policy->forgotten, std::vector<pid_t>{100});
+}
+
+TEST_F(SupervisorTest, PauseAndResumeChangeStateWhenTheWorkerConfirms) {
+  Supervisor& supervisor = Start();
+  FakeChannel channel;
+  EXPECT_EQ(supervisor.Pause(100).code(), absl::StatusCode::kFailedPrecondition)
+      << "not ready";
+  MakeReady(100, &channel);
+  EXPECT_EQ(supervisor.Resume(100).code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "not paused";
+  ASSERT_TRUE(supervisor.Pause(100).ok());
+  EXPECT_EQ(channel.messages_.back(), "pause");
+  EXPECT_EQ(Slot(0).state, WorkerState::kReady) << "until the worker confirms";
+  EXPECT_FALSE(supervisor.AwaitState(100, WorkerState::kPaused, absl::Now()));
+  supervisor.Acknowledge(launcher_.tokens_[100], /*paused=*/true);
+  EXPECT_EQ(Slot(0).state, WorkerState::kPaused);
+  EXPECT_TRUE(supervisor.AwaitState(100, WorkerState::kPaused, absl::Now()));
+  ASSERT_TRUE(supervisor.Resume(100).ok());
+  EXPECT_EQ(channel.messages_.back(), "resume");
+  supervisor.Acknowledge(launcher_.tokens_[100], /*paused=*/false);
+  EXPECT_EQ(Slot(0).state, WorkerState::kReady);
+  EXPECT_EQ(supervisor.Pause(4242).code(), absl::StatusCode::kNotFound);
+  supervisor.Detach(launcher_.tokens_[100]);
+  EXPECT_EQ(supervisor.Pause(100).code(), absl::StatusCode::kFailedPrecondition)
+      << "no session";
+}
+
+TEST_F(SupervisorTest, PauseIsRefusedWithOneSocketPerSlot) {
+  options_.pause_supported = false;
+  Supervisor& supervisor = Start();
+  FakeChannel channel;
+  MakeReady(100, &channel);
+  EXPECT_EQ(supervisor.Pause(100).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(SupervisorTest, RestartAndRecycleReportUnknownPids) {
