@@ -567,6 +567,13 @@ absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
   }
   if (stopping_)
     return absl::FailedPreconditionError("the cluster is stopping");
+  if (options_.listen_fds.size() > 1 && workers < options_.listen_fds.size()) {
+    // Each socket of a SO_REUSEPORT group gets its share of connections:
+    // one without a worker would leave them waiting.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "with balance=reuseport the cluster cannot shrink below its ",
+        options_.listen_fds.size(), " sockets"));
+  }
   unsigned previous = ActiveSlotsLocked();
   // Slots stay ordered: the first `workers` are active.
   for (unsigned id = 0; id < std::max<size_t>(workers, slots_.size()); ++id) {

@@ -204,7 +204,8 @@ class Supervisor {
 
   // Sets the number of slots: new slots start at once, the highest slots
   // drain. INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION
-  // while stopping. Returns the previous number.
+  // while stopping, or below the number of listening sockets when there is
+  // one per slot (balance=reuseport). Returns the previous number.
   absl::StatusOr<unsigned> Scale(unsigned workers) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the cluster: no more restarts; every worker drains within

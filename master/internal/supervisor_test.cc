@@ -559,6 +559,16 @@ TEST_F(SupervisorTest, PauseAndResumeChangeStateWhenTheWorkerConfirms) {
       << "no session";
 }
 
+TEST_F(SupervisorTest,
+       WithOneSocketPerSlotScaleMayGrowButNotShrinkBelowTheSockets) {
+  options_.listen_fds = {7, 8};
+  Supervisor& supervisor = Start();
+  EXPECT_EQ(*supervisor.Scale(3), 2u);
+  EXPECT_EQ(*supervisor.Scale(2), 3u);
+  EXPECT_EQ(supervisor.Scale(1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(SupervisorTest, PauseIsRefusedWithOneSocketPerSlot) {
   options_.pause_supported = false;
   Supervisor& supervisor = Start();
