@@ -20,12 +20,14 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "master/internal/config.h"
+#include "master/internal/event_router.h"
 #include "master/internal/listener.h"
 #include "master/internal/output_collector.h"
 #include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
 #include "master/internal/services.h"
 #include "master/internal/spawn.h"
+#include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
 namespace cluster2 {
@@ -191,8 +193,15 @@ class Master {
   absl::Status StartServer() {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-    session_service_ =
-        std::make_unique<WorkerSessionService>(supervisor_.get());
+    router_ = std::make_unique<EventRouter>(getpid());
+    registry_ = std::make_unique<StatusRegistry>(getpid());
+    // The master's own status: its worker table.
+    registry_->RegisterLocal(
+        "workers", [this] { return WorkerTable(); }, nullptr);
+    session_service_ = std::make_unique<WorkerSessionService>(
+        supervisor_.get(), router_.get(), registry_.get());
+    emitter_service_ = std::make_unique<EmitterService>(router_.get());
+    status_service_ = std::make_unique<StatusService>(registry_.get());
     cluster_service_ = std::make_unique<ClusterService>(
         supervisor_.get(), config_, [this](bool fast, absl::Duration grace) {
           RequestStop(fast, grace, "Cluster.Shutdown");
@@ -203,6 +212,8 @@ class Master {
     builder.AddListeningPort(address, grpc::InsecureServerCredentials());
     builder.RegisterService(session_service_.get());
     builder.RegisterService(cluster_service_.get());
+    builder.RegisterService(emitter_service_.get());
+    builder.RegisterService(status_service_.get());
     server_ = builder.BuildAndStart();
     if (server_ == nullptr) {
       return absl::UnavailableError(
@@ -213,6 +224,23 @@ class Master {
       return ErrnoStatus(errno, "chmod " + path);
     server_->GetHealthCheckService()->SetServingStatus(true);
     return absl::OkStatus();
+  }
+
+  // The value of the master's "workers" status: one object per worker.
+  google::protobuf::Value WorkerTable() const {
+    google::protobuf::Value table;
+    google::protobuf::ListValue* list = table.mutable_list_value();
+    for (const WorkerSnapshot& snapshot : supervisor_->Workers()) {
+      google::protobuf::Struct* worker =
+          list->add_values()->mutable_struct_value();
+      (*worker->mutable_fields())["id"].set_number_value(snapshot.id);
+      (*worker->mutable_fields())["pid"].set_number_value(snapshot.pid);
+      (*worker->mutable_fields())["state"].set_string_value(
+          std::string(WorkerStateName(snapshot.state)));
+      (*worker->mutable_fields())["restarts"].set_number_value(
+          snapshot.restarts);
+    }
+    return table;
   }
 
   void HandleSignal(int signal) {
@@ -282,7 +310,11 @@ class Master {
   std::unique_ptr<PosixProcessLauncher> launcher_;
   RealClock clock_;
   std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<EventRouter> router_;
+  std::unique_ptr<StatusRegistry> registry_;
   std::unique_ptr<WorkerSessionService> session_service_;
+  std::unique_ptr<EmitterService> emitter_service_;
+  std::unique_ptr<StatusService> status_service_;
   std::unique_ptr<ClusterService> cluster_service_;
   std::unique_ptr<grpc::Server> server_;
 };

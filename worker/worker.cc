@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
+#include <map>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "cluster2/v1/status.grpc.pb.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
@@ -55,6 +58,11 @@ class Worker::Impl {
     context_.TryCancel();
     if (reader_.joinable()) reader_.join();
     if (heartbeat_.joinable()) heartbeat_.join();
+    {
+      absl::MutexLock lock(&dispatch_mu_);
+      dispatch_closed_ = true;
+    }
+    if (dispatcher_.joinable()) dispatcher_.join();
   }
 
   absl::Status Connect(const std::string& address,
@@ -69,6 +77,7 @@ class Worker::Impl {
     hello.mutable_hello()->set_client(options.client);
     Write(hello);
     reader_ = std::thread([this] { ReadLoop(); });
+    dispatcher_ = std::thread([this] { DispatchLoop(); });
 
     absl::MutexLock lock(&mu_);
     auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -177,6 +186,233 @@ class Worker::Impl {
     Write(ack);
   }
 
+  // Runs listeners and status callbacks, in arrival order, off the
+  // session's thread (they may emit and wait for the reply).
+  void DispatchLoop() {
+    while (true) {
+      std::deque<v1::MasterMessage> batch;
+      {
+        absl::MutexLock lock(&dispatch_mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(dispatch_mu_) {
+          return dispatch_closed_ || !dispatch_queue_.empty();
+        };
+        dispatch_mu_.Await(absl::Condition(&ready));
+        if (dispatch_queue_.empty()) return;
+        batch.swap(dispatch_queue_);
+      }
+      for (v1::MasterMessage& message : batch) {
+        if (message.has_event()) {
+          Dispatch(message.event());
+        } else if (message.has_status_query()) {
+          AnswerStatus(message.status_query().id(),
+                       message.status_query().name(), nullptr);
+        } else if (message.has_status_update()) {
+          AnswerStatus(message.status_update().id(),
+                       message.status_update().name(),
+                       &message.status_update().value());
+        }
+      }
+    }
+  }
+
+  void Dispatch(const v1::Event& proto) {
+    Worker::Event event;
+    event.name = proto.name();
+    event.args.assign(proto.args().begin(), proto.args().end());
+    event.from_pid = proto.from_pid();
+    event.sequence = proto.sequence();
+    std::vector<Worker::EventHandler> handlers;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = listeners_.begin(); it != listeners_.end();) {
+        if (it->second.event != event.name) {
+          ++it;
+          continue;
+        }
+        handlers.push_back(it->second.handler);
+        it = it->second.once ? listeners_.erase(it) : std::next(it);
+      }
+    }
+    for (const Worker::EventHandler& handler : handlers) handler(event);
+  }
+
+  void AnswerStatus(uint64_t id, const std::string& name,
+                    const google::protobuf::Value* update) {
+    Worker::StatusView view;
+    Worker::StatusUpdate updater;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = statuses_.find(name);
+      if (it != statuses_.end()) {
+        view = it->second.first;
+        updater = it->second.second;
+      }
+    }
+    v1::WorkerMessage answer;
+    answer.mutable_status_answer()->set_id(id);
+    if (!view) {
+      answer.mutable_status_answer()->set_error("not registered here");
+    } else if (update != nullptr && !updater) {
+      answer.mutable_status_answer()->set_error("read-only");
+    } else {
+      *answer.mutable_status_answer()->mutable_value() =
+          update != nullptr ? updater(*update) : view();
+    }
+    Write(answer);
+  }
+
+ public:
+  uint64_t AddListener(const std::string& event, Worker::EventHandler handler,
+                       bool once) {
+    absl::MutexLock lock(&mu_);
+    uint64_t id = next_listener_++;
+    listeners_[id] = Listener{event, std::move(handler), once};
+    return id;
+  }
+
+  bool RemoveListener(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    return listeners_.erase(id) > 0;
+  }
+
+  void RemoveAllListeners(const std::string& event) {
+    absl::MutexLock lock(&mu_);
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      it = event.empty() || it->second.event == event ? listeners_.erase(it)
+                                                      : std::next(it);
+    }
+  }
+
+  absl::StatusOr<Worker::EmitResult> Emit(
+      const std::string& name, const std::vector<Worker::Target>& targets,
+      std::vector<google::protobuf::Value> args) {
+    v1::WorkerMessage message;
+    v1::Event* event = message.mutable_event();
+    event->set_name(name);
+    for (google::protobuf::Value& arg : args)
+      *event->add_args() = std::move(arg);
+    for (const Worker::Target& target : targets) {
+      v1::Target* out = event->add_targets();
+      switch (target.kind) {
+        case Worker::Target::Kind::kSelf:
+          out->set_self(true);
+          break;
+        case Worker::Target::Kind::kMaster:
+          out->set_master(true);
+          break;
+        case Worker::Target::Kind::kWorkers:
+          out->set_workers(true);
+          break;
+        case Worker::Target::Kind::kPid:
+          out->set_pid(target.pid);
+          break;
+      }
+    }
+    uint64_t sequence;
+    {
+      // Numbering and writing under one lock keeps the wire order.
+      absl::MutexLock lock(&emit_mu_);
+      sequence = ++emit_sequence_;
+      event->set_sequence(sequence);
+      if (!Write(message))
+        return absl::UnavailableError("no session with the master");
+    }
+    absl::MutexLock lock(&mu_);
+    auto answered = [this, sequence]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return replies_.count(sequence) > 0 || session_ended_;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&answered), absl::Seconds(5))) {
+      return absl::DeadlineExceededError(
+          "the master did not answer the emit within 5s");
+    }
+    auto it = replies_.find(sequence);
+    if (it == replies_.end())
+      return absl::UnavailableError("the session with the master ended");
+    v1::EmitReply reply = std::move(it->second);
+    replies_.erase(it);
+    if (!reply.error().empty()) {
+      bool too_big =
+          reply.error().find("bytes; the limit") != std::string::npos &&
+          reply.error().find("args") != std::string::npos;
+      return too_big ? absl::ResourceExhaustedError(reply.error())
+                     : absl::InvalidArgumentError(reply.error());
+    }
+    Worker::EmitResult result;
+    result.delivered = reply.delivered();
+    result.unknown_pids.assign(reply.unknown_pids().begin(),
+                               reply.unknown_pids().end());
+    return result;
+  }
+
+  void RegisterStatus(const std::string& name, Worker::StatusView view,
+                      Worker::StatusUpdate update) {
+    {
+      absl::MutexLock lock(&mu_);
+      statuses_[name] = {std::move(view), std::move(update)};
+    }
+    v1::WorkerMessage message;
+    message.mutable_status_registration()->set_name(name);
+    message.mutable_status_registration()->set_registered(true);
+    Write(message);
+  }
+
+  void UnregisterStatus(const std::string& name) {
+    {
+      absl::MutexLock lock(&mu_);
+      statuses_.erase(name);
+    }
+    v1::WorkerMessage message;
+    message.mutable_status_registration()->set_name(name);
+    message.mutable_status_registration()->set_registered(false);
+    Write(message);
+  }
+
+  absl::StatusOr<std::vector<Worker::StatusEntry>> AskStatus(
+      const std::string& name, const google::protobuf::Value* value,
+      absl::Duration deadline) {
+    auto stub = v1::Status::NewStub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + deadline + absl::Seconds(5)));
+    v1::GetStatusResponse response;
+    grpc::Status status;
+    if (value == nullptr) {
+      v1::GetStatusRequest request;
+      request.set_name(name);
+      ToProto(deadline, request.mutable_deadline());
+      status = stub->GetStatus(&context, request, &response);
+    } else {
+      v1::SetStatusRequest request;
+      request.set_name(name);
+      *request.mutable_value() = *value;
+      ToProto(deadline, request.mutable_deadline());
+      status = stub->SetStatus(&context, request, &response);
+    }
+    if (!status.ok()) return FromGrpcStatus(status);
+    std::vector<Worker::StatusEntry> entries;
+    for (const v1::StatusEntry& entry : response.entries()) {
+      Worker::StatusEntry out;
+      out.pid = entry.pid();
+      if (entry.has_worker_id()) out.worker_id = entry.worker_id();
+      out.value = entry.value();
+      out.error = entry.error();
+      entries.push_back(std::move(out));
+    }
+    return entries;
+  }
+
+  absl::StatusOr<std::vector<std::string>> Statuses() {
+    auto stub = v1::Status::NewStub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::ListStatusesResponse response;
+    grpc::Status status = stub->ListStatuses(&context, {}, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return std::vector<std::string>(response.names().begin(),
+                                    response.names().end());
+  }
+
+ private:
   void ReadLoop() {
     v1::MasterMessage message;
     while (stream_->Read(&message)) {
@@ -198,6 +434,19 @@ class Worker::Impl {
         case v1::MasterMessage::kResume:
           ChangePause(message.has_pause());
           break;
+        case v1::MasterMessage::kEvent:
+        case v1::MasterMessage::kStatusQuery:
+        case v1::MasterMessage::kStatusUpdate: {
+          absl::MutexLock lock(&dispatch_mu_);
+          dispatch_queue_.push_back(std::move(message));
+          message = v1::MasterMessage();
+          break;
+        }
+        case v1::MasterMessage::kEmitReply: {
+          absl::MutexLock lock(&mu_);
+          replies_[message.emit_reply().sequence()] = message.emit_reply();
+          break;
+        }
         default:
           break;  // not handled by this version of the library
       }
@@ -266,6 +515,17 @@ class Worker::Impl {
       grpc::ClientReaderWriter<v1::WorkerMessage, v1::MasterMessage>>
       stream_;
   std::thread reader_;
+  std::thread dispatcher_;  // runs listeners and status callbacks
+  absl::Mutex dispatch_mu_;
+  std::deque<v1::MasterMessage> dispatch_queue_ ABSL_GUARDED_BY(dispatch_mu_);
+  bool dispatch_closed_ ABSL_GUARDED_BY(dispatch_mu_) = false;
+  absl::Mutex emit_mu_;
+  uint64_t emit_sequence_ ABSL_GUARDED_BY(emit_mu_) = 0;
+  struct Listener {
+    std::string event;
+    Worker::EventHandler handler;
+    bool once = false;
+  };
   std::thread heartbeat_;
 
   mutable absl::Mutex mu_;
@@ -280,6 +540,12 @@ class Worker::Impl {
   std::function<void(absl::Duration)> drain_callback_ ABSL_GUARDED_BY(mu_);
   std::function<void()> pause_callback_ ABSL_GUARDED_BY(mu_);
   std::function<void()> resume_callback_ ABSL_GUARDED_BY(mu_);
+
+  std::map<uint64_t, Listener> listeners_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_listener_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, v1::EmitReply> replies_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<Worker::StatusView, Worker::StatusUpdate>>
+      statuses_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex stats_mu_;
   uint64_t requests_total_ ABSL_GUARDED_BY(stats_mu_) = 0;
@@ -336,6 +602,41 @@ bool Worker::draining() const { return impl_->draining(); }
 void Worker::RecordRequest(absl::Duration latency) {
   impl_->RecordRequest(latency);
 }
+uint64_t Worker::On(const std::string& event, EventHandler handler) {
+  return impl_->AddListener(event, std::move(handler), /*once=*/false);
+}
+uint64_t Worker::Once(const std::string& event, EventHandler handler) {
+  return impl_->AddListener(event, std::move(handler), /*once=*/true);
+}
+bool Worker::RemoveListener(uint64_t id) { return impl_->RemoveListener(id); }
+void Worker::RemoveAllListeners(const std::string& event) {
+  impl_->RemoveAllListeners(event);
+}
+absl::StatusOr<Worker::EmitResult> Worker::Emit(
+    const std::string& event, std::vector<Target> targets,
+    std::vector<google::protobuf::Value> args) {
+  return impl_->Emit(event, targets, std::move(args));
+}
+void Worker::RegisterStatus(const std::string& name, StatusView view,
+                            StatusUpdate update) {
+  impl_->RegisterStatus(name, std::move(view), std::move(update));
+}
+void Worker::UnregisterStatus(const std::string& name) {
+  impl_->UnregisterStatus(name);
+}
+absl::StatusOr<std::vector<Worker::StatusEntry>> Worker::GetStatus(
+    const std::string& name, absl::Duration deadline) {
+  return impl_->AskStatus(name, nullptr, deadline);
+}
+absl::StatusOr<std::vector<Worker::StatusEntry>> Worker::SetStatus(
+    const std::string& name, const google::protobuf::Value& value,
+    absl::Duration deadline) {
+  return impl_->AskStatus(name, &value, deadline);
+}
+absl::StatusOr<std::vector<std::string>> Worker::Statuses() {
+  return impl_->Statuses();
+}
+
 void Worker::SetRequestsInFlight(uint32_t count) {
   impl_->SetRequestsInFlight(count);
 }

@@ -24,12 +24,16 @@
 #ifndef CLUSTER2_WORKER_WORKER_H_
 #define CLUSTER2_WORKER_WORKER_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
 
 namespace cluster2 {
 
@@ -85,6 +89,77 @@ class Worker {
   void RecordRequest(absl::Duration latency);
   // Reports how many requests are in flight now.
   void SetRequestsInFlight(uint32_t count);
+
+  // --- Emitter: events between the processes of the cluster, routed by the
+  // master (docs/api.md). Handlers run in order on one library thread, which
+  // is not the session's: they may call Emit, GetStatus and the like.
+
+  // Where an event goes. No targets = this worker and the master.
+  struct Target {
+    enum class Kind { kSelf, kMaster, kWorkers, kPid };
+    Kind kind = Kind::kSelf;
+    int pid = 0;
+    static Target Self() { return {Kind::kSelf, 0}; }
+    static Target Master() { return {Kind::kMaster, 0}; }
+    static Target Workers() { return {Kind::kWorkers, 0}; }
+    static Target Pid(int pid) { return {Kind::kPid, pid}; }
+  };
+  struct Event {
+    std::string name;
+    std::vector<google::protobuf::Value> args;  // JSON values
+    int from_pid = 0;
+    uint64_t sequence = 0;  // increasing per sender
+  };
+  using EventHandler = std::function<void(const Event& event)>;
+  struct EmitResult {
+    uint32_t delivered = 0;         // processes that received it
+    std::vector<int> unknown_pids;  // pid targets that are not workers
+  };
+
+  // Adds a listener; returns its id for RemoveListener.
+  uint64_t On(const std::string& event, EventHandler handler);
+  // A listener removed after its first call.
+  uint64_t Once(const std::string& event, EventHandler handler);
+  // False if `id` is not a listener (any more).
+  bool RemoveListener(uint64_t id);
+  // Removes the listeners of `event`, or of every event if it is empty.
+  void RemoveAllListeners(const std::string& event = "");
+  // Emits and waits until the master routed the event (at most 5 s).
+  // INVALID_ARGUMENT for an empty or reserved ("cluster2:...") name,
+  // RESOURCE_EXHAUSTED for args over 1 MiB, UNAVAILABLE without a session,
+  // DEADLINE_EXCEEDED if the master does not answer.
+  absl::StatusOr<EmitResult> Emit(const std::string& event,
+                                  std::vector<Target> targets,
+                                  std::vector<google::protobuf::Value> args);
+
+  // --- Status: named values this process registers and anyone can read.
+
+  using StatusView = std::function<google::protobuf::Value()>;
+  // Returns the value after the update.
+  using StatusUpdate =
+      std::function<google::protobuf::Value(const google::protobuf::Value&)>;
+  struct StatusEntry {
+    int pid = 0;
+    std::optional<unsigned> worker_id;  // unset for the master
+    google::protobuf::Value value;
+    std::string error;  // the registrant failed or did not answer in time
+  };
+
+  // Registers `name` in this worker; `update` may be null (read-only).
+  // Views and updates run on the handlers' thread.
+  void RegisterStatus(const std::string& name, StatusView view,
+                      StatusUpdate update = nullptr);
+  void UnregisterStatus(const std::string& name);
+  // Every process's value of `name` (NOT_FOUND if nobody registered it),
+  // gathered by the master within `deadline`.
+  absl::StatusOr<std::vector<StatusEntry>> GetStatus(
+      const std::string& name, absl::Duration deadline = absl::Seconds(1));
+  // Calls every registrant's update; returns their answers.
+  absl::StatusOr<std::vector<StatusEntry>> SetStatus(
+      const std::string& name, const google::protobuf::Value& value,
+      absl::Duration deadline = absl::Seconds(1));
+  // Names registered anywhere in the cluster.
+  absl::StatusOr<std::vector<std::string>> Statuses();
 
   class Impl;
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -34,7 +35,9 @@ v1::WorkerState StateToProto(WorkerState state) {
 
 // The master's end of one session: messages queued by the supervisor are
 // written by a dedicated thread, so the supervisor never blocks on a worker.
-class SessionChannel final : public WorkerChannel {
+class SessionChannel final : public WorkerChannel,
+                             public EventSink,
+                             public StatusChannel {
  public:
   using Stream = grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>;
 
@@ -53,6 +56,34 @@ class SessionChannel final : public WorkerChannel {
     v1::MasterMessage message;
     ToProto(heartbeat_interval,
             message.mutable_welcome()->mutable_heartbeat_interval());
+    Enqueue(std::move(message));
+  }
+
+  void Deliver(const v1::Event& event) override {
+    v1::MasterMessage message;
+    *message.mutable_event() = event;
+    Enqueue(std::move(message));
+  }
+
+  void SendEmitReply(v1::EmitReply reply) {
+    v1::MasterMessage message;
+    *message.mutable_emit_reply() = std::move(reply);
+    Enqueue(std::move(message));
+  }
+
+  void SendQuery(uint64_t id, const std::string& name) override {
+    v1::MasterMessage message;
+    message.mutable_status_query()->set_id(id);
+    message.mutable_status_query()->set_name(name);
+    Enqueue(std::move(message));
+  }
+
+  void SendUpdate(uint64_t id, const std::string& name,
+                  const google::protobuf::Value& value) override {
+    v1::MasterMessage message;
+    message.mutable_status_update()->set_id(id);
+    message.mutable_status_update()->set_name(name);
+    *message.mutable_status_update()->mutable_value() = value;
     Enqueue(std::move(message));
   }
 
@@ -160,7 +191,7 @@ HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
 }
 
 grpc::Status WorkerSessionService::Attach(
-    grpc::ServerContext* context,
+    grpc::ServerContext*,
     grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) {
   v1::WorkerMessage message;
   if (!stream->Read(&message)) return grpc::Status::OK;  // gone before hello
@@ -173,8 +204,11 @@ grpc::Status WorkerSessionService::Attach(
   absl::StatusOr<AttachedWorker> attached =
       supervisor_->Attach(token, channel.get());
   if (!attached.ok()) return ToGrpcStatus(attached.status());
+  const pid_t pid = attached->pid;
+  router_->AddWorker(pid, channel.get());
 
-  while (stream->Read(&message)) {
+  grpc::Status result = grpc::Status::OK;
+  while (result.ok() && stream->Read(&message)) {
     switch (message.kind_case()) {
       case v1::WorkerMessage::kReady:
         supervisor_->Ready(token);
@@ -188,18 +222,50 @@ grpc::Status WorkerSessionService::Attach(
       case v1::WorkerMessage::kHeartbeat:
         supervisor_->Heartbeat(token, FromProto(message.heartbeat()));
         break;
-      case v1::WorkerMessage::kHello:
-        supervisor_->Detach(token);
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "hello may only be the first message");
-      default:
-        // Events, statuses and acks are handled once those services exist;
-        // until then they are ignored rather than breaking the session.
+      case v1::WorkerMessage::kEvent: {
+        uint64_t sequence = message.event().sequence();
+        absl::StatusOr<RouteResult> routed =
+            router_->Route(std::move(*message.mutable_event()), pid);
+        v1::EmitReply reply;
+        reply.set_sequence(sequence);
+        if (routed.ok()) {
+          reply.set_delivered(routed->delivered);
+          for (int32_t unknown : routed->unknown_pids)
+            reply.add_unknown_pids(unknown);
+        } else {
+          reply.set_error(std::string(routed.status().message()));
+        }
+        channel->SendEmitReply(std::move(reply));
         break;
+      }
+      case v1::WorkerMessage::kStatusRegistration: {
+        const v1::StatusRegistration& registration =
+            message.status_registration();
+        if (registration.registered()) {
+          registry_->Register(pid, attached->id, registration.name(),
+                              channel.get());
+        } else {
+          registry_->Unregister(pid, registration.name());
+        }
+        break;
+      }
+      case v1::WorkerMessage::kStatusAnswer:
+        registry_->Answer(pid, message.status_answer().id(),
+                          message.status_answer().value(),
+                          message.status_answer().error());
+        break;
+      case v1::WorkerMessage::kHello:
+        result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "hello may only be the first message");
+        break;
+      case v1::WorkerMessage::KIND_NOT_SET:
+        break;  // a newer worker's message this master does not know
     }
   }
+  router_->RemoveWorker(pid);
+  registry_->RemoveProcess(pid);
   supervisor_->Detach(token);
-  return grpc::Status::OK;
+  return result;
 }
 
 grpc::Status ClusterService::ListWorkers(grpc::ServerContext*,
@@ -302,6 +368,129 @@ grpc::Status ClusterService::GetConfig(grpc::ServerContext*,
                                        const v1::GetConfigRequest*,
                                        v1::GetConfigResponse* response) {
   *response->mutable_config() = config_;
+  return grpc::Status::OK;
+}
+
+namespace {
+
+constexpr size_t kMaxSubscriberBacklog = 10000;
+constexpr absl::Duration kDefaultStatusDeadline = absl::Seconds(1);
+constexpr absl::Duration kMaxStatusDeadline = absl::Seconds(30);
+
+// One Subscribe stream's queue: filled by the router, emptied by the stream.
+class SubscriberSink final : public EventSink {
+ public:
+  explicit SubscriberSink(const v1::SubscribeRequest& request)
+      : names_(request.events().begin(), request.events().end()) {}
+
+  void Deliver(const v1::Event& event) override {
+    if (!names_.empty() && names_.count(event.name()) == 0) return;
+    absl::MutexLock lock(&mu_);
+    if (queue_.size() >= kMaxSubscriberBacklog) {
+      overflow_ = true;
+      return;
+    }
+    queue_.push_back(event);
+  }
+
+  // Waits up to `timeout` for events; false once the subscriber overflowed.
+  bool Take(absl::Duration timeout, std::deque<v1::Event>* events) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !queue_.empty() || overflow_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    events->swap(queue_);
+    return !overflow_;
+  }
+
+ private:
+  const std::set<std::string> names_;
+  absl::Mutex mu_;
+  std::deque<v1::Event> queue_ ABSL_GUARDED_BY(mu_);
+  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+absl::Duration StatusDeadline(const google::protobuf::Duration& requested) {
+  absl::Duration deadline = FromProto(requested);
+  if (deadline <= absl::ZeroDuration()) return kDefaultStatusDeadline;
+  return std::min(deadline, kMaxStatusDeadline);
+}
+
+void ToProto(const std::string& name,
+             const std::vector<StatusEntryValue>& entries,
+             v1::GetStatusResponse* response) {
+  response->set_name(name);
+  for (const StatusEntryValue& entry : entries) {
+    v1::StatusEntry* out = response->add_entries();
+    out->set_pid(entry.pid);
+    if (entry.worker_id) out->set_worker_id(*entry.worker_id);
+    *out->mutable_value() = entry.value;
+    out->set_error(entry.error);
+  }
+}
+
+}  // namespace
+
+grpc::Status EmitterService::Emit(grpc::ServerContext*,
+                                  const v1::EmitRequest* request,
+                                  v1::EmitResponse* response) {
+  absl::StatusOr<RouteResult> routed = router_->Route(request->event(), 0);
+  if (!routed.ok()) return ToGrpcStatus(routed.status());
+  response->set_delivered(routed->delivered);
+  for (int32_t pid : routed->unknown_pids) response->add_unknown_pids(pid);
+  return grpc::Status::OK;
+}
+
+grpc::Status EmitterService::Subscribe(grpc::ServerContext* context,
+                                       const v1::SubscribeRequest* request,
+                                       grpc::ServerWriter<v1::Event>* writer) {
+  SubscriberSink sink(*request);
+  uint64_t id = router_->AddMasterListener(&sink);
+  grpc::Status result = grpc::Status::OK;
+  std::deque<v1::Event> events;
+  while (!context->IsCancelled()) {
+    if (!sink.Take(absl::Milliseconds(100), &events)) {
+      result =
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "subscriber fell 10000 events behind; subscribe again");
+      break;
+    }
+    bool written = true;
+    for (const v1::Event& event : events) {
+      if (!(written = writer->Write(event))) break;
+    }
+    events.clear();
+    if (!written) break;
+  }
+  router_->RemoveMasterListener(id);
+  return result;
+}
+
+grpc::Status StatusService::ListStatuses(grpc::ServerContext*,
+                                         const v1::ListStatusesRequest*,
+                                         v1::ListStatusesResponse* response) {
+  for (const std::string& name : registry_->Names()) response->add_names(name);
+  return grpc::Status::OK;
+}
+
+grpc::Status StatusService::GetStatus(grpc::ServerContext*,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusResponse* response) {
+  auto entries =
+      registry_->Get(request->name(), StatusDeadline(request->deadline()));
+  if (!entries.ok()) return ToGrpcStatus(entries.status());
+  ToProto(request->name(), *entries, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status StatusService::SetStatus(grpc::ServerContext*,
+                                      const v1::SetStatusRequest* request,
+                                      v1::GetStatusResponse* response) {
+  auto entries = registry_->Set(request->name(), request->value(),
+                                StatusDeadline(request->deadline()));
+  if (!entries.ok()) return ToGrpcStatus(entries.status());
+  ToProto(request->name(), *entries, response);
   return grpc::Status::OK;
 }
 

@@ -9,7 +9,11 @@
 #include <functional>
 
 #include "cluster2/v1/cluster.grpc.pb.h"
+#include "cluster2/v1/emitter.grpc.pb.h"
+#include "cluster2/v1/status.grpc.pb.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
+#include "master/internal/event_router.h"
+#include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
 namespace cluster2 {
@@ -18,11 +22,12 @@ namespace cluster2 {
 void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker);
 HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat);
 
-// WorkerSession.Attach: one stream per worker. Borrows `supervisor`.
+// WorkerSession.Attach: one stream per worker. Borrows its arguments.
 class WorkerSessionService final : public v1::WorkerSession::Service {
  public:
-  explicit WorkerSessionService(Supervisor* supervisor)
-      : supervisor_(supervisor) {}
+  WorkerSessionService(Supervisor* supervisor, EventRouter* router,
+                       StatusRegistry* registry)
+      : supervisor_(supervisor), router_(router), registry_(registry) {}
 
   grpc::Status Attach(
       grpc::ServerContext* context,
@@ -31,6 +36,45 @@ class WorkerSessionService final : public v1::WorkerSession::Service {
 
  private:
   Supervisor* const supervisor_;
+  EventRouter* const router_;
+  StatusRegistry* const registry_;
+};
+
+// Emitter: events for clients that are not workers. Borrows `router`.
+class EmitterService final : public v1::Emitter::Service {
+ public:
+  explicit EmitterService(EventRouter* router) : router_(router) {}
+
+  grpc::Status Emit(grpc::ServerContext* context,
+                    const v1::EmitRequest* request,
+                    v1::EmitResponse* response) override;
+  // Streams what the master receives until the client cancels; a client
+  // that falls 10,000 events behind is ended with RESOURCE_EXHAUSTED.
+  grpc::Status Subscribe(grpc::ServerContext* context,
+                         const v1::SubscribeRequest* request,
+                         grpc::ServerWriter<v1::Event>* writer) override;
+
+ private:
+  EventRouter* const router_;
+};
+
+// Status: named values of the cluster's processes. Borrows `registry`.
+class StatusService final : public v1::Status::Service {
+ public:
+  explicit StatusService(StatusRegistry* registry) : registry_(registry) {}
+
+  grpc::Status ListStatuses(grpc::ServerContext* context,
+                            const v1::ListStatusesRequest* request,
+                            v1::ListStatusesResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* context,
+                         const v1::GetStatusRequest* request,
+                         v1::GetStatusResponse* response) override;
+  grpc::Status SetStatus(grpc::ServerContext* context,
+                         const v1::SetStatusRequest* request,
+                         v1::GetStatusResponse* response) override;
+
+ private:
+  StatusRegistry* const registry_;
 };
 
 // Cluster: the control API. Borrows `supervisor`; `config` is the effective

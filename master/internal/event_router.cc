@@ -1,0 +1,120 @@
+#include "master/internal/event_router.h"
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace cluster2 {
+
+absl::Status ValidateEvent(const v1::Event& event) {
+  if (event.name().empty())
+    return absl::InvalidArgumentError("event name is empty");
+  if (event.name().size() > kMaxEventName) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event name is ", event.name().size(),
+                     " bytes; the limit is ", kMaxEventName));
+  }
+  if (absl::StartsWith(event.name(), kReservedEventPrefix)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "event names starting with '", kReservedEventPrefix, "' are reserved"));
+  }
+  size_t bytes = 0;
+  for (const google::protobuf::Value& arg : event.args())
+    bytes += arg.ByteSizeLong();
+  if (bytes > kMaxEventArgsBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "event args are ", bytes, " bytes; the limit is ", kMaxEventArgsBytes));
+  }
+  for (const v1::Target& target : event.targets()) {
+    if (target.kind_case() == v1::Target::KIND_NOT_SET) {
+      return absl::InvalidArgumentError("a target names nothing");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void EventRouter::AddWorker(pid_t pid, EventSink* sink) {
+  absl::MutexLock lock(&mu_);
+  workers_[pid] = sink;
+}
+
+void EventRouter::RemoveWorker(pid_t pid) {
+  absl::MutexLock lock(&mu_);
+  workers_.erase(pid);
+}
+
+uint64_t EventRouter::AddMasterListener(EventSink* sink) {
+  absl::MutexLock lock(&mu_);
+  uint64_t id = next_listener_++;
+  master_listeners_[id] = sink;
+  return id;
+}
+
+void EventRouter::RemoveMasterListener(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  master_listeners_.erase(id);
+}
+
+absl::StatusOr<RouteResult> EventRouter::Route(v1::Event event,
+                                               pid_t sender_pid) {
+  if (absl::Status status = ValidateEvent(event); !status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  bool from_worker = sender_pid != 0;
+  event.set_from_pid(from_worker ? sender_pid : master_pid_);
+  if (!from_worker) event.set_sequence(++master_sequence_);
+
+  // Resolve the targets to a set of processes (0 = the master).
+  std::set<pid_t> processes;
+  RouteResult result;
+  auto add_worker = [&](pid_t pid) {
+    if (workers_.count(pid) > 0) {
+      processes.insert(pid);
+    } else {
+      result.unknown_pids.push_back(pid);
+    }
+  };
+  if (event.targets().empty()) {
+    processes.insert(0);
+    if (from_worker) {
+      processes.insert(sender_pid);
+    } else {
+      for (const auto& [pid, sink] : workers_) processes.insert(pid);
+    }
+  }
+  for (const v1::Target& target : event.targets()) {
+    switch (target.kind_case()) {
+      case v1::Target::kSelf:
+        processes.insert(from_worker ? sender_pid : 0);
+        break;
+      case v1::Target::kMaster:
+        processes.insert(0);
+        break;
+      case v1::Target::kWorkers:
+        for (const auto& [pid, sink] : workers_) processes.insert(pid);
+        break;
+      case v1::Target::kPid:
+        if (target.pid() == master_pid_) {
+          processes.insert(0);
+        } else {
+          add_worker(target.pid());
+        }
+        break;
+      case v1::Target::KIND_NOT_SET:
+        break;
+    }
+  }
+  for (pid_t pid : processes) {
+    if (pid == 0) {
+      for (const auto& [id, sink] : master_listeners_) sink->Deliver(event);
+    } else {
+      auto it = workers_.find(pid);
+      if (it == workers_.end()) continue;  // a sender without a session
+      it->second->Deliver(event);
+    }
+    ++result.delivered;
+  }
+  return result;
+}
+
+}  // namespace cluster2

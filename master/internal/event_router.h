@@ -1,0 +1,87 @@
+// EventRouter: the master's switchboard for cross-process events.
+//
+// Workers reach it through their sessions, non-worker clients through the
+// Emitter service, and the master's own listeners (Subscribe streams, an
+// embedding app) are sinks like the workers. Route() resolves an event's
+// targets to processes and hands the event to each process's sink once.
+//
+// Targets: `self` (the sender; the master for a non-worker client),
+// `master`, `workers` (every attached worker), or a worker's pid. Empty
+// targets mean the sender's default: from a worker, itself and the master;
+// from the master side, the master and every worker.
+//
+// Order: events from one sender are routed in the order Route() is called
+// for them, and sinks keep that order, so per-sender order holds.
+//
+// Thread-safe. Sinks are called with the router's mutex held: Deliver must
+// not block or call back into the router.
+#ifndef CLUSTER2_MASTER_INTERNAL_EVENT_ROUTER_H_
+#define CLUSTER2_MASTER_INTERNAL_EVENT_ROUTER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cluster2/v1/emitter.pb.h"
+
+namespace cluster2 {
+
+// Names starting with this are cluster2's own events; users cannot emit them.
+inline constexpr absl::string_view kReservedEventPrefix = "cluster2:";
+inline constexpr size_t kMaxEventName = 256;
+inline constexpr size_t kMaxEventArgsBytes = 1 << 20;
+
+// Where the events for one process (or one master listener) go.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Takes the event; must not block.
+  virtual void Deliver(const v1::Event& event) = 0;
+};
+
+struct RouteResult {
+  uint32_t delivered = 0;  // processes that received the event
+  std::vector<int32_t> unknown_pids;
+};
+
+// INVALID_ARGUMENT for an empty, too long or reserved name;
+// RESOURCE_EXHAUSTED for args over 1 MiB.
+absl::Status ValidateEvent(const v1::Event& event);
+
+class EventRouter {
+ public:
+  // `master_pid` is stamped as the sender of master-side events.
+  explicit EventRouter(pid_t master_pid) : master_pid_(master_pid) {}
+
+  // A worker's session: events targeted at `pid` go to `sink` (borrowed
+  // until RemoveWorker).
+  void AddWorker(pid_t pid, EventSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
+  void RemoveWorker(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
+  // A listener in the master (a Subscribe stream, an embedding app): it
+  // receives every event delivered to the master. Returns an id for removal.
+  uint64_t AddMasterListener(EventSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
+  void RemoveMasterListener(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Validates and delivers `event` from `sender_pid` (a worker's pid, or 0
+  // for the master side). Stamps from_pid, and sequence for the master
+  // side. Errors as ValidateEvent.
+  absl::StatusOr<RouteResult> Route(v1::Event event, pid_t sender_pid)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  const pid_t master_pid_;
+  absl::Mutex mu_;
+  std::map<pid_t, EventSink*> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, EventSink*> master_listeners_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_listener_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t master_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace cluster2
+
+#endif  // CLUSTER2_MASTER_INTERNAL_EVENT_ROUTER_H_
