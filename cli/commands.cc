@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cluster2/v1/cluster.grpc.pb.h"
+#include "cluster2/v1/emitter.grpc.pb.h"
+#include "cluster2/v1/status.grpc.pb.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
@@ -33,6 +35,13 @@ Verbs:
   recycle PID [--reason TEXT]
                        replace one worker now, the same safe way
   scale N              set the number of workers
+  emit EVENT [JSON ...] [--to self|master|workers|PID ...]
+                       send an event (default: the master and every worker)
+  subscribe [EVENT ...] [--count N]
+                       print the events the master receives, one JSON per line
+  status               the status names registered in the cluster
+  status NAME          every process's value of NAME
+  status set NAME JSON set NAME everywhere it is registered
   pause PID            the worker stops accepting new connections (others serve)
   resume PID           the paused worker accepts again
   shutdown [--fast]    stop the cluster (graceful drain, or kill at once)
@@ -107,6 +116,9 @@ class Ctl {
         {"recycle", [this] { return Recycle(); }},
         {"scale", [this] { return Scale(); }},
         {"pause", [this] { return ChangePause(true); }},
+        {"emit", [this] { return Emit(); }},
+        {"subscribe", [this] { return Subscribe(); }},
+        {"status", [this] { return Status(); }},
         {"resume", [this] { return ChangePause(false); }},
     };
     auto it = verbs.find(verb);
@@ -144,8 +156,11 @@ class Ctl {
         return kExitNoMaster;
       }
     }
-    stub_ = v1::Cluster::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    auto channel =
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::Cluster::NewStub(channel);
+    emitter_ = v1::Emitter::NewStub(channel);
+    status_ = v1::Status::NewStub(channel);
     return kExitOk;
   }
 
@@ -284,6 +299,146 @@ class Ctl {
     return kExitOk;
   }
 
+  // Parses a JSON value ("5", "\"text\"", "{\"a\": 1}"); false if invalid.
+  static bool ParseJson(const std::string& text,
+                        google::protobuf::Value* value) {
+    return google::protobuf::util::JsonStringToMessage(text, value).ok();
+  }
+
+  static std::string JsonLine(const google::protobuf::Message& message) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+    return json;
+  }
+
+  int Emit() {
+    if (options_.verb.size() < 2) return Usage("emit takes an event name");
+    v1::EmitRequest request;
+    request.mutable_event()->set_name(options_.verb[1]);
+    for (size_t i = 2; i < options_.verb.size(); ++i) {
+      const std::string& arg = options_.verb[i];
+      if (arg == "--to") {
+        if (++i >= options_.verb.size()) return Usage("--to needs a target");
+        const std::string& to = options_.verb[i];
+        v1::Target* target = request.mutable_event()->add_targets();
+        int pid = 0;
+        if (to == "self") {
+          target->set_self(true);
+        } else if (to == "master") {
+          target->set_master(true);
+        } else if (to == "workers") {
+          target->set_workers(true);
+        } else if (absl::SimpleAtoi(to, &pid) && pid > 0) {
+          target->set_pid(pid);
+        } else {
+          return Usage("--to takes self, master, workers or a pid");
+        }
+      } else if (!ParseJson(arg, request.mutable_event()->add_args())) {
+        return Usage(absl::StrCat("argument '", arg,
+                                  "' is not JSON (quote strings: '\"text\"')"));
+      }
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::EmitResponse response;
+    grpc::Status status = emitter_->Emit(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+    } else {
+      out_ << "delivered to " << response.delivered() << " process(es)";
+      if (response.unknown_pids_size() > 0) {
+        out_ << "; unknown pids:";
+        for (int pid : response.unknown_pids()) out_ << " " << pid;
+      }
+      out_ << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Subscribe() {
+    v1::SubscribeRequest request;
+    int count = -1;
+    for (size_t i = 1; i < options_.verb.size(); ++i) {
+      if (options_.verb[i] == "--count") {
+        if (++i >= options_.verb.size() ||
+            !absl::SimpleAtoi(options_.verb[i], &count) || count <= 0) {
+          return Usage("--count takes a positive number");
+        }
+      } else {
+        request.add_events(options_.verb[i]);
+      }
+    }
+    grpc::ClientContext context;  // no deadline: it streams until stopped
+    auto reader = emitter_->Subscribe(&context, request);
+    v1::Event event;
+    int seen = 0;
+    while ((count < 0 || seen < count) && reader->Read(&event)) {
+      out_ << JsonLine(event) << std::endl;
+      ++seen;
+    }
+    if (count >= 0 && seen >= count) {
+      context.TryCancel();
+      reader->Finish();
+      return kExitOk;
+    }
+    grpc::Status status = reader->Finish();
+    return status.ok() ? kExitOk : Fail(status);
+  }
+
+  int Status() {
+    if (options_.verb.size() == 1) {
+      grpc::ClientContext context;
+      Prepare(&context);
+      v1::ListStatusesResponse response;
+      grpc::Status status = status_->ListStatuses(&context, {}, &response);
+      if (!status.ok()) return Fail(status);
+      if (Json()) {
+        out_ << ToJson(response);
+      } else {
+        for (const std::string& name : response.names()) out_ << name << "\n";
+      }
+      return kExitOk;
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::GetStatusResponse response;
+    grpc::Status status;
+    if (options_.verb[1] == "set") {
+      v1::SetStatusRequest request;
+      if (options_.verb.size() != 4 ||
+          !ParseJson(options_.verb[3], request.mutable_value())) {
+        return Usage("status set takes NAME and a JSON value");
+      }
+      request.set_name(options_.verb[2]);
+      status = status_->SetStatus(&context, request, &response);
+    } else {
+      if (options_.verb.size() != 2)
+        return Usage("status takes at most one name");
+      v1::GetStatusRequest request;
+      request.set_name(options_.verb[1]);
+      status = status_->GetStatus(&context, request, &response);
+    }
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+      return kExitOk;
+    }
+    out_ << absl::StrFormat("%-8s %-7s %s\n", "PID", "WORKER", "VALUE");
+    for (const v1::StatusEntry& entry : response.entries()) {
+      std::string value = entry.error().empty()
+                              ? JsonLine(entry.value())
+                              : absl::StrCat("error: ", entry.error());
+      out_ << absl::StrFormat(
+          "%-8d %-7s %s\n", entry.pid(),
+          entry.has_worker_id() ? absl::StrCat(entry.worker_id()) : "master",
+          value);
+    }
+    return kExitOk;
+  }
+
   int ChangePause(bool pause) {
     int pid = 0;
     if (options_.verb.size() != 2 ||
@@ -344,6 +499,8 @@ class Ctl {
   std::ostream& err_;
   std::string address_;
   std::unique_ptr<v1::Cluster::Stub> stub_;
+  std::unique_ptr<v1::Emitter::Stub> emitter_;
+  std::unique_ptr<v1::Status::Stub> status_;
 };
 
 }  // namespace

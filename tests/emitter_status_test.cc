@@ -3,6 +3,7 @@
 // another language would), the original cluster2's cluster-mode test rebuilt.
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -66,7 +67,8 @@ class Subscriber {
     }
     return found;
   }
-  bool WaitFor(const std::string& name, size_t count, absl::Duration timeout = absl::Seconds(10)) {
+  bool WaitFor(const std::string& name, size_t count,
+               absl::Duration timeout = absl::Seconds(10)) {
     return WaitUntil([&] { return Named(name).size() >= count; }, timeout);
   }
 
@@ -83,17 +85,20 @@ class EmitterStatusTest : public ::testing::Test {
   void SetUp() override {
     run_dir_ = tmp_.path() + "/run";
     master_ = std::make_unique<Process>(std::vector<std::string>{
-        BinaryPath("master/cluster2-master"), "--noWorkers=3", absl::StrCat("--port=", FreePort()),
-        "--host=127.0.0.1", "--monPort=0", "--runDir=" + run_dir_, "--heartbeatInterval=200",
-        "--", BinaryPath("tests/testing/emitter_worker")});
-    ASSERT_TRUE(WaitUntil([&] { return access((run_dir_ + "/master.sock").c_str(), F_OK) == 0; },
-                          absl::Seconds(10)));
+        BinaryPath("master/cluster2-master"), "--noWorkers=3",
+        absl::StrCat("--port=", FreePort()), "--host=127.0.0.1", "--monPort=0",
+        "--runDir=" + run_dir_, "--heartbeatInterval=200", "--",
+        BinaryPath("tests/testing/emitter_worker")});
+    ASSERT_TRUE(WaitUntil(
+        [&] { return access((run_dir_ + "/master.sock").c_str(), F_OK) == 0; },
+        absl::Seconds(10)));
     channel_ = grpc::CreateChannel("unix:" + run_dir_ + "/master.sock",
                                    grpc::InsecureChannelCredentials());
     cluster_ = v1::Cluster::NewStub(channel_);
     emitter_ = v1::Emitter::NewStub(channel_);
     status_ = v1::Status::NewStub(channel_);
-    ASSERT_TRUE(WaitUntil([&] { return ReadyPids().size() == 3; }, absl::Seconds(10)))
+    ASSERT_TRUE(
+        WaitUntil([&] { return ReadyPids().size() == 3; }, absl::Seconds(10)))
         << master_->Stderr();
     subscriber_ = std::make_unique<Subscriber>(emitter_.get());
     // The subscription is in place once an event to the master arrives.
@@ -111,7 +116,8 @@ class EmitterStatusTest : public ::testing::Test {
     if (!cluster_->ListWorkers(&context, {}, &response).ok()) return {};
     std::vector<int> pids;
     for (const v1::Worker& worker : response.workers()) {
-      if (worker.state() == v1::WORKER_STATE_READY) pids.push_back(worker.pid());
+      if (worker.state() == v1::WORKER_STATE_READY)
+        pids.push_back(worker.pid());
     }
     return pids;
   }
@@ -127,12 +133,14 @@ class EmitterStatusTest : public ::testing::Test {
     return target;
   }
 
-  v1::EmitResponse Emit(const std::string& name, std::vector<v1::Target> targets = {},
+  v1::EmitResponse Emit(const std::string& name,
+                        std::vector<v1::Target> targets = {},
                         std::vector<google::protobuf::Value> args = {},
                         grpc::Status* status_out = nullptr) {
     v1::EmitRequest request;
     request.mutable_event()->set_name(name);
-    for (const v1::Target& target : targets) *request.mutable_event()->add_targets() = target;
+    for (const v1::Target& target : targets)
+      *request.mutable_event()->add_targets() = target;
     for (const auto& arg : args) *request.mutable_event()->add_args() = arg;
     grpc::ClientContext context;
     v1::EmitResponse response;
@@ -149,7 +157,8 @@ class EmitterStatusTest : public ::testing::Test {
     return pids;
   }
 
-  v1::GetStatusResponse GetStatus(const std::string& name, grpc::Status* status_out = nullptr) {
+  v1::GetStatusResponse GetStatus(const std::string& name,
+                                  grpc::Status* status_out = nullptr) {
     grpc::ClientContext context;
     v1::GetStatusRequest request;
     request.set_name(name);
@@ -173,7 +182,8 @@ TEST_F(EmitterStatusTest, TheMastersDefaultEmitReachesItselfAndEveryWorker) {
   v1::EmitResponse response = Emit("ping", {}, {Number(7)});
   EXPECT_EQ(response.delivered(), 4u);  // the master and 3 workers
   ASSERT_TRUE(subscriber_->WaitFor("pong", 3)) << master_->Stderr();
-  EXPECT_EQ(subscriber_->Named("ping").size(), 1u) << "the master receives its own event";
+  EXPECT_EQ(subscriber_->Named("ping").size(), 1u)
+      << "the master receives its own event";
   std::vector<int> ready = ReadyPids();
   EXPECT_EQ(PidsOf("pong", 1), std::set<int>(ready.begin(), ready.end()));
   for (const v1::Event& pong : subscriber_->Named("pong")) {
@@ -191,7 +201,8 @@ TEST_F(EmitterStatusTest, EachWorkersSelfRoundTripAndEchoArrive) {
 
 TEST_F(EmitterStatusTest, APidTargetedEmitReachesOnlyThatWorker) {
   std::vector<int> ready = ReadyPids();
-  v1::EmitResponse response = Emit("ping", {Pid(ready[1]), Pid(999999)}, {Number(1)});
+  v1::EmitResponse response =
+      Emit("ping", {Pid(ready[1]), Pid(999999)}, {Number(1)});
   EXPECT_EQ(response.delivered(), 1u);
   ASSERT_EQ(response.unknown_pids_size(), 1);
   EXPECT_EQ(response.unknown_pids(0), 999999);
@@ -213,7 +224,8 @@ TEST_F(EmitterStatusTest, OnceFiresOnceAndRemovalStopsDelivery) {
   Emit("ping", {}, {Number(3)});  // a marker: every worker answers it after
   ASSERT_TRUE(subscriber_->WaitFor("pong", 3));
   EXPECT_EQ(subscriber_->Named("once-fired").size(), 3u);
-  EXPECT_EQ(subscriber_->Named("removable-seen").size(), 3u) << "delivered after removal";
+  EXPECT_EQ(subscriber_->Named("removable-seen").size(), 3u)
+      << "delivered after removal";
 }
 
 TEST_F(EmitterStatusTest, PerSenderOrderHoldsOver10000Events) {
@@ -227,7 +239,8 @@ TEST_F(EmitterStatusTest, PerSenderOrderHoldsOver10000Events) {
   ASSERT_TRUE(subscriber_->WaitFor("count-result", 3, absl::Seconds(60)));
   for (const v1::Event& result : subscriber_->Named("count-result")) {
     EXPECT_EQ(result.args(1).number_value(), 10000);
-    EXPECT_TRUE(result.args(2).bool_value()) << "out of order in pid " << result.from_pid();
+    EXPECT_TRUE(result.args(2).bool_value())
+        << "out of order in pid " << result.from_pid();
   }
   // ...and from one worker to the master.
   int worker = ReadyPids()[0];
@@ -242,6 +255,50 @@ TEST_F(EmitterStatusTest, PerSenderOrderHoldsOver10000Events) {
   }
 }
 
+TEST_F(EmitterStatusTest, CtlEmitsSubscribesAndReadsAndSetsStatus) {
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(),
+                {BinaryPath("cli/cluster2ctl"), "--run-dir", run_dir_});
+    return testing::RunCommand(args);
+  };
+  // A subscriber that exits after the first pong.
+  Process subscriber({BinaryPath("cli/cluster2ctl"), "--run-dir", run_dir_,
+                      "subscribe", "pong", "--count", "1"});
+  testing::CommandResult emitted;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        emitted =
+            ctl({"emit", "ping", "42", "--to", "workers", "--to", "999999"});
+        return subscriber.Wait(absl::Milliseconds(200)).has_value();
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(emitted.exit_code, 0) << emitted.err;
+  EXPECT_EQ(emitted.out, "delivered to 3 process(es); unknown pids: 999999\n");
+  EXPECT_NE(subscriber.Stdout().find("\"name\":\"pong\""), std::string::npos)
+      << subscriber.Stdout();
+  EXPECT_NE(subscriber.Stdout().find("42"), std::string::npos)
+      << subscriber.Stdout();
+
+  EXPECT_EQ(ctl({"status"}).out, "level\nworkers\n");
+  testing::CommandResult set = ctl({"status", "set", "level", "7"});
+  EXPECT_EQ(set.exit_code, 0) << set.err;
+  testing::CommandResult get = ctl({"status", "level"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(std::count(get.out.begin(), get.out.end(), '\n'), 4)
+      << get.out;  // header + 3
+  size_t sevens = 0;
+  for (size_t at = get.out.find(" 7\n"); at != std::string::npos;
+       at = get.out.find(" 7\n", at + 1)) {
+    ++sevens;
+  }
+  EXPECT_EQ(sevens, 3u) << get.out;
+  testing::CommandResult missing = ctl({"status", "nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err, "cluster2ctl: no process registered status 'nope'\n");
+  testing::CommandResult bad = ctl({"emit", "x", "not-json"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+}
+
 TEST_F(EmitterStatusTest, ReservedAndEmptyNamesAreRefused) {
   grpc::Status status;
   Emit("cluster2:ready", {}, {}, &status);
@@ -250,13 +307,15 @@ TEST_F(EmitterStatusTest, ReservedAndEmptyNamesAreRefused) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(EmitterStatusTest, StatusGathersOneEntryPerProcessAndFollowsSetAndDeaths) {
+TEST_F(EmitterStatusTest,
+       StatusGathersOneEntryPerProcessAndFollowsSetAndDeaths) {
   // The master's own status ("workers") and the workers' "level".
   grpc::ClientContext list_context;
   v1::ListStatusesResponse names;
   ASSERT_TRUE(status_->ListStatuses(&list_context, {}, &names).ok());
-  EXPECT_EQ(std::vector<std::string>(names.names().begin(), names.names().end()),
-            (std::vector<std::string>{"level", "workers"}));
+  EXPECT_EQ(
+      std::vector<std::string>(names.names().begin(), names.names().end()),
+      (std::vector<std::string>{"level", "workers"}));
   v1::GetStatusResponse workers = GetStatus("workers");
   ASSERT_EQ(workers.entries_size(), 1);
   EXPECT_EQ(workers.entries(0).value().list_value().values_size(), 3);
@@ -291,7 +350,8 @@ TEST_F(EmitterStatusTest, StatusGathersOneEntryPerProcessAndFollowsSetAndDeaths)
         for (const v1::StatusEntry& entry : now.entries()) {
           if (entry.pid() == victim) return false;
         }
-        return now.entries_size() >= 2;  // the replacement may have registered too
+        return now.entries_size() >=
+               2;  // the replacement may have registered too
       },
       absl::Seconds(5)));
 

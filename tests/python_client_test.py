@@ -30,6 +30,9 @@ sys.path.insert(0, STUBS)
 
 import grpc  # noqa: E402
 from cluster2.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2  # noqa: E402
+from cluster2.v1 import emitter_pb2, emitter_pb2_grpc, status_pb2, status_pb2_grpc  # noqa: E402
+from google.protobuf import struct_pb2  # noqa: E402
+import threading  # noqa: E402
 
 
 def free_port():
@@ -132,6 +135,53 @@ class PythonClientTest(unittest.TestCase):
         answer = b"".join(info(iter([b"\x3a\x00"]), timeout=2))
         for service in (b"cluster2.v1.Cluster", b"cluster2.v1.WorkerSession", b"grpc.health.v1.Health"):
             self.assertIn(service, answer)
+
+    def test_emit_subscribe_and_status_from_python(self):
+        emitter = emitter_pb2_grpc.EmitterStub(self.channel)
+        received = []
+        subscription = emitter.Subscribe(emitter_pb2.SubscribeRequest(events=["pong", "probe"]))
+
+        def collect():
+            try:
+                for event in subscription:
+                    received.append(event)
+            except grpc.RpcError:
+                pass  # cancelled at the end
+        reader = threading.Thread(target=collect)
+        reader.start()
+        try:
+            # The subscription is live once the master's own probe arrives.
+            self.assertTrue(wait_until(lambda: emitter.Emit(emitter_pb2.EmitRequest(
+                event=emitter_pb2.Event(name="probe", targets=[emitter_pb2.Target(master=True)])),
+                timeout=2) and any(e.name == "probe" for e in received), 10))
+            reply = emitter.Emit(emitter_pb2.EmitRequest(event=emitter_pb2.Event(
+                name="ping", args=[struct_pb2.Value(string_value="hi")])), timeout=2)
+            self.assertEqual(reply.delivered, 3)  # the master and both Python workers
+            self.assertTrue(wait_until(lambda: sum(e.name == "pong" for e in received) == 2, 10))
+            pongs = [e for e in received if e.name == "pong"]
+            self.assertEqual({e.args[0].string_value for e in pongs}, {"hi"})
+            self.assertEqual({e.from_pid for e in pongs}, {int(e.args[1].number_value) for e in pongs})
+            with self.assertRaises(grpc.RpcError) as error:
+                emitter.Emit(emitter_pb2.EmitRequest(event=emitter_pb2.Event(name="cluster2:x")),
+                             timeout=2)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        finally:
+            subscription.cancel()
+            reader.join()
+
+        status = status_pb2_grpc.StatusStub(self.channel)
+        names = status.ListStatuses(status_pb2.ListStatusesRequest(), timeout=2).names
+        self.assertEqual(list(names), ["python-level", "workers"])
+        level = status.GetStatus(status_pb2.GetStatusRequest(name="python-level"), timeout=5)
+        self.assertEqual(len(level.entries), 2)
+        self.assertEqual({e.value.number_value for e in level.entries}, {0})
+        status.SetStatus(status_pb2.SetStatusRequest(
+            name="python-level", value=struct_pb2.Value(number_value=3)), timeout=5)
+        level = status.GetStatus(status_pb2.GetStatusRequest(name="python-level"), timeout=5)
+        self.assertEqual({e.value.number_value for e in level.entries}, {3})
+        self.assertEqual(sorted(e.worker_id for e in level.entries), [0, 1])
+        workers = status.GetStatus(status_pb2.GetStatusRequest(name="workers"), timeout=5)
+        self.assertEqual(len(workers.entries[0].value.list_value.values), 2)
 
     def test_effective_config_and_shutdown(self):
         config = self.cluster.GetConfig(cluster_pb2.GetConfigRequest(), timeout=2).config

@@ -3,7 +3,10 @@
 
 It serves HTTP on the socket the master passes as fd 3, attaches its
 WorkerSession, reports ready, sends heartbeats and drains when told to:
-the same protocol as the C++ library (docs/api.md), in ~100 lines.
+the same protocol as the C++ library (docs/api.md). It also speaks the
+emitter and status parts: it answers the event "ping" [x] with "pong"
+[x, pid] to the master, and registers the status "python-level" (a number
+anyone can read and set).
 
 The stubs come from proto/cluster2/v1 (see gen_stubs.sh):
     examples/python/gen_stubs.sh /tmp/c2py
@@ -19,7 +22,9 @@ import threading
 import time
 
 import grpc
+from cluster2.v1 import emitter_pb2
 from cluster2.v1 import worker_session_pb2 as session_pb2
+from google.protobuf import struct_pb2
 from cluster2.v1 import worker_session_pb2_grpc as session_grpc
 
 
@@ -62,11 +67,31 @@ def main():
     interval = welcome.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
     drained = threading.Event()
 
+    level = struct_pb2.Value(number_value=0)
+    sequence = [0]
+
+    def answer_status(request_id, value=None):
+        if value is not None:
+            level.CopyFrom(value)
+        outbox.put(session_pb2.WorkerMessage(status_answer=session_pb2.StatusAnswer(
+            id=request_id, value=level)))
+
     def read_master():
         try:
             for message in replies:
                 if message.HasField("drain"):
                     break
+                if message.HasField("event") and message.event.name == "ping":
+                    sequence[0] += 1
+                    pong = emitter_pb2.Event(name="pong", sequence=sequence[0],
+                                             targets=[emitter_pb2.Target(master=True)])
+                    pong.args.extend(list(message.event.args[:1]) +
+                                     [struct_pb2.Value(number_value=os.getpid())])
+                    outbox.put(session_pb2.WorkerMessage(event=pong))
+                elif message.HasField("status_query"):
+                    answer_status(message.status_query.id)
+                elif message.HasField("status_update"):
+                    answer_status(message.status_update.id, message.status_update.value)
         except grpc.RpcError:
             pass  # the session ended: drain as well
         drained.set()
@@ -88,6 +113,8 @@ def main():
 
     threading.Thread(target=read_master, daemon=True).start()
     threading.Thread(target=beat, daemon=True).start()
+    outbox.put(session_pb2.WorkerMessage(status_registration=session_pb2.StatusRegistration(
+        name="python-level", registered=True)))
     outbox.put(session_pb2.WorkerMessage(ready=session_pb2.Ready()))
     server.serve_forever()
     outbox.put(None)  # closes our side of the session
