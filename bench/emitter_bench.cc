@@ -85,7 +85,7 @@ int main() {
   std::string master = bin + "/../master/cluster2-master";
   std::string worker = bin + "/emitter_bench_worker";
   char run_dir[] = "/tmp/c2eb-XXXXXX";
-  mkdtemp(run_dir);
+  if (mkdtemp(run_dir) == nullptr) return 1;
   pid_t master_pid = fork();
   if (master_pid == 0) {
     int null =

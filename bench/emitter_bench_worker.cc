@@ -48,15 +48,15 @@ int main() {
     fan_latency.push_back(now - event.args[0].number_value());
   });
   worker.On("fan-report", [&](const Worker::Event&) {
-    worker.Emit(
+    (void)worker.Emit(
         "fan-stats", {Worker::Target::Master()},
         {Number(fan_latency.size()), Number(Percentile(fan_latency, 0.5)),
          Number(Percentile(fan_latency, 0.99))});
     fan_latency.clear();
   });
   worker.On("rt-ping", [&](const Worker::Event& event) {
-    worker.Emit("rt-pong", {Worker::Target::Pid(event.from_pid)},
-                {event.args[0]});
+    (void)worker.Emit("rt-pong", {Worker::Target::Pid(event.from_pid)},
+                      {event.args[0]});
   });
 
   // Round trips: the pongs arrive on the handler thread, so the loop runs
@@ -74,13 +74,13 @@ int main() {
       std::vector<double> rtt;
       for (int i = 1; i <= n; ++i) {
         absl::Time start = absl::Now();
-        worker.Emit("rt-ping", {Worker::Target::Pid(peer)}, {Number(i)});
+        (void)worker.Emit("rt-ping", {Worker::Target::Pid(peer)}, {Number(i)});
         absl::MutexLock lock(&mu);
         auto answered = [&]() { return last_pong == i; };
         mu.AwaitWithTimeout(absl::Condition(&answered), absl::Seconds(5));
         rtt.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
       }
-      worker.Emit(
+      (void)worker.Emit(
           "rt-stats", {Worker::Target::Master()},
           {Number(Percentile(rtt, 0.5)), Number(Percentile(rtt, 0.99))});
     }).detach();

@@ -22,6 +22,7 @@
 #include "master/internal/config.h"
 #include "master/internal/event_router.h"
 #include "master/internal/listener.h"
+#include "master/internal/master_events.h"
 #include "master/internal/output_collector.h"
 #include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
@@ -153,6 +154,8 @@ class Master {
     LogInfo("all workers have exited; master stops");
   }
 
+  MasterContext& context() { return *events_; }
+
   void RequestStop(bool fast, absl::Duration grace, absl::string_view reason) {
     if (server_ != nullptr) {
       server_->GetHealthCheckService()->SetServingStatus(false);
@@ -198,6 +201,7 @@ class Master {
     // The master's own status: its worker table.
     registry_->RegisterLocal(
         "workers", [this] { return WorkerTable(); }, nullptr);
+    events_ = std::make_unique<MasterEvents>(router_.get(), registry_.get());
     session_service_ = std::make_unique<WorkerSessionService>(
         supervisor_.get(), router_.get(), registry_.get());
     emitter_service_ = std::make_unique<EmitterService>(router_.get());
@@ -312,6 +316,7 @@ class Master {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<EventRouter> router_;
   std::unique_ptr<StatusRegistry> registry_;
+  std::unique_ptr<MasterEvents> events_;  // the embedding app's side
   std::unique_ptr<WorkerSessionService> session_service_;
   std::unique_ptr<EmitterService> emitter_service_;
   std::unique_ptr<StatusService> status_service_;
@@ -397,7 +402,8 @@ absl::StatusOr<v1::ClusterConfig> CompleteConfig(v1::ClusterConfig config) {
 }
 
 int RunMaster(const v1::ClusterConfig& config,
-              std::vector<std::shared_ptr<RecyclePolicy>> policies) {
+              std::vector<std::shared_ptr<RecyclePolicy>> policies,
+              std::function<void(MasterContext&)> on_start) {
   SetLogComponent("master");
   sigset_t signals = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
@@ -407,6 +413,7 @@ int RunMaster(const v1::ClusterConfig& config,
     std::cerr << "cluster2-master: " << status.message() << std::endl;
     return 1;
   }
+  if (on_start) on_start(master.context());
   master.Run();
   return 0;
 }

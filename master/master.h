@@ -7,12 +7,14 @@
 #ifndef CLUSTER2_MASTER_MASTER_H_
 #define CLUSTER2_MASTER_MASTER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "cluster2/v1/config.pb.h"
+#include "master/master_context.h"
 #include "master/recycle_policy.h"
 
 namespace cluster2 {
@@ -45,8 +47,13 @@ std::string MasterUsage();
 //
 // `policies` are recycle policies of the embedding app, evaluated after the
 // configured ones (master/recycle_policy.h).
+//
+// `on_start`, if set, runs once the master serves (before its workers are
+// ready), with the master's side of the emitter and status; the context
+// stays valid until RunMaster returns.
 int RunMaster(const v1::ClusterConfig& config,
-              std::vector<std::shared_ptr<RecyclePolicy>> policies = {});
+              std::vector<std::shared_ptr<RecyclePolicy>> policies = {},
+              std::function<void(MasterContext&)> on_start = nullptr);
 
 }  // namespace cluster2
 

@@ -360,5 +360,37 @@ TEST_F(EmitterStatusTest,
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST(EmbeddedMasterTest, TheMastersDefaultEmitReachesItselfAndEveryWorker) {
+  TempDir tmp;
+  Process app({BinaryPath("tests/testing/embedded_cluster")},
+              {"XDG_RUNTIME_DIR=" + tmp.path()});
+  auto lines_with = [&](const std::string& prefix) {
+    std::set<std::string> found;
+    std::string out = app.Stdout();
+    size_t start = 0;
+    while (start < out.size()) {
+      size_t end = out.find('\n', start);
+      if (end == std::string::npos) break;
+      std::string line = out.substr(start, end - start);
+      if (line.rfind(prefix, 0) == 0) found.insert(line);
+      start = end + 1;
+    }
+    return found;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return lines_with("pong ").size() == 3; },
+                        absl::Seconds(20)))
+      << app.Stdout() << app.Stderr();
+  EXPECT_EQ(lines_with("delivered "), std::set<std::string>{"delivered 4"});
+  EXPECT_EQ(lines_with("master got ping").size(), 1u);
+  // The master's status is visible to any client.
+  testing::CommandResult status = testing::RunCommand(
+      {BinaryPath("cli/cluster2ctl"), "--run-dir",
+       tmp.path() + "/cluster2/default", "status", "set", "master-level", "3"});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("master  3"), std::string::npos) << status.out;
+  app.Signal(SIGTERM);
+  EXPECT_TRUE(app.Wait(absl::Seconds(10)).has_value());
+}
+
 }  // namespace
 }  // namespace cluster2

@@ -44,7 +44,8 @@ int Listen(int argc, char** argv, ListenOptions options) {
     std::cerr << program << ": " << complete.status().message() << "\n";
     return 2;
   }
-  return RunMaster(*complete, std::move(options.recycle_policies));
+  return RunMaster(*complete, std::move(options.recycle_policies),
+                   std::move(options.on_master));
 }
 
 }  // namespace cluster2

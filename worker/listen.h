@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cluster2/v1/config.pb.h"
+#include "master/master_context.h"
 #include "master/recycle_policy.h"
 #include "worker/worker.h"
 
@@ -37,6 +38,9 @@ struct ListenOptions {
   // The app's own recycle policies, evaluated in the master after the
   // configured ones (master/recycle_policy.h).
   std::vector<std::shared_ptr<RecyclePolicy>> recycle_policies;
+  // Runs in the master once it serves, with the master's side of the
+  // emitter and status (master/master_context.h). Optional.
+  std::function<void(MasterContext& master)> on_master;
 };
 
 // Whether this process was started by a cluster2 master as a worker.

@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
+#include "worker/events.h"
 
 namespace cluster2 {
 
@@ -94,27 +95,11 @@ class Worker {
   // master (docs/api.md). Handlers run in order on one library thread, which
   // is not the session's: they may call Emit, GetStatus and the like.
 
-  // Where an event goes. No targets = this worker and the master.
-  struct Target {
-    enum class Kind { kSelf, kMaster, kWorkers, kPid };
-    Kind kind = Kind::kSelf;
-    int pid = 0;
-    static Target Self() { return {Kind::kSelf, 0}; }
-    static Target Master() { return {Kind::kMaster, 0}; }
-    static Target Workers() { return {Kind::kWorkers, 0}; }
-    static Target Pid(int pid) { return {Kind::kPid, pid}; }
-  };
-  struct Event {
-    std::string name;
-    std::vector<google::protobuf::Value> args;  // JSON values
-    int from_pid = 0;
-    uint64_t sequence = 0;  // increasing per sender
-  };
-  using EventHandler = std::function<void(const Event& event)>;
-  struct EmitResult {
-    uint32_t delivered = 0;         // processes that received it
-    std::vector<int> unknown_pids;  // pid targets that are not workers
-  };
+  // No targets = this worker and the master.
+  using Target = EmitTarget;
+  using Event = ClusterEvent;
+  using EventHandler = cluster2::EventHandler;
+  using EmitResult = cluster2::EmitResult;
 
   // Adds a listener; returns its id for RemoveListener.
   uint64_t On(const std::string& event, EventHandler handler);
@@ -134,16 +119,9 @@ class Worker {
 
   // --- Status: named values this process registers and anyone can read.
 
-  using StatusView = std::function<google::protobuf::Value()>;
-  // Returns the value after the update.
-  using StatusUpdate =
-      std::function<google::protobuf::Value(const google::protobuf::Value&)>;
-  struct StatusEntry {
-    int pid = 0;
-    std::optional<unsigned> worker_id;  // unset for the master
-    google::protobuf::Value value;
-    std::string error;  // the registrant failed or did not answer in time
-  };
+  using StatusView = cluster2::StatusView;
+  using StatusUpdate = cluster2::StatusUpdate;
+  using StatusEntry = cluster2::StatusEntry;
 
   // Registers `name` in this worker; `update` may be null (read-only).
   // Views and updates run on the handlers' thread.

@@ -57,7 +57,7 @@ int main() {
               {event.args.empty() ? Number(0) : event.args[0], Number(pid)});
   });
   worker.On("self-test", [&](const Worker::Event&) {
-    worker.Emit("self-echo", {Worker::Target::Self()}, {});
+    (void)worker.Emit("self-echo", {Worker::Target::Self()}, {});
   });
   worker.On("self-echo", [&](const Worker::Event& event) {
     if (event.from_pid == getpid()) to_master("self-ok", {Number(pid)});
