@@ -8,11 +8,13 @@
 #include <map>
 #include <ostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cluster2/v1/cluster.grpc.pb.h"
+#include "cluster2/v1/ecv.grpc.pb.h"
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/status.grpc.pb.h"
 #include "common/proto_time.h"
@@ -42,6 +44,8 @@ Verbs:
   status               the status names registered in the cluster
   status NAME          every process's value of NAME
   status set NAME JSON set NAME everywhere it is registered
+  ecv                  the load-balancer state (up, marked down, down)
+  markup | markdown    mark the cluster up / down (load balancers drain it)
   pause PID            the worker stops accepting new connections (others serve)
   resume PID           the paused worker accepts again
   shutdown [--fast]    stop the cluster (graceful drain, or kill at once)
@@ -117,6 +121,9 @@ class Ctl {
         {"scale", [this] { return Scale(); }},
         {"pause", [this] { return ChangePause(true); }},
         {"emit", [this] { return Emit(); }},
+        {"ecv", [this] { return EcvVerb(0); }},
+        {"markup", [this] { return EcvVerb(1); }},
+        {"markdown", [this] { return EcvVerb(2); }},
         {"subscribe", [this] { return Subscribe(); }},
         {"status", [this] { return Status(); }},
         {"resume", [this] { return ChangePause(false); }},
@@ -161,6 +168,7 @@ class Ctl {
     stub_ = v1::Cluster::NewStub(channel);
     emitter_ = v1::Emitter::NewStub(channel);
     status_ = v1::Status::NewStub(channel);
+    ecv_ = v1::Ecv::NewStub(channel);
     return kExitOk;
   }
 
@@ -311,6 +319,38 @@ class Ctl {
     options.always_print_primitive_fields = true;
     (void)google::protobuf::util::MessageToJsonString(message, &json, options);
     return json;
+  }
+
+  // 0 = show, 1 = mark up, 2 = mark down.
+  int EcvVerb(int action) {
+    if (options_.verb.size() != 1)
+      return Usage("ecv, markup and markdown take no arguments");
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::EcvState response;
+    grpc::Status status;
+    v1::MarkRequest request;
+    const char* user = std::getenv("USER");
+    request.set_who(
+        absl::StrCat("cluster2ctl by ", user != nullptr ? user : "?"));
+    if (action == 0) {
+      status = ecv_->GetEcv(&context, {}, &response);
+    } else if (action == 1) {
+      status = ecv_->MarkUp(&context, request, &response);
+    } else {
+      status = ecv_->MarkDown(&context, request, &response);
+    }
+    if (!status.ok()) return Fail(status);
+    if (Json()) {
+      out_ << ToJson(response);
+      return kExitOk;
+    }
+    std::string health = v1::EcvState::Health_Name(response.health());
+    health = absl::AsciiStrToLower(health.substr(health.find('_') + 1));
+    out_ << health << " (" << response.mode() << " mode, "
+         << response.ready_workers() << " ready workers; last change by "
+         << response.changed_by() << ")\n";
+    return kExitOk;
   }
 
   int Emit() {
@@ -501,6 +541,7 @@ class Ctl {
   std::unique_ptr<v1::Cluster::Stub> stub_;
   std::unique_ptr<v1::Emitter::Stub> emitter_;
   std::unique_ptr<v1::Status::Stub> status_;
+  std::unique_ptr<v1::Ecv::Stub> ecv_;
 };
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "master/master.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,9 +23,11 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "master/internal/config.h"
+#include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
 #include "master/internal/listener.h"
 #include "master/internal/master_events.h"
+#include "master/internal/monitor_server.h"
 #include "master/internal/output_collector.h"
 #include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
@@ -47,6 +52,27 @@ sigset_t HandledSignals() {
 
 absl::Status Fail(absl::string_view what, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(what, status.message()));
+}
+
+// The address shown in the ECV body: the bind address, or for a wildcard
+// bind the host's first non-loopback IPv4 address.
+std::string ServiceAddress(const std::string& host) {
+  if (host != "0.0.0.0" && host != "::") return host;
+  std::string found = "127.0.0.1";
+  ifaddrs* addresses = nullptr;
+  if (getifaddrs(&addresses) != 0) return found;
+  for (ifaddrs* it = addresses; it != nullptr; it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(it->ifa_addr)->sin_addr,
+              text, sizeof(text));
+    if (std::string(text).rfind("127.", 0) != 0) {
+      found = text;
+      break;
+    }
+  }
+  freeifaddrs(addresses);
+  return found;
 }
 
 // One running cluster: the resources it holds, released in reverse order.
@@ -82,12 +108,13 @@ class Master {
     config_.set_run_dir(run_dir_->path());
 
     CLUSTER2_RETURN_IF_ERROR(BindServicePort());
-    if (config_.mon_port() != 0) {
-      // Held until the monitor server takes it over, so a busy monitor port
-      // fails the start now rather than later.
+    {
+      // Bound before the workers start, so a busy monitor port fails the
+      // start at once; the monitor server listens on it once gRPC serves.
       auto reserved = ReserveTcp(config_.mon_host(), config_.mon_port());
       if (!reserved.ok()) return Fail("monitor ", reserved.status());
       mon_socket_ = reserved->fd;
+      config_.set_mon_port(reserved->port);
     }
 
     SupervisorOptions options;
@@ -128,10 +155,28 @@ class Master {
     supervisor_ = std::make_unique<Supervisor>(std::move(options),
                                                launcher_.get(), &clock_);
 
+    ecv_ = std::make_unique<Ecv>(
+        config_.ecv().mode(), config_.ecv().disable(), &clock_,
+        [this] {
+          unsigned ready = 0;
+          for (const WorkerSnapshot& worker : supervisor_->Workers()) {
+            ready += worker.state == WorkerState::kReady ? 1 : 0;
+          }
+          return ready;
+        },
+        [this] { return supervisor_->AllReady(); },
+        [this](const Ecv::State& state) {
+          if (server_ != nullptr) {
+            server_->GetHealthCheckService()->SetServingStatus(
+                state.health == Ecv::Health::kUp);
+          }
+        });
     CLUSTER2_RETURN_IF_ERROR(StartServer());
+    CLUSTER2_RETURN_IF_ERROR(StartMonitor());
     LogInfo(absl::StrCat("cluster '", config_.name(), "': port ",
                          config_.port(), ", ", config_.no_workers(),
-                         " workers, control ",
+                         " workers, monitor http://", config_.mon_host(), ":",
+                         config_.mon_port(), ", control ",
                          run_dir_->Address(RunDirectory::kMasterSocket)));
     return supervisor_->Start();
   }
@@ -142,6 +187,7 @@ class Master {
     const sigset_t signals = HandledSignals();
     while (!supervisor_->Stopped()) {
       absl::Time next = supervisor_->Tick();
+      ecv_->Refresh();
       absl::Duration wait =
           std::min(next - absl::Now(), absl::Milliseconds(100));
       if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
@@ -205,6 +251,7 @@ class Master {
     session_service_ = std::make_unique<WorkerSessionService>(
         supervisor_.get(), router_.get(), registry_.get());
     emitter_service_ = std::make_unique<EmitterService>(router_.get());
+    ecv_service_ = std::make_unique<EcvService>(ecv_.get());
     status_service_ = std::make_unique<StatusService>(registry_.get());
     cluster_service_ = std::make_unique<ClusterService>(
         supervisor_.get(), config_, [this](bool fast, absl::Duration grace) {
@@ -218,6 +265,7 @@ class Master {
     builder.RegisterService(cluster_service_.get());
     builder.RegisterService(emitter_service_.get());
     builder.RegisterService(status_service_.get());
+    builder.RegisterService(ecv_service_.get());
     server_ = builder.BuildAndStart();
     if (server_ == nullptr) {
       return absl::UnavailableError(
@@ -226,7 +274,28 @@ class Master {
     std::string path = run_dir_->File(RunDirectory::kMasterSocket);
     if (chmod(path.c_str(), 0600) != 0)
       return ErrnoStatus(errno, "chmod " + path);
-    server_->GetHealthCheckService()->SetServingStatus(true);
+    // NOT_SERVING until the ECV is up (every initial worker ready).
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    return absl::OkStatus();
+  }
+
+  absl::Status StartMonitor() {
+    MonitorOptions options;
+    options.ecv_root = config_.ecv().root();
+    options.mark_up = config_.ecv().mark_up();
+    options.mark_down = config_.ecv().mark_down();
+    options.allow_remote_control = config_.ecv().allow_remote_control();
+    options.ip = ServiceAddress(config_.host());
+    char hostname[256] = {};
+    gethostname(hostname, sizeof(hostname) - 1);
+    options.hostname = hostname;
+    options.port = config_.port();
+    options.cluster_name = config_.name();
+    CLUSTER2_ASSIGN_OR_RETURN(
+        monitor_, MonitorServer::Start(mon_socket_, std::move(options),
+                                       ecv_.get(), supervisor_.get(),
+                                       registry_.get(), router_.get()));
+    mon_socket_ = -1;  // the monitor server owns it now
     return absl::OkStatus();
   }
 
@@ -314,14 +383,17 @@ class Master {
   std::unique_ptr<PosixProcessLauncher> launcher_;
   RealClock clock_;
   std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<Ecv> ecv_;
   std::unique_ptr<EventRouter> router_;
   std::unique_ptr<StatusRegistry> registry_;
   std::unique_ptr<MasterEvents> events_;  // the embedding app's side
   std::unique_ptr<WorkerSessionService> session_service_;
   std::unique_ptr<EmitterService> emitter_service_;
+  std::unique_ptr<EcvService> ecv_service_;
   std::unique_ptr<StatusService> status_service_;
   std::unique_ptr<ClusterService> cluster_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MonitorServer> monitor_;  // destroyed first
 };
 
 }  // namespace

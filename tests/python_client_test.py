@@ -31,6 +31,7 @@ sys.path.insert(0, STUBS)
 import grpc  # noqa: E402
 from cluster2.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2  # noqa: E402
 from cluster2.v1 import emitter_pb2, emitter_pb2_grpc, status_pb2, status_pb2_grpc  # noqa: E402
+from cluster2.v1 import ecv_pb2, ecv_pb2_grpc  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 import threading  # noqa: E402
 
@@ -128,12 +129,22 @@ class PythonClientTest(unittest.TestCase):
     def test_health_and_reflection(self):
         # grpc.health.v1.Health/Check with an empty HealthCheckRequest; the
         # answer is field 1 (status) = 1 (SERVING).
+        # It follows the ECV: SERVING (1) once every worker is ready,
+        # NOT_SERVING (2) while the cluster is marked down.
         check = self.channel.unary_unary("/grpc.health.v1.Health/Check")
+        self.assertTrue(wait_until(lambda: check(b"", timeout=2) == b"\x08\x01", 5))
+        ecv = ecv_pb2_grpc.EcvStub(self.channel)
+        state = ecv.MarkDown(ecv_pb2.MarkRequest(who="python test"), timeout=2)
+        self.assertEqual(state.health, ecv_pb2.EcvState.HEALTH_MARKED_DOWN)
+        self.assertEqual(state.changed_by, "grpc: python test")
+        self.assertEqual(check(b"", timeout=2), b"\x08\x02")
+        ecv.MarkUp(ecv_pb2.MarkRequest(), timeout=2)
         self.assertEqual(check(b"", timeout=2), b"\x08\x01")
         # ServerReflectionInfo{list_services: ""} (field 7).
         info = self.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
         answer = b"".join(info(iter([b"\x3a\x00"]), timeout=2))
-        for service in (b"cluster2.v1.Cluster", b"cluster2.v1.WorkerSession", b"grpc.health.v1.Health"):
+        for service in (b"cluster2.v1.Cluster", b"cluster2.v1.WorkerSession", b"cluster2.v1.Emitter",
+                        b"cluster2.v1.Status", b"cluster2.v1.Ecv", b"grpc.health.v1.Health"):
             self.assertIn(service, answer)
 
     def test_emit_subscribe_and_status_from_python(self):

@@ -56,10 +56,20 @@ void EventRouter::RemoveMasterListener(uint64_t id) {
   master_listeners_.erase(id);
 }
 
+EventRouter::Counters EventRouter::counters() const {
+  absl::MutexLock lock(&mu_);
+  return counters_;
+}
+
 absl::StatusOr<RouteResult> EventRouter::Route(v1::Event event,
                                                pid_t sender_pid) {
-  if (absl::Status status = ValidateEvent(event); !status.ok()) return status;
+  if (absl::Status status = ValidateEvent(event); !status.ok()) {
+    absl::MutexLock lock(&mu_);
+    ++counters_.refused;
+    return status;
+  }
   absl::MutexLock lock(&mu_);
+  ++counters_.routed;
   bool from_worker = sender_pid != 0;
   event.set_from_pid(from_worker ? sender_pid : master_pid_);
   if (!from_worker) event.set_sequence(++master_sequence_);
@@ -114,6 +124,7 @@ absl::StatusOr<RouteResult> EventRouter::Route(v1::Event event,
     }
     ++result.delivered;
   }
+  counters_.delivered += result.delivered;
   return result;
 }
 

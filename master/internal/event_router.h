@@ -73,9 +73,19 @@ class EventRouter {
   absl::StatusOr<RouteResult> Route(v1::Event event, pid_t sender_pid)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Totals since start, for metrics: events routed, deliveries made, events
+  // refused.
+  struct Counters {
+    uint64_t routed = 0;
+    uint64_t delivered = 0;
+    uint64_t refused = 0;
+  };
+  Counters counters() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   const pid_t master_pid_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
+  Counters counters_ ABSL_GUARDED_BY(mu_);
   std::map<pid_t, EventSink*> workers_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, EventSink*> master_listeners_ ABSL_GUARDED_BY(mu_);
   uint64_t next_listener_ ABSL_GUARDED_BY(mu_) = 1;

@@ -494,4 +494,56 @@ grpc::Status StatusService::SetStatus(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+namespace {
+
+void ToProto(const Ecv::State& state, v1::EcvState* out) {
+  switch (state.health) {
+    case Ecv::Health::kUp:
+      out->set_health(v1::EcvState::HEALTH_UP);
+      break;
+    case Ecv::Health::kMarkedDown:
+      out->set_health(v1::EcvState::HEALTH_MARKED_DOWN);
+      break;
+    case Ecv::Health::kDown:
+      out->set_health(v1::EcvState::HEALTH_DOWN);
+      break;
+  }
+  out->set_mode(state.mode);
+  out->set_marked_down(state.marked_down);
+  out->set_ready_workers(state.ready_workers);
+  cluster2::ToProto(state.changed_at, out->mutable_changed_at());
+  out->set_changed_by(state.changed_by);
+}
+
+std::string Who(grpc::ServerContext* context, const v1::MarkRequest& request) {
+  return request.who().empty() ? absl::StrCat("grpc ", context->peer())
+                               : absl::StrCat("grpc: ", request.who());
+}
+
+}  // namespace
+
+grpc::Status EcvService::GetEcv(grpc::ServerContext*, const v1::GetEcvRequest*,
+                                v1::EcvState* response) {
+  ToProto(ecv_->Get(), response);
+  return grpc::Status::OK;
+}
+
+grpc::Status EcvService::MarkUp(grpc::ServerContext* context,
+                                const v1::MarkRequest* request,
+                                v1::EcvState* response) {
+  absl::StatusOr<Ecv::State> state = ecv_->MarkUp(Who(context, *request));
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  ToProto(*state, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status EcvService::MarkDown(grpc::ServerContext* context,
+                                  const v1::MarkRequest* request,
+                                  v1::EcvState* response) {
+  absl::StatusOr<Ecv::State> state = ecv_->MarkDown(Who(context, *request));
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  ToProto(*state, response);
+  return grpc::Status::OK;
+}
+
 }  // namespace cluster2

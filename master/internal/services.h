@@ -9,9 +9,11 @@
 #include <functional>
 
 #include "cluster2/v1/cluster.grpc.pb.h"
+#include "cluster2/v1/ecv.grpc.pb.h"
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/status.grpc.pb.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
+#include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
 #include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
@@ -56,6 +58,25 @@ class EmitterService final : public v1::Emitter::Service {
 
  private:
   EventRouter* const router_;
+};
+
+// Ecv: the load-balancer state over gRPC. Borrows `ecv`.
+class EcvService final : public v1::Ecv::Service {
+ public:
+  explicit EcvService(Ecv* ecv) : ecv_(ecv) {}
+
+  grpc::Status GetEcv(grpc::ServerContext* context,
+                      const v1::GetEcvRequest* request,
+                      v1::EcvState* response) override;
+  grpc::Status MarkUp(grpc::ServerContext* context,
+                      const v1::MarkRequest* request,
+                      v1::EcvState* response) override;
+  grpc::Status MarkDown(grpc::ServerContext* context,
+                        const v1::MarkRequest* request,
+                        v1::EcvState* response) override;
+
+ private:
+  Ecv* const ecv_;
 };
 
 // Status: named values of the cluster's processes. Borrows `registry`.
