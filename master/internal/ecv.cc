@@ -42,11 +42,6 @@ Ecv::State Ecv::ComputeLocked() {
   } else {
     state.health = Health::kUp;
   }
-  if (state.health != last_health_) {
-    last_health_ = state.health;
-    changed_at_ = clock_->Now();
-    if (changed_by_.empty()) changed_by_ = "workers";
-  }
   state.changed_at = changed_at_;
   state.changed_by = changed_by_;
   return state;
@@ -55,6 +50,21 @@ Ecv::State Ecv::ComputeLocked() {
 Ecv::State Ecv::Get() {
   absl::MutexLock lock(&mu_);
   return ComputeLocked();
+}
+
+bool Ecv::UpdateLocked(State* state, const std::string& why) {
+  *state = ComputeLocked();
+  if (!why.empty()) changed_by_ = why;
+  bool changed = state->health != last_health_;
+  if (changed) {
+    last_health_ = state->health;
+    changed_at_ = clock_->Now();
+    if (why.empty())
+      changed_by_ = absl::StrCat("workers: ", state->ready_workers, " ready");
+  }
+  state->changed_at = changed_at_;
+  state->changed_by = changed_by_;
+  return changed;
 }
 
 void Ecv::Publish(State state) {
@@ -67,18 +77,15 @@ absl::StatusOr<Ecv::State> Ecv::Mark(bool down, const std::string& who) {
         "the ECV is in monitor mode: its state follows the app check");
   }
   State state;
-  Health before;
+  bool changed;
   {
     absl::MutexLock lock(&mu_);
-    before = last_health_;
     marked_down_ = down;
-    changed_by_ = who;
-    state = ComputeLocked();
-    changed_by_ = state.changed_by;
+    changed = UpdateLocked(&state, who);
   }
   LogInfo(absl::StrCat("ECV marked ", down ? "down" : "up", " by ", who,
                        ": now ", HealthName(state.health)));
-  if (state.health != before) Publish(state);
+  if (changed) Publish(state);
   return state;
 }
 
@@ -91,15 +98,15 @@ absl::StatusOr<Ecv::State> Ecv::MarkDown(const std::string& who) {
 
 void Ecv::SetMonitorResult(bool ok, const std::string& detail) {
   State state;
-  Health before;
+  bool changed;
   {
     absl::MutexLock lock(&mu_);
-    if (monitor_ok_ != ok) changed_by_ = absl::StrCat("monitor: ", detail);
+    std::string why =
+        monitor_ok_ != ok ? absl::StrCat("monitor: ", detail) : "";
     monitor_ok_ = ok;
-    before = last_health_;
-    state = ComputeLocked();
+    changed = UpdateLocked(&state, why);
   }
-  if (state.health != before) {
+  if (changed) {
     LogInfo(absl::StrCat("ECV ", HealthName(state.health), " (",
                          state.changed_by, ")"));
     Publish(state);
@@ -108,19 +115,14 @@ void Ecv::SetMonitorResult(bool ok, const std::string& detail) {
 
 void Ecv::Refresh() {
   State state;
-  Health before;
+  bool changed;
   {
     absl::MutexLock lock(&mu_);
-    before = last_health_;
-    state = ComputeLocked();
-    if (state.health != before) {
-      changed_by_ = absl::StrCat("workers: ", state.ready_workers, " ready");
-      state.changed_by = changed_by_;
-    }
+    changed = UpdateLocked(&state, "");
   }
-  if (state.health != before) {
+  if (changed) {
     LogInfo(absl::StrCat("ECV ", HealthName(state.health), " (",
-                         state.ready_workers, " ready workers)"));
+                         state.changed_by, ")"));
     Publish(state);
   }
 }

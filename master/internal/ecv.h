@@ -47,6 +47,8 @@ class Ecv {
       std::function<unsigned()> ready_workers, std::function<bool()> started,
       std::function<void(const State&)> on_change);
 
+  // The state now. Does not record changes: Refresh does (the master calls
+  // it on every tick), so that every change reaches `on_change`.
   State Get() ABSL_LOCKS_EXCLUDED(mu_);
   // FAILED_PRECONDITION in monitor mode. `who` is logged with the change.
   absl::StatusOr<State> MarkUp(const std::string& who) ABSL_LOCKS_EXCLUDED(mu_);
@@ -67,7 +69,12 @@ class Ecv {
   static const char* HealthName(Health health);
 
  private:
+  // The state now, without recording anything.
   State ComputeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Computes the state and records a health change (who: `why`, or the
+  // workers when empty). Returns whether the health changed.
+  bool UpdateLocked(State* state, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<State> Mark(bool down, const std::string& who)
       ABSL_LOCKS_EXCLUDED(mu_);
   void Publish(State state) ABSL_LOCKS_EXCLUDED(mu_);

@@ -31,7 +31,10 @@ TEST_F(EcvTest, DownUntilEveryInitialWorkerIsReadyThenUp) {
   ready_ = 2;
   EXPECT_EQ(ecv.Get().health, Ecv::Health::kDown) << "not started";
   started_ = true;
+  EXPECT_EQ(ecv.Get().health, Ecv::Health::kUp);
+  EXPECT_TRUE(changes_.empty()) << "Get must not swallow the change";
   ecv.Refresh();
+  EXPECT_EQ(ecv.Get().changed_by, "workers: 2 ready");
   EXPECT_EQ(ecv.Get().health, Ecv::Health::kUp);
   EXPECT_EQ(changes_, std::vector<Ecv::Health>{Ecv::Health::kUp});
   ready_ = 0;
@@ -75,6 +78,7 @@ TEST_F(EcvTest, MonitorModeFollowsTheCheckAndRefusesMarks) {
   EXPECT_EQ(ecv.Get().health, Ecv::Health::kDown) << "no check yet";
   ecv.SetMonitorResult(true, "200");
   EXPECT_EQ(ecv.Get().health, Ecv::Health::kUp);
+  EXPECT_EQ(changes_, std::vector<Ecv::Health>{Ecv::Health::kUp});
   ecv.SetMonitorResult(false, "500");
   EXPECT_EQ(ecv.Get().health, Ecv::Health::kDown);
   EXPECT_EQ(ecv.Get().changed_by, "monitor: 500");
