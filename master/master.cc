@@ -22,6 +22,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "master/internal/app_check.h"
 #include "master/internal/config.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
@@ -296,6 +297,16 @@ class Master {
                                        ecv_.get(), supervisor_.get(),
                                        registry_.get(), router_.get()));
     mon_socket_ = -1;  // the monitor server owns it now
+    if (config_.ecv().mode() == "monitor") {
+      AppCheckOptions check;
+      check.host = config_.host();
+      check.port = config_.port();
+      check.path = config_.ecv().monitor();
+      check.expected_status = static_cast<int>(config_.ecv().monitor_status());
+      check.body_contains = config_.ecv().monitor_body();
+      check.interval = absl::Milliseconds(config_.ecv().monitor_interval());
+      app_check_ = std::make_unique<AppCheck>(std::move(check), ecv_.get());
+    }
     return absl::OkStatus();
   }
 
@@ -393,7 +404,8 @@ class Master {
   std::unique_ptr<StatusService> status_service_;
   std::unique_ptr<ClusterService> cluster_service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<MonitorServer> monitor_;  // destroyed first
+  std::unique_ptr<MonitorServer> monitor_;
+  std::unique_ptr<AppCheck> app_check_;  // destroyed first
 };
 
 }  // namespace

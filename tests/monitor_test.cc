@@ -129,6 +129,30 @@ TEST(MonitorTest, EcvIsUpOnceReadyAndMarkDownDrainsWith404) {
                                 "ECV marked up by http 127.0.0.1"));
 }
 
+TEST(MonitorTest, MonitorModeFollowsTheAppCheckThroughTheSharedPort) {
+  // hello_worker answers 200 on / and 404 elsewhere.
+  Cluster good(1, "",
+               {"--ecv.mode=monitor", "--ecv.monitor=/",
+                "--ecv.monitorBody=pid", "--ecv.monitorInterval=100"});
+  ASSERT_TRUE(
+      WaitUntil([&] { return HttpGet(good.mon_port(), "/ecv").status == 200; },
+                absl::Seconds(10)))
+      << good.master().Stderr();
+  EXPECT_EQ(HttpRequest(good.mon_port(), "GET", "/ecv/markDown").substr(0, 12),
+            "HTTP/1.1 409");
+  Cluster bad(1, "",
+              {"--ecv.mode=monitor", "--ecv.monitor=/missing",
+               "--ecv.monitorInterval=100"});
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return absl::StrContains(bad.Ctl({"ecv"}).out,
+                                 "status 404, expected 200");
+      },
+      absl::Seconds(10)))
+      << bad.Ctl({"ecv"}).out << bad.master().Stderr();
+  EXPECT_EQ(HttpGet(bad.mon_port(), "/ecv").status, 503);
+}
+
 TEST(MonitorTest, NoReadyWorkerIs503AndShowsInMetrics) {
   Cluster cluster(1, "/bin/false", {"--crashLoopLimit=2"});
   ASSERT_TRUE(WaitUntil(

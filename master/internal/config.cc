@@ -199,6 +199,8 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (ecv->mark_up().empty()) ecv->set_mark_up("/ecv/markUp");
   if (ecv->mark_down().empty()) ecv->set_mark_down("/ecv/markDown");
   if (ecv->monitor().empty()) ecv->set_monitor("/");
+  if (ecv->monitor_status() == 0) ecv->set_monitor_status(200);
+  if (ecv->monitor_interval() == 0) ecv->set_monitor_interval(1000);
   auto* cache = config->mutable_cache();
   if (!cache->has_enable()) cache->set_enable(true);
   if (cache->mode().empty()) cache->set_mode("standalone");
@@ -240,6 +242,9 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
   }
   if (config.ecv().mode() != "control" && config.ecv().mode() != "monitor") {
     return FieldError("ecv.mode", "must be \"control\" or \"monitor\"");
+  }
+  if (config.ecv().monitor().empty() || config.ecv().monitor()[0] != '/') {
+    return FieldError("ecv.monitor", "must be a path starting with '/'");
   }
   if (config.ecv().root().empty() || config.ecv().root()[0] != '/') {
     return FieldError("ecv.root", "must be a path starting with '/'");

@@ -101,8 +101,10 @@ void Ecv::SetMonitorResult(bool ok, const std::string& detail) {
   bool changed;
   {
     absl::MutexLock lock(&mu_);
-    std::string why =
-        monitor_ok_ != ok ? absl::StrCat("monitor: ", detail) : "";
+    std::string why = monitor_ok_ != ok || !monitor_checked_
+                          ? absl::StrCat("monitor: ", detail)
+                          : "";
+    monitor_checked_ = true;
     monitor_ok_ = ok;
     changed = UpdateLocked(&state, why);
   }

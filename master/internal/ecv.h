@@ -87,6 +87,7 @@ class Ecv {
   absl::Mutex mu_;
   bool marked_down_ ABSL_GUARDED_BY(mu_);
   bool monitor_ok_ ABSL_GUARDED_BY(mu_) = false;
+  bool monitor_checked_ ABSL_GUARDED_BY(mu_) = false;
   Health last_health_ ABSL_GUARDED_BY(mu_) = Health::kDown;
   absl::Time changed_at_ ABSL_GUARDED_BY(mu_);
   std::string changed_by_ ABSL_GUARDED_BY(mu_) = "startup";
