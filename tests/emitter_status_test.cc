@@ -382,12 +382,27 @@ TEST(EmbeddedMasterTest, TheMastersDefaultEmitReachesItselfAndEveryWorker) {
       << app.Stdout() << app.Stderr();
   EXPECT_EQ(lines_with("delivered "), std::set<std::string>{"delivered 4"});
   EXPECT_EQ(lines_with("master got ping").size(), 1u);
-  // The master's status is visible to any client.
-  testing::CommandResult status = testing::RunCommand(
-      {BinaryPath("cli/cluster2ctl"), "--run-dir",
-       tmp.path() + "/cluster2/default", "status", "set", "master-level", "3"});
-  EXPECT_EQ(status.exit_code, 0) << status.err;
-  EXPECT_NE(status.out.find("master  3"), std::string::npos) << status.out;
+  // "level", registered by the master and the 3 workers: 4 entries, and a
+  // set reaches all of them.
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {BinaryPath("cli/cluster2ctl"), "--run-dir",
+                               tmp.path() + "/cluster2/default"});
+    return testing::RunCommand(args);
+  };
+  testing::CommandResult before = ctl({"status", "level"});
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(std::count(before.out.begin(), before.out.end(), '\n'), 5)
+      << before.out;
+  EXPECT_NE(before.out.find("master  0"), std::string::npos) << before.out;
+  testing::CommandResult set = ctl({"status", "set", "level", "3"});
+  EXPECT_EQ(set.exit_code, 0) << set.err;
+  testing::CommandResult after = ctl({"status", "level"});
+  size_t threes = 0;
+  for (size_t at = after.out.find(" 3\n"); at != std::string::npos;
+       at = after.out.find(" 3\n", at + 1)) {
+    ++threes;
+  }
+  EXPECT_EQ(threes, 4u) << after.out;
   app.Signal(SIGTERM);
   EXPECT_TRUE(app.Wait(absl::Seconds(10)).has_value());
 }

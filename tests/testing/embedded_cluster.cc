@@ -4,7 +4,8 @@
 //   "delivered <n>"           the emit's result
 //   "master got ping"         its own listener
 //   "pong <pid>"              each worker's answer
-// and registers the status "master-level" (settable number).
+// Every process (the master and each worker) registers the status "level"
+// (a settable number).
 #include <unistd.h>
 
 #include <iostream>
@@ -42,6 +43,13 @@ int main(int argc, char** argv) {
       (void)worker.Emit("pong", {cluster2::EmitTarget::Master()},
                         {Number(getpid())});
     });
+    double level = 0;
+    worker.RegisterStatus(
+        "level", [&level] { return Number(level); },
+        [&level](const google::protobuf::Value& value) {
+          level = value.number_value();
+          return Number(level);
+        });
     worker.SetReady();
     worker.WaitForDrain();
     return 0;
@@ -55,7 +63,7 @@ int main(int argc, char** argv) {
             std::to_string(static_cast<int>(event.args[0].number_value())));
     });
     master.RegisterStatus(
-        "master-level", [&level] { return Number(level); },
+        "level", [&level] { return Number(level); },
         [&level](const google::protobuf::Value& value) {
           level = value.number_value();
           return Number(level);
