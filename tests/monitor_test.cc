@@ -184,7 +184,7 @@ TEST(MonitorTest, MetricsPassPromtool) {
   std::string path = tmp.path() + "/metrics.txt";
   { std::ofstream(path) << HttpGet(cluster.mon_port(), "/metrics").body; }
   CommandResult check = RunCommand(
-      {"/bin/sh", "-c", absl::StrCat("promtool check metrics < ", path)});
+      {"/bin/sh", "-c", absl::StrCat("/usr/bin/promtool check metrics < ", path)});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   EXPECT_EQ(check.out + check.err, "") << "promtool found problems";
 }

@@ -103,7 +103,7 @@ backend clusters
   server a 127.0.0.1:{a.port} check port {a.mon_port} inter 200ms fall 2 rise 1
   server b 127.0.0.1:{b.port} check port {b.mon_port} inter 200ms fall 2 rise 1
 """)
-        haproxy = subprocess.Popen(["haproxy", "-f", os.path.join(workdir, "haproxy.cfg")],
+        haproxy = subprocess.Popen(["/usr/sbin/haproxy", "-f", os.path.join(workdir, "haproxy.cfg")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         def server_status():
@@ -182,7 +182,7 @@ scrape_configs:
       - targets: ['127.0.0.1:{cluster.mon_port}']
 """)
         prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={workdir}/prometheus.yml",
+            ["/usr/bin/prometheus", f"--config.file={workdir}/prometheus.yml",
              f"--storage.tsdb.path={workdir}/data", f"--web.listen-address=127.0.0.1:{web}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -276,7 +276,7 @@ class BrowserTest(unittest.TestCase):
         profile = tempfile.mkdtemp(prefix="c2c-", dir="/tmp")
         debug_port = free_port()
         chromium = subprocess.Popen(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", f"--user-data-dir={profile}", f"--remote-debugging-port={debug_port}",
              "--window-size=1200,700", f"http://127.0.0.1:{cluster.mon_port}/"],
