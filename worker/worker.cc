@@ -17,6 +17,7 @@
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
+#include "worker/internal/listeners.h"
 #include "worker/internal/process_stats.h"
 
 namespace cluster2 {
@@ -202,7 +203,7 @@ class Worker::Impl {
       }
       for (v1::MasterMessage& message : batch) {
         if (message.has_event()) {
-          Dispatch(message.event());
+          listeners_.Dispatch(message.event());
         } else if (message.has_status_query()) {
           AnswerStatus(message.status_query().id(),
                        message.status_query().name(), nullptr);
@@ -213,27 +214,6 @@ class Worker::Impl {
         }
       }
     }
-  }
-
-  void Dispatch(const v1::Event& proto) {
-    Worker::Event event;
-    event.name = proto.name();
-    event.args.assign(proto.args().begin(), proto.args().end());
-    event.from_pid = proto.from_pid();
-    event.sequence = proto.sequence();
-    std::vector<Worker::EventHandler> handlers;
-    {
-      absl::MutexLock lock(&mu_);
-      for (auto it = listeners_.begin(); it != listeners_.end();) {
-        if (it->second.event != event.name) {
-          ++it;
-          continue;
-        }
-        handlers.push_back(it->second.handler);
-        it = it->second.once ? listeners_.erase(it) : std::next(it);
-      }
-    }
-    for (const Worker::EventHandler& handler : handlers) handler(event);
   }
 
   void AnswerStatus(uint64_t id, const std::string& name,
@@ -264,50 +244,21 @@ class Worker::Impl {
  public:
   uint64_t AddListener(const std::string& event, Worker::EventHandler handler,
                        bool once) {
-    absl::MutexLock lock(&mu_);
-    uint64_t id = next_listener_++;
-    listeners_[id] = Listener{event, std::move(handler), once};
-    return id;
+    return listeners_.Add(event, std::move(handler), once);
   }
 
-  bool RemoveListener(uint64_t id) {
-    absl::MutexLock lock(&mu_);
-    return listeners_.erase(id) > 0;
-  }
+  bool RemoveListener(uint64_t id) { return listeners_.Remove(id); }
 
   void RemoveAllListeners(const std::string& event) {
-    absl::MutexLock lock(&mu_);
-    for (auto it = listeners_.begin(); it != listeners_.end();) {
-      it = event.empty() || it->second.event == event ? listeners_.erase(it)
-                                                      : std::next(it);
-    }
+    listeners_.RemoveAll(event);
   }
 
   absl::StatusOr<Worker::EmitResult> Emit(
       const std::string& name, const std::vector<Worker::Target>& targets,
       std::vector<google::protobuf::Value> args) {
     v1::WorkerMessage message;
+    *message.mutable_event() = ToProto(name, targets, std::move(args));
     v1::Event* event = message.mutable_event();
-    event->set_name(name);
-    for (google::protobuf::Value& arg : args)
-      *event->add_args() = std::move(arg);
-    for (const Worker::Target& target : targets) {
-      v1::Target* out = event->add_targets();
-      switch (target.kind) {
-        case Worker::Target::Kind::kSelf:
-          out->set_self(true);
-          break;
-        case Worker::Target::Kind::kMaster:
-          out->set_master(true);
-          break;
-        case Worker::Target::Kind::kWorkers:
-          out->set_workers(true);
-          break;
-        case Worker::Target::Kind::kPid:
-          out->set_pid(target.pid);
-          break;
-      }
-    }
     uint64_t sequence;
     {
       // Numbering and writing under one lock keeps the wire order.
@@ -521,11 +472,6 @@ class Worker::Impl {
   bool dispatch_closed_ ABSL_GUARDED_BY(dispatch_mu_) = false;
   absl::Mutex emit_mu_;
   uint64_t emit_sequence_ ABSL_GUARDED_BY(emit_mu_) = 0;
-  struct Listener {
-    std::string event;
-    Worker::EventHandler handler;
-    bool once = false;
-  };
   std::thread heartbeat_;
 
   mutable absl::Mutex mu_;
@@ -541,8 +487,7 @@ class Worker::Impl {
   std::function<void()> pause_callback_ ABSL_GUARDED_BY(mu_);
   std::function<void()> resume_callback_ ABSL_GUARDED_BY(mu_);
 
-  std::map<uint64_t, Listener> listeners_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_listener_ ABSL_GUARDED_BY(mu_) = 1;
+  ListenerSet listeners_;
   std::map<uint64_t, v1::EmitReply> replies_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<Worker::StatusView, Worker::StatusUpdate>>
       statuses_ ABSL_GUARDED_BY(mu_);

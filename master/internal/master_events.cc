@@ -36,58 +36,24 @@ MasterEvents::~MasterEvents() {
   dispatcher_.join();
 }
 
-uint64_t MasterEvents::Add(const std::string& event, EventHandler handler,
-                           bool once) {
-  absl::MutexLock lock(&mu_);
-  uint64_t id = next_id_++;
-  listeners_[id] = Listener{event, std::move(handler), once};
-  return id;
-}
-
 uint64_t MasterEvents::On(const std::string& event, EventHandler handler) {
-  return Add(event, std::move(handler), /*once=*/false);
+  return listeners_.Add(event, std::move(handler), /*once=*/false);
 }
 
 uint64_t MasterEvents::Once(const std::string& event, EventHandler handler) {
-  return Add(event, std::move(handler), /*once=*/true);
+  return listeners_.Add(event, std::move(handler), /*once=*/true);
 }
 
-bool MasterEvents::RemoveListener(uint64_t id) {
-  absl::MutexLock lock(&mu_);
-  return listeners_.erase(id) > 0;
-}
+bool MasterEvents::RemoveListener(uint64_t id) { return listeners_.Remove(id); }
 
 void MasterEvents::RemoveAllListeners(const std::string& event) {
-  absl::MutexLock lock(&mu_);
-  for (auto it = listeners_.begin(); it != listeners_.end();) {
-    it = event.empty() || it->second.event == event ? listeners_.erase(it)
-                                                    : std::next(it);
-  }
+  listeners_.RemoveAll(event);
 }
 
 absl::StatusOr<EmitResult> MasterEvents::Emit(
     const std::string& name, std::vector<EmitTarget> targets,
     std::vector<google::protobuf::Value> args) {
-  v1::Event event;
-  event.set_name(name);
-  for (google::protobuf::Value& arg : args) *event.add_args() = std::move(arg);
-  for (const EmitTarget& target : targets) {
-    v1::Target* out = event.add_targets();
-    switch (target.kind) {
-      case EmitTarget::Kind::kSelf:
-        out->set_self(true);
-        break;
-      case EmitTarget::Kind::kMaster:
-        out->set_master(true);
-        break;
-      case EmitTarget::Kind::kWorkers:
-        out->set_workers(true);
-        break;
-      case EmitTarget::Kind::kPid:
-        out->set_pid(target.pid);
-        break;
-    }
-  }
+  v1::Event event = ToProto(name, targets, std::move(args));
   absl::StatusOr<RouteResult> routed = router_->Route(std::move(event), 0);
   if (!routed.ok()) return routed.status();
   EmitResult result;
@@ -141,26 +107,7 @@ void MasterEvents::DispatchLoop() {
       if (closing_) return;
       batch.swap(queue_);
     }
-    for (const v1::Event& proto : batch) {
-      ClusterEvent event;
-      event.name = proto.name();
-      event.args.assign(proto.args().begin(), proto.args().end());
-      event.from_pid = proto.from_pid();
-      event.sequence = proto.sequence();
-      std::vector<EventHandler> handlers;
-      {
-        absl::MutexLock lock(&mu_);
-        for (auto it = listeners_.begin(); it != listeners_.end();) {
-          if (it->second.event != event.name) {
-            ++it;
-            continue;
-          }
-          handlers.push_back(it->second.handler);
-          it = it->second.once ? listeners_.erase(it) : std::next(it);
-        }
-      }
-      for (const EventHandler& handler : handlers) handler(event);
-    }
+    for (const v1::Event& event : batch) listeners_.Dispatch(event);
   }
 }
 

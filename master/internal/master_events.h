@@ -17,6 +17,7 @@
 #include "master/internal/event_router.h"
 #include "master/internal/status_registry.h"
 #include "master/master_context.h"
+#include "worker/internal/listeners.h"
 
 namespace cluster2 {
 
@@ -47,20 +48,13 @@ class MasterEvents final : public MasterContext, public EventSink {
   void Deliver(const v1::Event& event) override;
 
  private:
-  struct Listener {
-    std::string event;
-    EventHandler handler;
-    bool once = false;
-  };
-  uint64_t Add(const std::string& event, EventHandler handler, bool once);
   void DispatchLoop();
 
   EventRouter* const router_;
   StatusRegistry* const registry_;
   uint64_t router_id_ = 0;
   absl::Mutex mu_;
-  std::map<uint64_t, Listener> listeners_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  ListenerSet listeners_;
   std::deque<v1::Event> queue_ ABSL_GUARDED_BY(mu_);
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   std::thread dispatcher_;

@@ -1,0 +1,52 @@
+// ListenerSet: the event listeners of one process (a worker or the master),
+// and the conversions between the public event types (worker/events.h) and
+// the protos. Used by cluster2::Worker and the master's MasterContext.
+//
+// Thread-safe.
+#ifndef CLUSTER2_WORKER_INTERNAL_LISTENERS_H_
+#define CLUSTER2_WORKER_INTERNAL_LISTENERS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "cluster2/v1/emitter.pb.h"
+#include "worker/events.h"
+
+namespace cluster2 {
+
+// An event named `name` with `args` to `targets`, as a proto.
+v1::Event ToProto(const std::string& name,
+                  const std::vector<EmitTarget>& targets,
+                  std::vector<google::protobuf::Value> args);
+ClusterEvent FromProto(const v1::Event& event);
+
+class ListenerSet {
+ public:
+  // Returns the listener's id.
+  uint64_t Add(const std::string& event, EventHandler handler, bool once)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  bool Remove(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes the listeners of `event`, or all if it is empty.
+  void RemoveAll(const std::string& event) ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls the listeners of `event.name` (without the lock), dropping the
+  // `once` ones first.
+  void Dispatch(const v1::Event& event) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Listener {
+    std::string event;
+    EventHandler handler;
+    bool once = false;
+  };
+  absl::Mutex mu_;
+  std::map<uint64_t, Listener> listeners_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace cluster2
+
+#endif  // CLUSTER2_WORKER_INTERNAL_LISTENERS_H_
