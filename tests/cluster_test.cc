@@ -19,10 +19,12 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
+#include "tests/testing/test_cluster.h"
 
 namespace cluster2 {
 namespace {
 
+using Cluster = ::cluster2::testing::TestCluster;
 using ::cluster2::testing::BinaryPath;
 using ::cluster2::testing::CommandResult;
 using ::cluster2::testing::FreePort;
@@ -38,67 +40,10 @@ std::string Hello() { return BinaryPath("examples/hello/hello_worker"); }
 std::string Ctl() { return BinaryPath("cli/cluster2ctl"); }
 
 // A cluster of `workers` hello workers on a free port in its own run dir.
-class Cluster {
- public:
-  explicit Cluster(int workers, std::vector<std::string> extra_flags = {})
-      : port_(FreePort()), run_dir_(tmp_.path() + "/run") {
-    std::vector<std::string> argv = {Master(),
-                                     absl::StrCat("--noWorkers=", workers),
-                                     absl::StrCat("--port=", port_),
-                                     "--host=127.0.0.1",
-                                     "--monPort=0",
-                                     "--runDir=" + run_dir_,
-                                     "--heartbeatInterval=200",
-                                     "--stopTimeout=5000"};
-    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-    argv.push_back("--");
-    argv.push_back(Hello());
-    master_ = std::make_unique<Process>(argv);
-  }
-
-  int port() const { return port_; }
-  const std::string& run_dir() const { return run_dir_; }
-  Process& master() { return *master_; }
-
-  CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {cluster2::Ctl(), "--run-dir", run_dir_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-
-  // The workers as cluster2ctl reports them (empty if it fails).
-  std::vector<v1::Worker> Workers() {
-    CommandResult result = Ctl({"workers", "-o", "json"});
-    if (result.exit_code != 0) return {};
-    v1::ListWorkersResponse response;
-    if (!google::protobuf::util::JsonStringToMessage(result.out, &response)
-             .ok())
-      return {};
-    return {response.workers().begin(), response.workers().end()};
-  }
-
-  size_t ReadyCount() {
-    size_t ready = 0;
-    for (const v1::Worker& worker : Workers()) {
-      if (worker.state() == v1::WORKER_STATE_READY) ++ready;
-    }
-    return ready;
-  }
-
-  bool WaitReady(size_t count, absl::Duration timeout = absl::Seconds(10)) {
-    return WaitUntil([&] { return ReadyCount() == count; }, timeout);
-  }
-
- private:
-  TempDir tmp_;
-  int port_;
-  std::string run_dir_;
-  std::unique_ptr<Process> master_;
-};
 
 TEST(ClusterTest, TwoWorkersServe200RequestsFromTwoPids) {
   Cluster cluster(2);
-  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   std::set<std::string> bodies;
   int ok = 0;
   for (int i = 0; i < 200; ++i) {
@@ -123,7 +68,7 @@ TEST(ClusterTest, TwoWorkersServe200RequestsFromTwoPids) {
 
 TEST(ClusterTest, ReuseportBalanceServesFromEveryWorkerAndSurvivesAKill) {
   Cluster cluster(2, {"--balance=reuseport"});
-  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   std::set<std::string> bodies;
   for (int i = 0; i < 100; ++i) {
     testing::HttpResult result = HttpGet(cluster.port(), "/");
@@ -140,12 +85,12 @@ TEST(ClusterTest, ReuseportBalanceServesFromEveryWorkerAndSurvivesAKill) {
     testing::HttpResult result = HttpGet(cluster.port(), "/");
     ASSERT_EQ(result.status, 200) << "request " << i << ": " << result.error;
   }
-  EXPECT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  EXPECT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
 }
 
 TEST(ClusterTest, CtlListsTwoReadyWorkersAsJson) {
   Cluster cluster(2);
-  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   std::vector<v1::Worker> workers = cluster.Workers();
   ASSERT_EQ(workers.size(), 2u);
   std::set<unsigned> ids;
@@ -174,7 +119,7 @@ TEST(ClusterTest, CtlListsTwoReadyWorkersAsJson) {
 
 TEST(ClusterTest, KilledWorkerIsReplacedInTheSameSlotWithin3Seconds) {
   Cluster cluster(2);
-  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   std::vector<v1::Worker> before = cluster.Workers();
   ASSERT_EQ(before.size(), 2u);
   const v1::Worker victim = before[1];
@@ -210,7 +155,7 @@ TEST(ClusterTest, KilledWorkerIsReplacedInTheSameSlotWithin3Seconds) {
 
 TEST(ClusterTest, SigkilledMasterLeavesNoWorkerAliveWithin2Seconds) {
   Cluster cluster(2);
-  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   std::vector<v1::Worker> workers = cluster.Workers();
   ASSERT_EQ(workers.size(), 2u);
   cluster.master().Signal(SIGKILL);
@@ -228,7 +173,7 @@ TEST(ClusterTest, SigkilledMasterLeavesNoWorkerAliveWithin2Seconds) {
 
 TEST(ClusterTest, SigtermDrainsWorkersAndExitsZeroLeavingNothing) {
   Cluster cluster(2);
-  ASSERT_TRUE(cluster.WaitReady(2)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   std::vector<v1::Worker> workers = cluster.Workers();
   cluster.master().Signal(SIGTERM);
   std::optional<int> status = cluster.master().Wait(absl::Seconds(10));
@@ -246,7 +191,7 @@ TEST(ClusterTest, SigtermDrainsWorkersAndExitsZeroLeavingNothing) {
 
 TEST(ClusterTest, CtlShutdownStopsTheCluster) {
   Cluster cluster(1);
-  ASSERT_TRUE(cluster.WaitReady(1)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(1).size(), 1u) << cluster.master().Stderr();
   CommandResult result = cluster.Ctl({"shutdown"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   std::optional<int> status = cluster.master().Wait(absl::Seconds(10));
@@ -256,7 +201,7 @@ TEST(ClusterTest, CtlShutdownStopsTheCluster) {
 
 TEST(ClusterTest, SecondMasterInTheSameRunDirIsRefused) {
   Cluster cluster(1);
-  ASSERT_TRUE(cluster.WaitReady(1)) << cluster.master().Stderr();
+  ASSERT_EQ(cluster.WaitReady(1).size(), 1u) << cluster.master().Stderr();
   CommandResult second =
       RunCommand({Master(), "--port=0", "--monPort=0",
                   "--runDir=" + cluster.run_dir(), "--", Hello()});

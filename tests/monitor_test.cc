@@ -15,10 +15,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
+#include "tests/testing/test_cluster.h"
 
 namespace cluster2 {
 namespace {
 
+using Cluster = ::cluster2::testing::TestCluster;
 using ::cluster2::testing::BinaryPath;
 using ::cluster2::testing::CommandResult;
 using ::cluster2::testing::FreePort;
@@ -54,43 +56,6 @@ std::string HttpRequest(int port, const std::string& method,
   close(fd);
   return response;
 }
-
-class Cluster {
- public:
-  Cluster(int workers, std::string worker = "",
-          std::vector<std::string> flags = {})
-      : port_(FreePort()),
-        mon_port_(FreePort()),
-        run_dir_(tmp_.path() + "/run") {
-    std::vector<std::string> argv = {BinaryPath("master/cluster2-master"),
-                                     absl::StrCat("--noWorkers=", workers),
-                                     absl::StrCat("--port=", port_),
-                                     "--host=127.0.0.1",
-                                     absl::StrCat("--monPort=", mon_port_),
-                                     "--runDir=" + run_dir_,
-                                     "--heartbeatInterval=200"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.push_back("--");
-    argv.push_back(worker.empty() ? BinaryPath("examples/hello/hello_worker")
-                                  : worker);
-    master_ = std::make_unique<Process>(argv);
-  }
-  CommandResult Ctl(std::vector<std::string> args) {
-    args.insert(args.begin(),
-                {BinaryPath("cli/cluster2ctl"), "--run-dir", run_dir_});
-    return RunCommand(args);
-  }
-  int port() const { return port_; }
-  int mon_port() const { return mon_port_; }
-  Process& master() { return *master_; }
-
- private:
-  TempDir tmp_;
-  int port_;
-  int mon_port_;
-  std::string run_dir_;
-  std::unique_ptr<Process> master_;
-};
 
 TEST(MonitorTest, EcvIsUpOnceReadyAndMarkDownDrainsWith404) {
   Cluster cluster(2);
@@ -131,18 +96,16 @@ TEST(MonitorTest, EcvIsUpOnceReadyAndMarkDownDrainsWith404) {
 
 TEST(MonitorTest, MonitorModeFollowsTheAppCheckThroughTheSharedPort) {
   // hello_worker answers 200 on / and 404 elsewhere.
-  Cluster good(1, "",
-               {"--ecv.mode=monitor", "--ecv.monitor=/",
-                "--ecv.monitorBody=pid", "--ecv.monitorInterval=100"});
+  Cluster good(1, {"--ecv.mode=monitor", "--ecv.monitor=/",
+                   "--ecv.monitorBody=pid", "--ecv.monitorInterval=100"});
   ASSERT_TRUE(
       WaitUntil([&] { return HttpGet(good.mon_port(), "/ecv").status == 200; },
                 absl::Seconds(10)))
       << good.master().Stderr();
   EXPECT_EQ(HttpRequest(good.mon_port(), "GET", "/ecv/markDown").substr(0, 12),
             "HTTP/1.1 409");
-  Cluster bad(1, "",
-              {"--ecv.mode=monitor", "--ecv.monitor=/missing",
-               "--ecv.monitorInterval=100"});
+  Cluster bad(1, {"--ecv.mode=monitor", "--ecv.monitor=/missing",
+                  "--ecv.monitorInterval=100"});
   ASSERT_TRUE(WaitUntil(
       [&] {
         return absl::StrContains(bad.Ctl({"ecv"}).out,
@@ -154,7 +117,7 @@ TEST(MonitorTest, MonitorModeFollowsTheAppCheckThroughTheSharedPort) {
 }
 
 TEST(MonitorTest, NoReadyWorkerIs503AndShowsInMetrics) {
-  Cluster cluster(1, "/bin/false", {"--crashLoopLimit=2"});
+  Cluster cluster(1, {"--crashLoopLimit=2"}, "/bin/false");
   ASSERT_TRUE(WaitUntil(
       [&] {
         return absl::StrContains(HttpGet(cluster.mon_port(), "/metrics").body,
@@ -183,8 +146,9 @@ TEST(MonitorTest, MetricsPassPromtool) {
   TempDir tmp;
   std::string path = tmp.path() + "/metrics.txt";
   { std::ofstream(path) << HttpGet(cluster.mon_port(), "/metrics").body; }
-  CommandResult check = RunCommand(
-      {"/bin/sh", "-c", absl::StrCat("/usr/bin/promtool check metrics < ", path)});
+  CommandResult check =
+      RunCommand({"/bin/sh", "-c",
+                  absl::StrCat("/usr/bin/promtool check metrics < ", path)});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   EXPECT_EQ(check.out + check.err, "") << "promtool found problems";
 }

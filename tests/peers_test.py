@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import struct
 import subprocess
 import tempfile
@@ -18,10 +19,11 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ET
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
+sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
 MASTER = os.path.join(RUNFILES, "master/cluster2-master")
 HELLO = os.path.join(RUNFILES, "examples/hello/hello_worker")
 CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
@@ -311,29 +313,7 @@ class BrowserTest(unittest.TestCase):
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def write_junit(result, path):
-    suite = ET.Element("testsuite", name="peers", tests=str(result.testsRun))
-    failed = {test.id(): text for test, text in result.failures + result.errors}
-    for test_id in result.test_ids:
-        case = ET.SubElement(suite, "testcase", name=test_id.split(".")[-1], classname="peers")
-        if test_id in failed:
-            ET.SubElement(case, "failure", message="failed").text = failed[test_id]
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.ElementTree(root).write(path)
-
-
-class RecordingResult(unittest.TextTestResult):
-    def startTest(self, test):
-        super().startTest(test)
-        self.test_ids = getattr(self, "test_ids", []) + [test.id()]
-
-
 if __name__ == "__main__":
-    import sys
-    import urllib.parse  # noqa: F401 (used in PrometheusTest)
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=RecordingResult)
-    result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    if os.environ.get("XML_OUTPUT_FILE"):
-        write_junit(result, os.environ["XML_OUTPUT_FILE"])
-    sys.exit(0 if result.wasSuccessful() else 1)
+    import pyjunit
+    code = pyjunit.main(__name__, "peers")
+    sys.exit(code)

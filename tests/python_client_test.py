@@ -17,9 +17,9 @@ import tempfile
 import time
 import unittest
 import urllib.request
-import xml.etree.ElementTree as ET
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
+sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
 MASTER = os.path.join(RUNFILES, "master/cluster2-master")
 PY_WORKER = os.path.join(RUNFILES, "examples/python/hello_worker.py")
 GEN_STUBS = os.path.join(RUNFILES, "examples/python/gen_stubs.sh")
@@ -204,29 +204,8 @@ class PythonClientTest(unittest.TestCase):
         self.assertFalse(os.path.exists(f"{self.dir}/run"))
 
 
-def write_junit(result, path):
-    """Writes one <testcase> per test, as GoogleTest does, for the CI count."""
-    suite = ET.Element("testsuite", name="PythonClientTest", tests=str(result.testsRun))
-    failed = {test.id(): text for test, text in result.failures + result.errors}
-    for test_id in result.test_ids:
-        case = ET.SubElement(suite, "testcase", name=test_id.split(".")[-1], classname="PythonClientTest")
-        if test_id in failed:
-            ET.SubElement(case, "failure", message="failed").text = failed[test_id]
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.ElementTree(root).write(path)
-
-
-class RecordingResult(unittest.TextTestResult):
-    def startTest(self, test):
-        super().startTest(test)
-        self.test_ids = getattr(self, "test_ids", []) + [test.id()]
-
-
 if __name__ == "__main__":
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=RecordingResult)
-    result = runner.run(unittest.defaultTestLoader.loadTestsFromTestCase(PythonClientTest))
-    if os.environ.get("XML_OUTPUT_FILE"):
-        write_junit(result, os.environ["XML_OUTPUT_FILE"])
+    import pyjunit
+    code = pyjunit.main(__name__, "PythonClientTest")
     shutil.rmtree(STUBS, ignore_errors=True)
-    sys.exit(0 if result.wasSuccessful() else 1)
+    sys.exit(code)

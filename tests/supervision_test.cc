@@ -17,10 +17,12 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
+#include "tests/testing/test_cluster.h"
 
 namespace cluster2 {
 namespace {
 
+using Cluster = ::cluster2::testing::TestCluster;
 using ::cluster2::testing::BinaryPath;
 using ::cluster2::testing::CommandResult;
 using ::cluster2::testing::FreePort;
@@ -32,72 +34,6 @@ using ::cluster2::testing::RunCommand;
 using ::cluster2::testing::TempDir;
 using ::cluster2::testing::WaitUntil;
 
-class Cluster {
- public:
-  Cluster(int workers, std::vector<std::string> flags, std::string worker = "")
-      : port_(FreePort()), run_dir_(tmp_.path() + "/run") {
-    std::vector<std::string> argv = {BinaryPath("master/cluster2-master"),
-                                     absl::StrCat("--noWorkers=", workers),
-                                     absl::StrCat("--port=", port_),
-                                     "--host=127.0.0.1",
-                                     "--monPort=0",
-                                     "--runDir=" + run_dir_,
-                                     "--heartbeatInterval=200",
-                                     "--stopTimeout=5000"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.push_back("--");
-    argv.push_back(worker.empty() ? BinaryPath("examples/hello/hello_worker")
-                                  : worker);
-    master_ = std::make_unique<Process>(argv);
-  }
-
-  int port() const { return port_; }
-  Process& master() { return *master_; }
-
-  CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("cli/cluster2ctl"), "--run-dir",
-                                     run_dir_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-
-  std::vector<v1::Worker> Workers() {
-    CommandResult result = Ctl({"workers", "-o", "json"});
-    if (result.exit_code != 0) return {};
-    v1::ListWorkersResponse response;
-    if (!google::protobuf::util::JsonStringToMessage(result.out, &response)
-             .ok())
-      return {};
-    return {response.workers().begin(), response.workers().end()};
-  }
-
-  // The pids of the ready workers, if exactly `count` workers are listed
-  // and all are ready; else empty.
-  std::set<int> ReadyPids(size_t count) {
-    std::vector<v1::Worker> workers = Workers();
-    std::set<int> pids;
-    if (workers.size() != count) return {};
-    for (const v1::Worker& worker : workers) {
-      if (worker.state() != v1::WORKER_STATE_READY) return {};
-      pids.insert(worker.pid());
-    }
-    return pids;
-  }
-
-  std::set<int> WaitReady(size_t count,
-                          absl::Duration timeout = absl::Seconds(10)) {
-    std::set<int> pids;
-    WaitUntil([&] { return !(pids = ReadyPids(count)).empty(); }, timeout);
-    return pids;
-  }
-
- private:
-  TempDir tmp_;
-  int port_;
-  std::string run_dir_;
-  std::unique_ptr<Process> master_;
-};
-
 bool Disjoint(const std::set<int>& a, const std::set<int>& b) {
   for (int x : a) {
     if (b.count(x) > 0) return false;
@@ -106,7 +42,7 @@ bool Disjoint(const std::set<int>& a, const std::set<int>& b) {
 }
 
 void RollingRestartUnderLoad(bool keep_alive) {
-  Cluster cluster(4, {});
+  Cluster cluster(4);
   std::set<int> before = cluster.WaitReady(4);
   ASSERT_EQ(before.size(), 4u) << cluster.master().Stderr();
   LoadGenerator load(cluster.port(), 8, keep_alive);
@@ -143,7 +79,7 @@ TEST(SupervisionTest, RollingRestartUnderLoadFailsNoRequestKeepAlive) {
 }
 
 TEST(SupervisionTest, SighupRestartsEveryWorker) {
-  Cluster cluster(2, {});
+  Cluster cluster(2);
   std::set<int> before = cluster.WaitReady(2);
   ASSERT_EQ(before.size(), 2u);
   cluster.master().Signal(SIGHUP);
@@ -200,7 +136,7 @@ TEST(SupervisionTest, ACrashLoopingSlotIsGivenUpAndReported) {
 }
 
 TEST(SupervisionTest, ScaleUpAndDownThroughCtlAndSignals) {
-  Cluster cluster(1, {});
+  Cluster cluster(1);
   ASSERT_EQ(cluster.WaitReady(1).size(), 1u);
   CommandResult scale = cluster.Ctl({"scale", "3"});
   EXPECT_EQ(scale.exit_code, 0) << scale.err;
@@ -267,7 +203,7 @@ TEST(SupervisionTest, WorkerOutputGoesToTheLogFileWhichSigusr1Reopens) {
 }
 
 TEST(SupervisionTest, APausedWorkerStopsAcceptingWhileTheOthersServe) {
-  Cluster cluster(2, {});
+  Cluster cluster(2);
   std::set<int> pids = cluster.WaitReady(2);
   ASSERT_EQ(pids.size(), 2u);
   int paused = *pids.begin();
@@ -300,7 +236,7 @@ TEST(SupervisionTest, APausedWorkerStopsAcceptingWhileTheOthersServe) {
 }
 
 TEST(SupervisionTest, RecycleOnePidThroughCtl) {
-  Cluster cluster(2, {});
+  Cluster cluster(2);
   std::set<int> before = cluster.WaitReady(2);
   ASSERT_EQ(before.size(), 2u);
   int victim = *before.begin();
