@@ -2,6 +2,7 @@
 // driven over HTTP, cluster2ctl and signals.
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -307,6 +308,33 @@ TEST(ClusterTest, BusyPortFailsFastWithOneLine) {
       1, absl::StrCat("port ", port, " is already in use"));
   EXPECT_NE(access((tmp.path() + "/run").c_str(), F_OK), 0)
       << "failed start left its run dir";
+}
+
+TEST(ClusterTest, GarbageOnTheControlSocketChangesNothing) {
+  Cluster cluster(1);
+  ASSERT_EQ(cluster.WaitReady(1).size(), 1u) << cluster.master().Stderr();
+  for (const std::string& garbage :
+       {std::string("GET / HTTP/1.1\r\n\r\n"), std::string(100000, '\xff'),
+        std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+            std::string(64, '\0')}) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::string path = cluster.run_dir() + "/master.sock";
+    path.copy(address.sun_path, sizeof(address.sun_path) - 1);
+    ASSERT_EQ(
+        connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    ssize_t ignored = send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL);
+    (void)ignored;
+    char buffer[256];
+    timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (read(fd, buffer, sizeof(buffer)) > 0) {
+    }
+    close(fd);
+  }
+  EXPECT_EQ(cluster.WaitReady(1).size(), 1u) << "the master stopped serving";
+  EXPECT_EQ(HttpGet(cluster.port(), "/").status, 200);
 }
 
 TEST(ClusterTest, CtlWithoutMasterExitsThreeWithClearError) {
