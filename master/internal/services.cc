@@ -41,8 +41,8 @@ class SessionChannel final : public WorkerChannel,
  public:
   using Stream = grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>;
 
-  explicit SessionChannel(Stream* stream)
-      : stream_(stream), writer_([this] { WriteLoop(); }) {}
+  SessionChannel(grpc::ServerContext* context, Stream* stream)
+      : context_(context), stream_(stream), writer_([this] { WriteLoop(); }) {}
 
   ~SessionChannel() override {
     {
@@ -107,8 +107,22 @@ class SessionChannel final : public WorkerChannel,
   }
 
  private:
+  // A worker that stops reading its session would make the outbox grow
+  // without bound: past this, the session is closed (the worker sees it
+  // end and drains; its slot is restarted) rather than dropping messages.
+  static constexpr size_t kMaxOutbox = 100000;
+
   void Enqueue(v1::MasterMessage message) {
     absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    if (outbox_.size() >= kMaxOutbox) {
+      LogError(absl::StrCat("a worker session has ", kMaxOutbox,
+                            " messages it does not read: closing the session"));
+      closed_ = true;
+      outbox_.clear();
+      context_->TryCancel();
+      return;
+    }
     outbox_.push_back(std::move(message));
   }
 
@@ -135,6 +149,7 @@ class SessionChannel final : public WorkerChannel,
     }
   }
 
+  grpc::ServerContext* const context_;
   Stream* const stream_;
   absl::Mutex mu_;
   std::deque<v1::MasterMessage> outbox_ ABSL_GUARDED_BY(mu_);
@@ -191,7 +206,7 @@ HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
 }
 
 grpc::Status WorkerSessionService::Attach(
-    grpc::ServerContext*,
+    grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) {
   v1::WorkerMessage message;
   if (!stream->Read(&message)) return grpc::Status::OK;  // gone before hello
@@ -200,7 +215,7 @@ grpc::Status WorkerSessionService::Attach(
                         "the first message of a session must be hello");
   }
   const std::string token = message.hello().token();
-  auto channel = std::make_unique<SessionChannel>(stream);
+  auto channel = std::make_unique<SessionChannel>(context, stream);
   absl::StatusOr<AttachedWorker> attached =
       supervisor_->Attach(token, channel.get());
   if (!attached.ok()) return ToGrpcStatus(attached.status());
