@@ -31,6 +31,7 @@ echo "== $ctl --name demo workers"
 "$ctl" --name demo workers
 echo
 echo "The cluster runs: try 'curl http://127.0.0.1:$PORT/', '$ctl --name demo workers',"
+echo "the monitor page http://127.0.0.1:$MON_PORT/ and its ECV http://127.0.0.1:$MON_PORT/ecv,"
 echo "kill a worker (it comes back in its slot), Ctrl-C to stop gracefully."
 if [ -n "${DEMO_SECONDS:-}" ]; then
   ( sleep "$DEMO_SECONDS"; kill -TERM $master_pid 2>/dev/null || true ) &
