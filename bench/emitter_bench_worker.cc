@@ -55,8 +55,13 @@ int main() {
     fan_latency.clear();
   });
   worker.On("rt-ping", [&](const Worker::Event& event) {
-    (void)worker.Emit("rt-pong", {Worker::Target::Pid(event.from_pid)},
-                      {event.args[0]});
+    if (event.args[1].bool_value()) {
+      (void)worker.EmitAsync("rt-pong", {Worker::Target::Pid(event.from_pid)},
+                             {event.args[0]});
+    } else {
+      (void)worker.Emit("rt-pong", {Worker::Target::Pid(event.from_pid)},
+                        {event.args[0]});
+    }
   });
 
   // Round trips: the pongs arrive on the handler thread, so the loop runs
@@ -70,19 +75,28 @@ int main() {
   worker.On("rt-start", [&](const Worker::Event& event) {
     int peer = static_cast<int>(event.args[0].number_value());
     int n = static_cast<int>(event.args[1].number_value());
-    std::thread([&worker, &mu, &last_pong, peer, n] {
+    bool async = event.args[2].bool_value();
+    std::thread([&worker, &mu, &last_pong, peer, n, async] {
       std::vector<double> rtt;
       for (int i = 1; i <= n; ++i) {
         absl::Time start = absl::Now();
-        (void)worker.Emit("rt-ping", {Worker::Target::Pid(peer)}, {Number(i)});
+        google::protobuf::Value flag;
+        flag.set_bool_value(async);
+        if (async) {
+          (void)worker.EmitAsync("rt-ping", {Worker::Target::Pid(peer)},
+                                 {Number(i), flag});
+        } else {
+          (void)worker.Emit("rt-ping", {Worker::Target::Pid(peer)},
+                            {Number(i), flag});
+        }
         absl::MutexLock lock(&mu);
         auto answered = [&]() { return last_pong == i; };
         mu.AwaitWithTimeout(absl::Condition(&answered), absl::Seconds(5));
         rtt.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
       }
-      (void)worker.Emit(
-          "rt-stats", {Worker::Target::Master()},
-          {Number(Percentile(rtt, 0.5)), Number(Percentile(rtt, 0.99))});
+      (void)worker.Emit("rt-stats", {Worker::Target::Master()},
+                        {Number(Percentile(rtt, 0.5)),
+                         Number(Percentile(rtt, 0.99)), Number(async ? 1 : 0)});
     }).detach();
   });
   worker.SetReady();

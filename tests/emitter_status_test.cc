@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -297,6 +298,14 @@ TEST_F(EmitterStatusTest, CtlEmitsSubscribesAndReadsAndSetsStatus) {
   EXPECT_EQ(missing.err, "cluster2ctl: no process registered status 'nope'\n");
   testing::CommandResult bad = ctl({"emit", "x", "not-json"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
+}
+
+TEST_F(EmitterStatusTest, TheWorkerLibraryRefusesReservedNamesBeforeSending) {
+  int worker = ReadyPids()[0];
+  Emit("bad-emit", {Pid(worker)});
+  ASSERT_TRUE(subscriber_->WaitFor("bad-emit-result", 1));
+  EXPECT_EQ(subscriber_->Named("bad-emit-result")[0].args(0).number_value(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(EmitterStatusTest, ReservedAndEmptyNamesAreRefused) {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <iostream>
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -256,23 +258,16 @@ class Worker::Impl {
   absl::StatusOr<Worker::EmitResult> Emit(
       const std::string& name, const std::vector<Worker::Target>& targets,
       std::vector<google::protobuf::Value> args) {
-    v1::WorkerMessage message;
-    *message.mutable_event() = ToProto(name, targets, std::move(args));
-    v1::Event* event = message.mutable_event();
-    uint64_t sequence;
-    {
-      // Numbering and writing under one lock keeps the wire order.
-      absl::MutexLock lock(&emit_mu_);
-      sequence = ++emit_sequence_;
-      event->set_sequence(sequence);
-      if (!Write(message))
-        return absl::UnavailableError("no session with the master");
-    }
+    absl::StatusOr<uint64_t> sent =
+        Send(name, targets, std::move(args), /*await=*/true);
+    if (!sent.ok()) return sent.status();
+    const uint64_t sequence = *sent;
     absl::MutexLock lock(&mu_);
     auto answered = [this, sequence]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return replies_.count(sequence) > 0 || session_ended_;
     };
     if (!mu_.AwaitWithTimeout(absl::Condition(&answered), absl::Seconds(5))) {
+      awaited_.erase(sequence);
       return absl::DeadlineExceededError(
           "the master did not answer the emit within 5s");
     }
@@ -281,6 +276,7 @@ class Worker::Impl {
       return absl::UnavailableError("the session with the master ended");
     v1::EmitReply reply = std::move(it->second);
     replies_.erase(it);
+    awaited_.erase(sequence);
     if (!reply.error().empty()) {
       bool too_big =
           reply.error().find("bytes; the limit") != std::string::npos &&
@@ -293,6 +289,34 @@ class Worker::Impl {
     result.unknown_pids.assign(reply.unknown_pids().begin(),
                                reply.unknown_pids().end());
     return result;
+  }
+
+  absl::Status EmitAsync(const std::string& name,
+                         const std::vector<Worker::Target>& targets,
+                         std::vector<google::protobuf::Value> args) {
+    return Send(name, targets, std::move(args), /*await=*/false).status();
+  }
+
+  // Numbers and writes an event; with `await`, Emit waits for its reply.
+  absl::StatusOr<uint64_t> Send(const std::string& name,
+                                const std::vector<Worker::Target>& targets,
+                                std::vector<google::protobuf::Value> args,
+                                bool await) {
+    v1::WorkerMessage message;
+    *message.mutable_event() = ToProto(name, targets, std::move(args));
+    if (absl::Status valid = ValidateEvent(message.event()); !valid.ok())
+      return valid;
+    // Numbering and writing under one lock keeps the wire order.
+    absl::MutexLock lock(&emit_mu_);
+    uint64_t sequence = ++emit_sequence_;
+    message.mutable_event()->set_sequence(sequence);
+    if (await) {
+      absl::MutexLock state(&mu_);
+      awaited_.insert(sequence);
+    }
+    if (!Write(message))
+      return absl::UnavailableError("no session with the master");
+    return sequence;
   }
 
   void RegisterStatus(const std::string& name, Worker::StatusView view,
@@ -395,7 +419,16 @@ class Worker::Impl {
         }
         case v1::MasterMessage::kEmitReply: {
           absl::MutexLock lock(&mu_);
-          replies_[message.emit_reply().sequence()] = message.emit_reply();
+          const v1::EmitReply& reply = message.emit_reply();
+          if (awaited_.count(reply.sequence()) > 0) {
+            replies_[reply.sequence()] = reply;
+          } else if (!reply.error().empty()) {
+            // An EmitAsync (or a timed-out Emit) the master refused: say so
+            // on stderr, which the master's log captures.
+            std::cerr << "cluster2: event " << reply.sequence()
+                      << " refused by the master: " << reply.error()
+                      << std::endl;
+          }
           break;
         }
         default:
@@ -489,6 +522,7 @@ class Worker::Impl {
 
   ListenerSet listeners_;
   std::map<uint64_t, v1::EmitReply> replies_ ABSL_GUARDED_BY(mu_);
+  std::set<uint64_t> awaited_ ABSL_GUARDED_BY(mu_);  // Emit calls waiting
   std::map<std::string, std::pair<Worker::StatusView, Worker::StatusUpdate>>
       statuses_ ABSL_GUARDED_BY(mu_);
 
@@ -561,6 +595,11 @@ absl::StatusOr<Worker::EmitResult> Worker::Emit(
     const std::string& event, std::vector<Target> targets,
     std::vector<google::protobuf::Value> args) {
   return impl_->Emit(event, targets, std::move(args));
+}
+absl::Status Worker::EmitAsync(const std::string& event,
+                               std::vector<Target> targets,
+                               std::vector<google::protobuf::Value> args) {
+  return impl_->EmitAsync(event, targets, std::move(args));
 }
 void Worker::RegisterStatus(const std::string& name, StatusView view,
                             StatusUpdate update) {

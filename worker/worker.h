@@ -117,6 +117,12 @@ class Worker {
                                   std::vector<Target> targets,
                                   std::vector<google::protobuf::Value> args);
 
+  // Emits without waiting for the master's acknowledgement; the same
+  // checks and per-sender order as Emit. Errors found here are returned; one
+  // the master finds is written to stderr (which the master's log captures).
+  absl::Status EmitAsync(const std::string& event, std::vector<Target> targets,
+                         std::vector<google::protobuf::Value> args);
+
   // --- Status: named values this process registers and anyone can read.
 
   using StatusView = cluster2::StatusView;

@@ -2,37 +2,7 @@
 
 #include <set>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
-
 namespace cluster2 {
-
-absl::Status ValidateEvent(const v1::Event& event) {
-  if (event.name().empty())
-    return absl::InvalidArgumentError("event name is empty");
-  if (event.name().size() > kMaxEventName) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("event name is ", event.name().size(),
-                     " bytes; the limit is ", kMaxEventName));
-  }
-  if (absl::StartsWith(event.name(), kReservedEventPrefix)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "event names starting with '", kReservedEventPrefix, "' are reserved"));
-  }
-  size_t bytes = 0;
-  for (const google::protobuf::Value& arg : event.args())
-    bytes += arg.ByteSizeLong();
-  if (bytes > kMaxEventArgsBytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "event args are ", bytes, " bytes; the limit is ", kMaxEventArgsBytes));
-  }
-  for (const v1::Target& target : event.targets()) {
-    if (target.kind_case() == v1::Target::KIND_NOT_SET) {
-      return absl::InvalidArgumentError("a target names nothing");
-    }
-  }
-  return absl::OkStatus();
-}
 
 void EventRouter::AddWorker(pid_t pid, EventSink* sink) {
   absl::MutexLock lock(&mu_);

@@ -28,13 +28,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster2/v1/emitter.pb.h"
+#include "worker/internal/listeners.h"
 
 namespace cluster2 {
-
-// Names starting with this are cluster2's own events; users cannot emit them.
-inline constexpr absl::string_view kReservedEventPrefix = "cluster2:";
-inline constexpr size_t kMaxEventName = 256;
-inline constexpr size_t kMaxEventArgsBytes = 1 << 20;
 
 // Where the events for one process (or one master listener) go.
 class EventSink {
@@ -48,10 +44,6 @@ struct RouteResult {
   uint32_t delivered = 0;  // processes that received the event
   std::vector<int32_t> unknown_pids;
 };
-
-// INVALID_ARGUMENT for an empty, too long or reserved name;
-// RESOURCE_EXHAUSTED for args over 1 MiB.
-absl::Status ValidateEvent(const v1::Event& event);
 
 class EventRouter {
  public:

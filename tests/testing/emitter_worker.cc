@@ -9,7 +9,9 @@
 //   "count-done"        -> "count-result" [pid, received, in_order] to the
 //   master "flood" [n]         -> n events "flood-item" [pid, i] to the master,
 //   in order
-// and registers status "level" (a number, 0 at start, settable).
+//   "bad-emit"          -> "bad-emit-result" [code of EmitAsync("cluster2:x")]
+// ("flood" uses EmitAsync) and registers status "level" (a number, 0 at start,
+// settable).
 #include <unistd.h>
 
 #include <atomic>
@@ -86,8 +88,16 @@ int main() {
   worker.On("flood", [&](const Worker::Event& event) {
     int n =
         event.args.empty() ? 0 : static_cast<int>(event.args[0].number_value());
-    for (int i = 1; i <= n; ++i)
-      to_master("flood-item", {Number(pid), Number(i)});
+    for (int i = 1; i <= n; ++i) {
+      absl::Status sent = worker.EmitAsync(
+          "flood-item", {Worker::Target::Master()}, {Number(pid), Number(i)});
+      if (!sent.ok()) std::cerr << "flood: " << sent << "\n";
+    }
+  });
+
+  worker.On("bad-emit", [&](const Worker::Event&) {
+    absl::Status refused = worker.EmitAsync("cluster2:x", {}, {});
+    to_master("bad-emit-result", {Number(static_cast<int>(refused.code()))});
   });
 
   absl::Mutex mu;

@@ -12,11 +12,23 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster2/v1/emitter.pb.h"
 #include "worker/events.h"
 
 namespace cluster2 {
+
+// Names starting with this are cluster2's own events; users cannot emit them.
+inline constexpr absl::string_view kReservedEventPrefix = "cluster2:";
+inline constexpr size_t kMaxEventName = 256;
+inline constexpr size_t kMaxEventArgsBytes = 1 << 20;
+
+// INVALID_ARGUMENT for an empty, too long or reserved name or an empty
+// target; RESOURCE_EXHAUSTED for args over 1 MiB. The master checks every
+// event; the worker library checks before sending.
+absl::Status ValidateEvent(const v1::Event& event);
 
 // An event named `name` with `args` to `targets`, as a proto.
 v1::Event ToProto(const std::string& name,
