@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "master/internal/clock.h"
+#include "common/clock.h"
 
 namespace cluster2 {
 

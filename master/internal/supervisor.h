@@ -42,7 +42,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "master/internal/clock.h"
+#include "common/clock.h"
 #include "master/internal/spawn.h"
 #include "master/recycle_policy.h"
 

@@ -1,7 +1,7 @@
-// Time as the supervisor sees it, injected so that backoff, deadlines and
-// drain timeouts are tested with a fake clock in milliseconds.
-#ifndef CLUSTER2_MASTER_INTERNAL_CLOCK_H_
-#define CLUSTER2_MASTER_INTERNAL_CLOCK_H_
+// Time, injected so that the supervisor's backoff and deadlines and the
+// cache's expiry and leases are tested with a fake clock in milliseconds.
+#ifndef CLUSTER2_COMMON_CLOCK_H_
+#define CLUSTER2_COMMON_CLOCK_H_
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -22,4 +22,4 @@ class RealClock final : public Clock {
 
 }  // namespace cluster2
 
-#endif  // CLUSTER2_MASTER_INTERNAL_CLOCK_H_
+#endif  // CLUSTER2_COMMON_CLOCK_H_
