@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build: Debian's Bazel and the system libraries it wraps as @system
-  bazel-bootstrap g++
+  bazel-bootstrap g++ make
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
   prometheus-cpp-dev libmicrohttpd-dev
   # tests
