@@ -140,6 +140,14 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(check(b"", timeout=2), b"\x08\x02")
         ecv.MarkUp(ecv_pb2.MarkRequest(), timeout=2)
         self.assertEqual(check(b"", timeout=2), b"\x08\x01")
+        # Watch streams the same changes.
+        watch = self.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=10)
+        self.assertEqual(next(watch), b"\x08\x01")
+        ecv.MarkDown(ecv_pb2.MarkRequest(), timeout=2)
+        self.assertEqual(next(watch), b"\x08\x02")
+        ecv.MarkUp(ecv_pb2.MarkRequest(), timeout=2)
+        self.assertEqual(next(watch), b"\x08\x01")
+        watch.cancel()
         # ServerReflectionInfo{list_services: ""} (field 7).
         info = self.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
         answer = b"".join(info(iter([b"\x3a\x00"]), timeout=2))
