@@ -1,0 +1,246 @@
+#include "cache_server/internal/cache_service.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/proto_time.h"
+
+namespace cluster2 {
+namespace {
+
+constexpr absl::Duration kDefaultWait = absl::Seconds(10);
+constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
+
+void ToProto(const CacheGetResult& result, v1::GetResponse* response) {
+  response->set_found(result.found);
+  response->set_value(result.value);
+  response->set_revision(result.revision);
+  response->set_lease_token(result.lease_token);
+  response->set_load_error(result.load_error);
+}
+
+// Where a parked Get waits for its answer.
+struct Parking {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  CacheGetResult result ABSL_GUARDED_BY(mu);
+};
+
+}  // namespace
+
+void CacheService::Count(const std::string& ns, uint64_t Counters::*counter) {
+  absl::MutexLock lock(&mu_);
+  ++(counters_[ns].*counter);
+}
+
+grpc::Status CacheService::Use(grpc::ServerContext*,
+                               const v1::UseRequest* request,
+                               v1::UseResponse* response) {
+  CacheNamespaceOptions options;
+  options.persist = request->options().persist();
+  options.expire = FromProto(request->options().expire());
+  bool conflict = false;
+  auto used = store_->Use(request->namespace_(), options, &conflict);
+  if (!used.ok()) return ToGrpcStatus(used.status());
+  response->mutable_options()->set_persist(used->persist);
+  ToProto(used->expire, response->mutable_options()->mutable_expire());
+  response->set_conflict(conflict);
+  return grpc::Status::OK;
+}
+
+absl::Status CacheService::DoGet(grpc::ServerContext* context,
+                                 const v1::GetRequest& request,
+                                 v1::GetResponse* response) {
+  if (!request.lease()) {
+    auto got = store_->Get(request.namespace_(), request.key());
+    if (!got.ok()) return got.status();
+    Count(request.namespace_(),
+          got->found ? &Counters::hits : &Counters::misses);
+    ToProto(*got, response);
+    return absl::OkStatus();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (holds_.count(request.client_id()) == 0) {
+      return absl::FailedPreconditionError(
+          "a lease needs a live Hold stream for client_id '" +
+          request.client_id() + "'");
+    }
+  }
+  auto parking = std::make_shared<Parking>();
+  uint64_t waiter_id = 0;
+  absl::Duration ttl = request.has_lease_ttl() ? FromProto(request.lease_ttl())
+                                               : kDefaultLeaseTtl;
+  auto got = store_->GetOrLease(
+      request.namespace_(), request.key(), request.client_id(), ttl,
+      [parking](const CacheGetResult& result) {
+        absl::MutexLock lock(&parking->mu);
+        parking->result = result;
+        parking->done = true;
+      },
+      &waiter_id);
+  if (!got.ok()) return got.status();
+  if (got->has_value()) {
+    const CacheGetResult& result = **got;
+    Count(request.namespace_(),
+          result.found ? &Counters::hits : &Counters::loads);
+    ToProto(result, response);
+    return absl::OkStatus();
+  }
+  // Parked: wait for the value, an error or a lease of our own.
+  absl::Duration wait =
+      request.has_wait() ? FromProto(request.wait()) : kDefaultWait;
+  absl::Time deadline = absl::Now() + wait;
+  absl::MutexLock lock(&parking->mu);
+  while (!parking->done) {
+    if (context->IsCancelled() || absl::Now() >= deadline) {
+      parking->mu.Unlock();
+      store_->CancelWaiter(waiter_id);
+      parking->mu.Lock();
+      if (parking->done) break;  // answered meanwhile
+      return context->IsCancelled()
+                 ? absl::CancelledError("cancelled")
+                 : absl::DeadlineExceededError(absl::StrCat(
+                       "no value within ", absl::FormatDuration(wait),
+                       " (the wait option)"));
+    }
+    parking->mu.AwaitWithTimeout(absl::Condition(&parking->done),
+                                 absl::Milliseconds(50));
+  }
+  const CacheGetResult& result = parking->result;
+  Count(request.namespace_(), !result.lease_token.empty() ? &Counters::loads
+                              : result.found              ? &Counters::hits
+                                                          : &Counters::errors);
+  ToProto(result, response);
+  return absl::OkStatus();
+}
+
+grpc::Status CacheService::Get(grpc::ServerContext* context,
+                               const v1::GetRequest* request,
+                               v1::GetResponse* response) {
+  return ToGrpcStatus(DoGet(context, *request, response));
+}
+
+absl::Status CacheService::DoSet(const v1::SetRequest& request,
+                                 v1::SetResponse* response) {
+  auto set = store_->Set(request.namespace_(), request.key(), request.value(),
+                         FromProto(request.ttl()), request.leave_if_not_null(),
+                         request.lease_token());
+  if (!set.ok()) return set.status();
+  response->set_written(set->written);
+  response->set_current(set->current);
+  response->set_revision(set->revision);
+  return absl::OkStatus();
+}
+
+grpc::Status CacheService::Set(grpc::ServerContext*,
+                               const v1::SetRequest* request,
+                               v1::SetResponse* response) {
+  return ToGrpcStatus(DoSet(*request, response));
+}
+
+grpc::Status CacheService::ReleaseLease(grpc::ServerContext*,
+                                        const v1::ReleaseLeaseRequest* request,
+                                        v1::ReleaseLeaseResponse*) {
+  if (!request->retry()) Count(request->namespace_(), &Counters::errors);
+  return ToGrpcStatus(store_->ReleaseLease(
+      request->namespace_(), request->key(), request->lease_token(),
+      request->error(), request->retry()));
+}
+
+absl::Status CacheService::DoDelete(const v1::DeleteRequest& request,
+                                    v1::DeleteResponse* response) {
+  auto deleted = store_->Delete(request.namespace_(), request.key());
+  if (!deleted.ok()) return deleted.status();
+  response->set_found(deleted->has_value());
+  if (deleted->has_value()) response->set_old_value(**deleted);
+  return absl::OkStatus();
+}
+
+grpc::Status CacheService::Delete(grpc::ServerContext*,
+                                  const v1::DeleteRequest* request,
+                                  v1::DeleteResponse* response) {
+  return ToGrpcStatus(DoDelete(*request, response));
+}
+
+grpc::Status CacheService::Keys(grpc::ServerContext*,
+                                const v1::KeysRequest* request,
+                                v1::KeysResponse* response) {
+  size_t limit =
+      request->limit() == 0 ? 1000 : std::min<size_t>(request->limit(), 10000);
+  auto keys = store_->Keys(request->namespace_(), request->prefix(), limit,
+                           request->page_token());
+  if (!keys.ok()) return ToGrpcStatus(keys.status());
+  for (const std::string& key : *keys) response->add_keys(key);
+  if (keys->size() == limit) response->set_next_page_token(keys->back());
+  return grpc::Status::OK;
+}
+
+grpc::Status CacheService::Stats(grpc::ServerContext*,
+                                 const v1::StatsRequest* request,
+                                 v1::StatsResponse* response) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [ns, counters] : counters_) {
+    if (!request->namespace_().empty() && request->namespace_() != ns) continue;
+    v1::NamespaceStats* stats = response->add_namespaces();
+    stats->set_namespace_(ns);
+    stats->set_hits(counters.hits);
+    stats->set_misses(counters.misses);
+    stats->set_loads(counters.loads);
+    stats->set_errors(counters.errors);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CacheService::Batch(grpc::ServerContext* context,
+                                 const v1::BatchRequest* request,
+                                 v1::BatchResponse* response) {
+  for (const v1::BatchRequest::Op& op : request->ops()) {
+    v1::BatchResponse::Result* result = response->add_results();
+    absl::Status status;
+    if (op.has_get()) {
+      status = op.get().lease()
+                   ? absl::InvalidArgumentError(
+                         "get-or-load is not allowed in a batch")
+                   : DoGet(context, op.get(), result->mutable_get());
+    } else if (op.has_set()) {
+      status = DoSet(op.set(), result->mutable_set());
+    } else if (op.has_delete_()) {
+      status = DoDelete(op.delete_(), result->mutable_delete_());
+    } else {
+      status = absl::InvalidArgumentError("an empty op");
+    }
+    result->set_code(static_cast<int>(status.code()));
+    result->set_message(std::string(status.message()));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CacheService::Hold(grpc::ServerContext* context,
+                                const v1::HoldRequest* request,
+                                grpc::ServerWriter<v1::HoldEvent>*) {
+  const std::string& client = request->client_id();
+  if (client.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "client_id is empty");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!holds_.emplace(client, true).second) {
+      return grpc::Status(
+          grpc::StatusCode::ALREADY_EXISTS,
+          "another Hold stream uses client_id '" + client + "'");
+    }
+  }
+  // The sync API has no blocking wait for a cancelled call: poll it.
+  while (!context->IsCancelled()) absl::SleepFor(absl::Milliseconds(20));
+  {
+    absl::MutexLock lock(&mu_);
+    holds_.erase(client);
+  }
+  store_->ReleaseClient(client);  // its leases pass on at once
+  return grpc::Status::OK;
+}
+
+}  // namespace cluster2

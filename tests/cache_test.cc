@@ -1,0 +1,181 @@
+// End-to-end: the real cluster2-cache over its Unix socket (groundwork for
+// the cache issue: the server alone, not yet started by the master).
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "cluster2/v1/cache.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/testing/harness.h"
+
+namespace cluster2 {
+namespace {
+
+using ::cluster2::testing::BinaryPath;
+using ::cluster2::testing::Process;
+using ::cluster2::testing::TempDir;
+using ::cluster2::testing::WaitUntil;
+
+class CacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = tmp_.path() + "/cache.sock";
+    server_ = std::make_unique<Process>(std::vector<std::string>{
+        BinaryPath("cache_server/cluster2-cache"), "--socket=" + socket_});
+    ASSERT_TRUE(WaitUntil([&] { return access(socket_.c_str(), F_OK) == 0; },
+                          absl::Seconds(10)))
+        << server_->Stderr();
+    stub_ = v1::Cache::NewStub(grpc::CreateChannel(
+        "unix:" + socket_, grpc::InsecureChannelCredentials()));
+    v1::UseRequest use;
+    use.set_namespace_("ns");
+    v1::UseResponse used;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Use(&context, use, &used).ok());
+  }
+
+  grpc::Status Set(const std::string& key, const std::string& value,
+                   v1::SetResponse* response = nullptr) {
+    v1::SetRequest request;
+    request.set_namespace_("ns");
+    request.set_key(key);
+    request.set_value(value);
+    v1::SetResponse ignored;
+    grpc::ClientContext context;
+    return stub_->Set(&context, request,
+                      response != nullptr ? response : &ignored);
+  }
+
+  grpc::Status Get(const std::string& key, v1::GetResponse* response,
+                   bool lease = false, const std::string& client = "") {
+    v1::GetRequest request;
+    request.set_namespace_("ns");
+    request.set_key(key);
+    request.set_lease(lease);
+    request.set_client_id(client);
+    grpc::ClientContext context;
+    return stub_->Get(&context, request, response);
+  }
+
+  TempDir tmp_;
+  std::string socket_;
+  std::unique_ptr<Process> server_;
+  std::unique_ptr<v1::Cache::Stub> stub_;
+};
+
+TEST_F(CacheTest, SetGetDeleteKeysStats) {
+  ASSERT_TRUE(Set("a", "1").ok());
+  ASSERT_TRUE(Set("b", "2").ok());
+  v1::GetResponse got;
+  ASSERT_TRUE(Get("a", &got).ok());
+  EXPECT_TRUE(got.found());
+  EXPECT_EQ(got.value(), "1");
+  ASSERT_TRUE(Get("zz", &got).ok());
+  EXPECT_FALSE(got.found());
+
+  grpc::ClientContext keys_context;
+  v1::KeysRequest keys;
+  keys.set_namespace_("ns");
+  v1::KeysResponse listed;
+  ASSERT_TRUE(stub_->Keys(&keys_context, keys, &listed).ok());
+  EXPECT_EQ(listed.keys_size(), 2);
+
+  grpc::ClientContext delete_context;
+  v1::DeleteRequest del;
+  del.set_namespace_("ns");
+  del.set_key("a");
+  v1::DeleteResponse deleted;
+  ASSERT_TRUE(stub_->Delete(&delete_context, del, &deleted).ok());
+  EXPECT_TRUE(deleted.found());
+  EXPECT_EQ(deleted.old_value(), "1");
+
+  grpc::ClientContext stats_context;
+  v1::StatsResponse stats;
+  ASSERT_TRUE(stub_->Stats(&stats_context, {}, &stats).ok());
+  ASSERT_EQ(stats.namespaces_size(), 1);
+  EXPECT_EQ(stats.namespaces(0).hits(), 1u);
+  EXPECT_EQ(stats.namespaces(0).misses(), 1u);
+}
+
+TEST_F(CacheTest, BadInputGetsClearCodesAndTheServerKeepsServing) {
+  EXPECT_EQ(Set("big", std::string(10 << 20, 'x')).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Set("big", std::string((4 << 20) + 1, 'x')).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Set("", "v").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GetResponse got;
+  v1::GetRequest unknown;
+  unknown.set_namespace_("nope");
+  unknown.set_key("k");
+  grpc::ClientContext context;
+  EXPECT_EQ(stub_->Get(&context, unknown, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get("k", &got, /*lease=*/true, "no-hold").error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  // Garbage on the socket.
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  socket_.copy(address.sun_path, sizeof(address.sun_path) - 1);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+            0);
+  std::string garbage(50000, '\x17');
+  ssize_t ignored = send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL);
+  (void)ignored;
+  close(fd);
+  EXPECT_TRUE(Set("after", "ok").ok()) << "the server stopped serving";
+}
+
+TEST_F(CacheTest, ALeaseHolderThatDiesPassesTheLeaseToAWaiterAtOnce) {
+  // Two clients, each with its Hold stream.
+  auto hold = [&](const std::string& id, grpc::ClientContext* context) {
+    v1::HoldRequest request;
+    request.set_client_id(id);
+    return stub_->Hold(context, request);
+  };
+  grpc::ClientContext holder_context, waiter_context;
+  auto holder_stream = hold("holder", &holder_context);
+  auto waiter_stream = hold("waiter", &waiter_context);
+  v1::GetResponse holder;
+  ASSERT_TRUE(WaitUntil([&] { return Get("k", &holder, true, "holder").ok(); },
+                        absl::Seconds(5)));
+  ASSERT_FALSE(holder.lease_token().empty());
+
+  v1::GetResponse waiter;
+  grpc::Status waiter_status;
+  absl::Time killed;
+  std::thread parked(
+      [&] { waiter_status = Get("k", &waiter, true, "waiter"); });
+  absl::SleepFor(
+      absl::Milliseconds(200));  // let the waiter park (no event to await)
+  killed = absl::Now();
+  holder_context.TryCancel();  // the holder's process is gone
+  parked.join();
+  ASSERT_TRUE(waiter_status.ok()) << waiter_status.error_message();
+  EXPECT_FALSE(waiter.lease_token().empty()) << "the waiter loads instead";
+  EXPECT_LT(absl::Now() - killed, absl::Seconds(1));
+  // It completes the load; a later reader sees the value.
+  v1::SetRequest set;
+  set.set_namespace_("ns");
+  set.set_key("k");
+  set.set_value("loaded");
+  set.set_lease_token(waiter.lease_token());
+  grpc::ClientContext set_context;
+  v1::SetResponse set_response;
+  ASSERT_TRUE(stub_->Set(&set_context, set, &set_response).ok());
+  v1::GetResponse after;
+  ASSERT_TRUE(Get("k", &after).ok());
+  EXPECT_EQ(after.value(), "loaded");
+  waiter_context.TryCancel();
+  holder_stream->Finish();
+  waiter_stream->Finish();
+}
+
+}  // namespace
+}  // namespace cluster2
