@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -129,6 +130,10 @@ class Master {
     options.environment.cluster_name = config_.name();
     options.environment.master_address =
         run_dir_->Address(RunDirectory::kMasterSocket);
+    if (StartCacheServer()) {
+      options.environment.cache_address =
+          run_dir_->Address(RunDirectory::kCacheSocket);
+    }
     options.listen_fds = app_sockets_;
     options.heartbeat_interval =
         absl::Milliseconds(config_.heartbeat_interval());
@@ -187,6 +192,9 @@ class Master {
     if (supervisor_ == nullptr) return;
     const sigset_t signals = HandledSignals();
     while (!supervisor_->Stopped()) {
+      if (cache_respawn_at_ && *cache_respawn_at_ <= absl::Now()) {
+        SpawnCacheServer();
+      }
       absl::Time next = supervisor_->Tick();
       ecv_->Refresh();
       absl::Duration wait =
@@ -199,6 +207,7 @@ class Master {
       HandleSignal(signal);
     }
     LogInfo("all workers have exited; master stops");
+    StopCacheServer();
   }
 
   MasterContext& context() { return *events_; }
@@ -381,14 +390,92 @@ class Master {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      supervisor_->ProcessExited(pid, status);
+      if (pid == cache_pid_) {
+        CacheServerExited(status);
+      } else {
+        supervisor_->ProcessExited(pid, status);
+      }
     }
+  }
+
+  // The standalone cache server (cache.enable, cache.mode "standalone"): a
+  // child like the workers, restarted if it dies. Its binary is
+  // cluster2-cache beside the master's (or in ../cache_server/, the Bazel
+  // layout). False if it is not started.
+  bool StartCacheServer() {
+    if (!config_.cache().enable() || config_.cache().mode() != "standalone")
+      return false;
+    char self[4096];
+    ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    std::string dir(self, length > 0 ? static_cast<size_t>(length) : 0);
+    dir = dir.substr(0, dir.rfind('/'));
+    for (const std::string& candidate :
+         {dir + "/cluster2-cache", dir + "/../cache_server/cluster2-cache"}) {
+      if (access(candidate.c_str(), X_OK) == 0) {
+        cache_binary_ = candidate;
+        break;
+      }
+    }
+    if (cache_binary_.empty()) {
+      LogWarning(
+          "cluster2-cache not found beside the master: the cache is off "
+          "(cache.enable)");
+      return false;
+    }
+    SpawnCacheServer();
+    return true;
+  }
+
+  void SpawnCacheServer() {
+    cache_respawn_at_.reset();
+    SpawnSpec spec;
+    spec.argv = {cache_binary_,
+                 "--socket=" + run_dir_->File(RunDirectory::kCacheSocket)};
+    spec.env = CurrentEnvironment();
+    spec.log_component = "cache";
+    absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
+    if (!pid.ok()) {
+      LogError(absl::StrCat("cache server: ", pid.status().message()));
+      cache_respawn_at_ = absl::Now() + absl::Seconds(1);
+      return;
+    }
+    cache_pid_ = *pid;
+    cache_started_ = absl::Now();
+    LogInfo(absl::StrCat("cache server started: pid ", *pid));
+  }
+
+  void CacheServerExited(int status) {
+    cache_pid_ = 0;
+    if (supervisor_->Stopping()) return;
+    LogWarning(
+        absl::StrCat("cache server ended (status ", status, "): restarting"));
+    // At once after a stable run, else after a second: no spinning.
+    cache_respawn_at_ = absl::Now() - cache_started_ > absl::Seconds(10)
+                            ? absl::Now()
+                            : absl::Now() + absl::Seconds(1);
+    if (*cache_respawn_at_ <= absl::Now()) SpawnCacheServer();
+  }
+
+  void StopCacheServer() {
+    if (cache_pid_ <= 0) return;
+    kill(cache_pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {  // up to 5 s, then kill
+      if (waitpid(cache_pid_, nullptr, WNOHANG) == cache_pid_) return;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    kill(cache_pid_, SIGKILL);
+    waitpid(cache_pid_, nullptr, 0);
   }
 
   v1::ClusterConfig config_;
   const std::vector<std::shared_ptr<RecyclePolicy>> extra_policies_;
   std::unique_ptr<RunDirectory> run_dir_;
-  std::vector<int> app_sockets_;  // one shared, or one per slot (reuseport)
+  std::vector<int> app_sockets_;
+  std::string cache_binary_;
+  pid_t cache_pid_ = 0;
+  absl::Time cache_started_;
+  std::optional<absl::Time>
+      cache_respawn_at_;  // one shared, or one per slot (reuseport)
   int mon_socket_ = -1;
   std::unique_ptr<OutputCollector> output_;  // workers' stdout/stderr
   std::unique_ptr<PosixProcessLauncher> launcher_;

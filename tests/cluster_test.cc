@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,8 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "cluster2/v1/cache.grpc.pb.h"
 #include "cluster2/v1/cluster.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/test_cluster.h"
@@ -335,6 +339,50 @@ TEST(ClusterTest, GarbageOnTheControlSocketChangesNothing) {
   }
   EXPECT_EQ(cluster.WaitReady(1).size(), 1u) << "the master stopped serving";
   EXPECT_EQ(HttpGet(cluster.port(), "/").status, 200);
+}
+
+// The pids in lines "cache server started: pid N" of the master's log.
+std::vector<int> CacheServerPids(const std::string& log) {
+  std::vector<int> pids;
+  const std::string marker = "cache server started: pid ";
+  for (size_t at = log.find(marker); at != std::string::npos;
+       at = log.find(marker, at + 1)) {
+    pids.push_back(std::atoi(log.c_str() + at + marker.size()));
+  }
+  return pids;
+}
+
+TEST(ClusterTest, TheCacheServerIsStartedAdvertisedAndRestarted) {
+  Cluster cluster(1);
+  std::set<int> workers = cluster.WaitReady(1);
+  ASSERT_EQ(workers.size(), 1u) << cluster.master().Stderr();
+  std::ifstream environ(absl::StrCat("/proc/", *workers.begin(), "/environ"));
+  std::string env((std::istreambuf_iterator<char>(environ)),
+                  std::istreambuf_iterator<char>());
+  std::string address = "unix:" + cluster.run_dir() + "/cache.sock";
+  EXPECT_NE(env.find("CLUSTER2_CACHE=" + address), std::string::npos);
+  auto use = [&] {
+    auto stub = v1::Cache::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(2));
+    v1::UseRequest request;
+    request.set_namespace_("ns");
+    v1::UseResponse response;
+    return stub->Use(&context, request, &response).ok();
+  };
+  ASSERT_TRUE(WaitUntil(use, absl::Seconds(10))) << cluster.master().Stderr();
+  std::vector<int> pids = CacheServerPids(cluster.master().Stderr());
+  ASSERT_EQ(pids.size(), 1u);
+  ASSERT_EQ(kill(pids[0], SIGKILL), 0);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return CacheServerPids(cluster.master().Stderr()).size() == 2; },
+      absl::Seconds(5)))
+      << cluster.master().Stderr();
+  EXPECT_TRUE(WaitUntil(use, absl::Seconds(10)))
+      << "the restarted cache server does not serve";
+  EXPECT_EQ(cluster.ReadyCount(), 1u) << "the workers were disturbed";
 }
 
 TEST(ClusterTest, CtlWithoutMasterExitsThreeWithClearError) {
