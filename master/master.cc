@@ -403,8 +403,13 @@ class Master {
   // cluster2-cache beside the master's (or in ../cache_server/, the Bazel
   // layout). False if it is not started.
   bool StartCacheServer() {
-    if (!config_.cache().enable() || config_.cache().mode() != "standalone")
+    if (!config_.cache().enable()) return false;
+    if (config_.cache().mode() != "standalone") {
+      LogWarning(
+          "cache.mode \"master\" (in-process) is not implemented yet: the "
+          "cache is off");
       return false;
+    }
     char self[4096];
     ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
     std::string dir(self, length > 0 ? static_cast<size_t>(length) : 0);
