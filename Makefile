@@ -10,7 +10,7 @@ build: setup
 	bazel build //...
 
 demo: setup
-	bazel build //master:cluster2-master //cli:cluster2ctl //examples/hello:hello_worker
+	bazel build //master:cluster2-master //cache_server:cluster2-cache //cli:cluster2ctl //examples/hello:hello_worker
 	./scripts/demo.sh
 
 test: setup
