@@ -69,18 +69,21 @@ std::string CacheStore::NewTokenLocked() {
   return absl::StrFormat("%08x%08x-%d", random(), random(), next_id_++);
 }
 
+CacheGetResult CacheStore::Hit(const Entry& entry) {
+  CacheGetResult result;
+  result.found = true;
+  result.value = entry.value;
+  result.revision = entry.revision;
+  return result;
+}
+
 absl::StatusOr<CacheGetResult> CacheStore::Get(const std::string& ns,
                                                const std::string& key) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Namespace*> space = FindLocked(ns, key);
   if (!space.ok()) return space.status();
-  CacheGetResult result;
-  if (const Entry* entry = LiveLocked(**space, key)) {
-    result.found = true;
-    result.value = entry->value;
-    result.revision = entry->revision;
-  }
-  return result;
+  const Entry* entry = LiveLocked(**space, key);
+  return entry != nullptr ? Hit(*entry) : CacheGetResult();
 }
 
 absl::StatusOr<std::optional<CacheGetResult>> CacheStore::GetOrLease(
@@ -91,13 +94,10 @@ absl::StatusOr<std::optional<CacheGetResult>> CacheStore::GetOrLease(
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Namespace*> space = FindLocked(ns, key);
   if (!space.ok()) return space.status();
-  CacheGetResult result;
   if (const Entry* entry = LiveLocked(**space, key)) {
-    result.found = true;
-    result.value = entry->value;
-    result.revision = entry->revision;
-    return std::optional<CacheGetResult>(result);
+    return std::optional<CacheGetResult>(Hit(*entry));
   }
+  CacheGetResult result;
   auto [it, created] = (*space)->leases.try_emplace(key);
   Lease& lease = it->second;
   if (created) {  // the first caller of this miss loads
@@ -194,10 +194,7 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
     // A value for a key being loaded ends its lease, whoever wrote it: every
     // parked caller gets it.
     if (lease != n.leases.end()) {
-      CacheGetResult ready;
-      ready.found = true;
-      ready.value = entry.value;
-      ready.revision = entry.revision;
+      CacheGetResult ready = Hit(entry);
       for (Parked& parked : lease->second.parked)
         done.emplace_back(std::move(parked.waiter), ready);
       n.leases.erase(lease);

@@ -159,6 +159,8 @@ class CacheStore {
                        std::vector<Completion>* done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Complete(std::vector<Completion>& done);
+  // The answer for a live entry.
+  static CacheGetResult Hit(const Entry& entry);
 
   const Limits limits_;
   Clock* const clock_;
