@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <iostream>
-#include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "cache_server/internal/cache_service.h"
 #include "cache_server/internal/cache_store.h"
 #include "common/clock.h"
@@ -18,6 +20,88 @@
 
 namespace cluster2 {
 
+struct CacheServer::State {
+  explicit State(const CacheServerOptions& options)
+      : options(options),
+        store(
+            [&] {
+              CacheStore::Limits limits;
+              limits.max_value = options.max_value_bytes;
+              limits.max_bytes = options.max_memory_bytes;
+              return limits;
+            }(),
+            &clock, options.data_dir),
+        service(&store) {}
+
+  const CacheServerOptions options;
+  RealClock clock;
+  CacheStore store;
+  CacheService service;
+  std::unique_ptr<grpc::Server> server;
+  absl::Notification stop;
+  std::thread maintenance;
+};
+
+CacheServer::CacheServer(std::unique_ptr<State> state)
+    : state_(std::move(state)) {}
+
+absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
+    const CacheServerOptions& options) {
+  if (options.socket_path.empty() || options.socket_path.size() > 107) {
+    return absl::InvalidArgumentError(
+        "the cache socket must be a path of 1..107 bytes");
+  }
+  auto state = std::make_unique<State>(options);
+  std::vector<std::string> problems;
+  if (absl::Status status = state->store.Recover(&problems); !status.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot use the data directory ", options.data_dir, ": ",
+                     status.message()));
+  }
+  for (const std::string& problem : problems) LogWarning(problem);
+  for (const CacheNamespaceInfo& info : state->store.Namespaces()) {
+    LogInfo(absl::StrCat("recovered namespace '", info.name, "': ", info.keys,
+                         " keys, ", info.bytes, " bytes"));
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  unlink(options.socket_path.c_str());  // a stale socket of a dead server
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + options.socket_path,
+                           grpc::InsecureServerCredentials());
+  // Room for a Batch of a few maximal values; larger messages get
+  // RESOURCE_EXHAUSTED from gRPC itself.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<size_t>(4 * options.max_value_bytes + (1 << 20), 1 << 30)));
+  builder.RegisterService(&state->service);
+  state->server = builder.BuildAndStart();
+  if (state->server == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve on unix:", options.socket_path));
+  }
+  chmod(options.socket_path.c_str(), 0600);
+  State* raw = state.get();
+  state->maintenance = std::thread([raw] {
+    while (!raw->stop.WaitForNotificationWithTimeout(absl::Seconds(1)))
+      raw->store.Maintain();
+  });
+  LogInfo(absl::StrCat("serving on unix:", options.socket_path,
+                       options.data_dir.empty()
+                           ? " (no data directory: nothing persists)"
+                           : ", data in " + options.data_dir));
+  return std::unique_ptr<CacheServer>(new CacheServer(std::move(state)));
+}
+
+CacheServer::~CacheServer() {
+  state_->server->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(200));
+  state_->stop.Notify();
+  state_->maintenance.join();
+  state_->store.SyncAll();
+  unlink(state_->options.socket_path.c_str());
+}
+
 int RunCacheServer(const CacheServerOptions& options) {
   SetLogComponent("cache");
   sigset_t signals;
@@ -25,45 +109,16 @@ int RunCacheServer(const CacheServerOptions& options) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  if (options.socket_path.empty() || options.socket_path.size() > 107) {
-    std::cerr << "cluster2-cache: --socket must be a path of 1..107 bytes\n";
-    return 2;
+  absl::StatusOr<std::unique_ptr<CacheServer>> server =
+      CacheServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "cluster2-cache: " << server.status().message() << "\n";
+    return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-
-  RealClock clock;
-  CacheStore::Limits limits;
-  limits.max_value = options.max_value_bytes;
-  CacheStore store(limits, &clock);
-  CacheService service(&store);
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  unlink(options.socket_path.c_str());  // a stale socket of a dead server
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + options.socket_path,
-                           grpc::InsecureServerCredentials());
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_value_bytes) +
-                                   (1 << 20));
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) {
-    std::cerr << "cluster2-cache: cannot serve on unix:" << options.socket_path
-              << "\n";
-    return 1;
-  }
-  chmod(options.socket_path.c_str(), 0600);
-  LogInfo(absl::StrCat("serving on unix:", options.socket_path));
-
-  // The signal loop, which also reclaims expired keys and lapsed leases.
-  while (true) {
-    timespec second = {1, 0};
-    int signal = sigtimedwait(&signals, nullptr, &second);
-    if (signal == SIGTERM || signal == SIGINT) break;
-    store.Sweep();
-  }
+  int signal;
+  sigwait(&signals, &signal);
   LogInfo("stopping");
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(200));
-  unlink(options.socket_path.c_str());
+  server->reset();
   return 0;
 }
 

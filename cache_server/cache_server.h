@@ -1,21 +1,51 @@
 // cluster2-cache: the cluster's cache server, serving Cache (and
-// grpc.health.v1, reflection) on a Unix socket.
+// grpc.health.v1, reflection) on a Unix socket. It runs as its own process
+// (RunCacheServer, supervised by the master) or inside the master
+// (CacheServer::Start, cache.mode "master").
 #ifndef CLUSTER2_CACHE_SERVER_CACHE_SERVER_H_
 #define CLUSTER2_CACHE_SERVER_CACHE_SERVER_H_
 
+#include <cstdint>
+#include <memory>
 #include <string>
+
+#include "absl/status/statusor.h"
 
 namespace cluster2 {
 
 struct CacheServerOptions {
   // The socket to serve on ("<run_dir>/cache.sock"). Required.
   std::string socket_path;
+  // Where persistent namespaces are kept; empty: none can be persistent.
+  std::string data_dir;
   // Largest value accepted, bytes. Default 4 MiB.
   size_t max_value_bytes = 4 << 20;
+  // Memory budget for keys and values, bytes; 0 = none. See cache.proto for
+  // the eviction policy.
+  uint64_t max_memory_bytes = 0;
 };
 
-// Serves until SIGTERM or SIGINT; returns the process exit code. Call it
-// before starting threads: it blocks those signals for a signal loop.
+// A running cache server: its store (recovered from data_dir), its gRPC
+// server and a once-a-second maintenance thread (expiry sweep, everysec
+// fsync, compaction). Thread-safe.
+class CacheServer {
+ public:
+  // Recovers the persistent namespaces (problems found in the files are
+  // logged, never fatal) and starts serving.
+  static absl::StatusOr<std::unique_ptr<CacheServer>> Start(
+      const CacheServerOptions& options);
+  // Stops serving, syncs the logs and removes the socket.
+  ~CacheServer();
+
+ private:
+  struct State;
+  explicit CacheServer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// The cluster2-cache process: serves until SIGTERM or SIGINT; returns the
+// exit code. Call it before starting threads: it blocks those signals for
+// a signal loop.
 int RunCacheServer(const CacheServerOptions& options);
 
 }  // namespace cluster2

@@ -12,13 +12,91 @@ namespace {
 constexpr absl::Duration kDefaultWait = absl::Seconds(10);
 constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
 
+int64_t UnixMicros(const std::optional<absl::Time>& t) {
+  return t ? absl::ToUnixMicros(*t) : 0;
+}
+
 void ToProto(const CacheGetResult& result, v1::GetResponse* response) {
   response->set_found(result.found);
   response->set_value(result.value);
   response->set_revision(result.revision);
   response->set_lease_token(result.lease_token);
   response->set_load_error(result.load_error);
+  response->set_expires_unix_micros(UnixMicros(result.expires_at));
 }
+
+FsyncPolicy FromProto(v1::NamespaceOptions::Fsync fsync) {
+  switch (fsync) {
+    case v1::NamespaceOptions::FSYNC_ALWAYS:
+      return FsyncPolicy::kAlways;
+    case v1::NamespaceOptions::FSYNC_NO:
+      return FsyncPolicy::kNo;
+    default:
+      return FsyncPolicy::kEverySec;
+  }
+}
+
+v1::NamespaceOptions::Fsync ToProto(FsyncPolicy fsync) {
+  switch (fsync) {
+    case FsyncPolicy::kAlways:
+      return v1::NamespaceOptions::FSYNC_ALWAYS;
+    case FsyncPolicy::kNo:
+      return v1::NamespaceOptions::FSYNC_NO;
+    default:
+      return v1::NamespaceOptions::FSYNC_EVERYSEC;
+  }
+}
+
+void ToProto(const CacheNamespaceOptions& options,
+             v1::NamespaceOptions* proto) {
+  proto->set_persist(options.persist);
+  cluster2::ToProto(options.expire, proto->mutable_expire());
+  if (options.persist) proto->set_fsync(ToProto(options.fsync));
+}
+
+v1::WatchEvent::Kind ToProto(CacheEvent::Kind kind) {
+  switch (kind) {
+    case CacheEvent::Kind::kSet:
+      return v1::WatchEvent::KIND_SET;
+    case CacheEvent::Kind::kDelete:
+      return v1::WatchEvent::KIND_DELETE;
+    case CacheEvent::Kind::kExpire:
+      return v1::WatchEvent::KIND_EXPIRE;
+    case CacheEvent::Kind::kEvict:
+      return v1::WatchEvent::KIND_EVICT;
+  }
+  return v1::WatchEvent::KIND_UNSPECIFIED;
+}
+
+// The queue between the store (which pushes under its lock) and one Watch
+// stream's handler thread.
+class StreamWatcher final : public CacheWatcher {
+ public:
+  void OnEvent(const CacheEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    if (queue_.size() >= CacheService::kMaxQueuedEvents) {
+      overflow_ = true;
+      return;
+    }
+    queue_.push_back(event);
+  }
+  // Waits up to `timeout` for changes; false once the queue overflowed
+  // (after the changes before the overflow were taken).
+  bool Take(absl::Duration timeout, std::deque<CacheEvent>* out) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !queue_.empty() || overflow_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    out->swap(queue_);
+    return !overflow_ || !out->empty();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::deque<CacheEvent> queue_ ABSL_GUARDED_BY(mu_);
+  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 // Where a parked Get waits for its answer.
 struct Parking {
@@ -40,11 +118,11 @@ grpc::Status CacheService::Use(grpc::ServerContext*,
   CacheNamespaceOptions options;
   options.persist = request->options().persist();
   options.expire = FromProto(request->options().expire());
+  options.fsync = FromProto(request->options().fsync());
   bool conflict = false;
   auto used = store_->Use(request->namespace_(), options, &conflict);
   if (!used.ok()) return ToGrpcStatus(used.status());
-  response->mutable_options()->set_persist(used->persist);
-  ToProto(used->expire, response->mutable_options()->mutable_expire());
+  ToProto(*used, response->mutable_options());
   response->set_conflict(conflict);
   return grpc::Status::OK;
 }
@@ -131,6 +209,7 @@ absl::Status CacheService::DoSet(const v1::SetRequest& request,
   response->set_written(set->written);
   response->set_current(set->current);
   response->set_revision(set->revision);
+  response->set_expires_unix_micros(UnixMicros(set->expires_at));
   return absl::OkStatus();
 }
 
@@ -180,15 +259,27 @@ grpc::Status CacheService::Keys(grpc::ServerContext*,
 grpc::Status CacheService::Stats(grpc::ServerContext*,
                                  const v1::StatsRequest* request,
                                  v1::StatsResponse* response) {
+  std::vector<CacheNamespaceInfo> infos =
+      store_->Namespaces(request->namespace_());
+  if (infos.empty() && !request->namespace_().empty()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no namespace '" + request->namespace_() + "'");
+  }
   absl::MutexLock lock(&mu_);
-  for (const auto& [ns, counters] : counters_) {
-    if (!request->namespace_().empty() && request->namespace_() != ns) continue;
+  for (const CacheNamespaceInfo& info : infos) {
     v1::NamespaceStats* stats = response->add_namespaces();
-    stats->set_namespace_(ns);
-    stats->set_hits(counters.hits);
-    stats->set_misses(counters.misses);
-    stats->set_loads(counters.loads);
-    stats->set_errors(counters.errors);
+    stats->set_namespace_(info.name);
+    auto counters = counters_.find(info.name);
+    if (counters != counters_.end()) {
+      stats->set_hits(counters->second.hits);
+      stats->set_misses(counters->second.misses);
+      stats->set_loads(counters->second.loads);
+      stats->set_errors(counters->second.errors);
+    }
+    stats->set_keys(info.keys);
+    stats->set_bytes(info.bytes);
+    stats->set_waiting(info.waiting);
+    ToProto(info.options, stats->mutable_options());
   }
   return grpc::Status::OK;
 }
@@ -219,7 +310,7 @@ grpc::Status CacheService::Batch(grpc::ServerContext* context,
 
 grpc::Status CacheService::Hold(grpc::ServerContext* context,
                                 const v1::HoldRequest* request,
-                                grpc::ServerWriter<v1::HoldEvent>*) {
+                                grpc::ServerWriter<v1::HoldEvent>* writer) {
   const std::string& client = request->client_id();
   if (client.empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -233,6 +324,7 @@ grpc::Status CacheService::Hold(grpc::ServerContext* context,
           "another Hold stream uses client_id '" + client + "'");
     }
   }
+  writer->Write(v1::HoldEvent());  // registered: leases may be asked for
   // The sync API has no blocking wait for a cancelled call: poll it.
   while (!context->IsCancelled()) absl::SleepFor(absl::Milliseconds(20));
   {
@@ -241,6 +333,50 @@ grpc::Status CacheService::Hold(grpc::ServerContext* context,
   }
   store_->ReleaseClient(client);  // its leases pass on at once
   return grpc::Status::OK;
+}
+
+grpc::Status CacheService::Watch(grpc::ServerContext* context,
+                                 const v1::WatchRequest* request,
+                                 grpc::ServerWriter<v1::WatchEvent>* writer) {
+  StreamWatcher watcher;
+  absl::StatusOr<bool> resync =
+      store_->Watch(request->namespace_(), request->key(),
+                    request->from_revision(), &watcher);
+  if (!resync.ok()) return ToGrpcStatus(resync.status());
+  writer->SendInitialMetadata();  // registered: nothing after this is missed
+  bool open = true;
+  if (*resync) {
+    v1::WatchEvent event;
+    event.set_resync(true);
+    open = writer->Write(event);
+  }
+  uint64_t last = request->from_revision();
+  grpc::Status status = grpc::Status::OK;
+  std::deque<CacheEvent> events;
+  while (open && !context->IsCancelled()) {
+    // The sync API cannot wait on cancellation: wake up to check it.
+    bool keeping_up = watcher.Take(absl::Milliseconds(50), &events);
+    for (const CacheEvent& change : events) {
+      v1::WatchEvent event;
+      event.set_kind(ToProto(change.kind));
+      event.set_key(change.key);
+      event.set_value(change.value);
+      event.set_revision(change.revision);
+      event.set_expires_unix_micros(UnixMicros(change.expires_at));
+      if (!(open = writer->Write(event))) break;
+      last = change.revision;
+    }
+    events.clear();
+    if (!keeping_up) {
+      status = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("slow consumer: more than ", kMaxQueuedEvents,
+                       " changes queued; resume from revision ", last));
+      break;
+    }
+  }
+  store_->Unwatch(&watcher);
+  return status;
 }
 
 }  // namespace cluster2

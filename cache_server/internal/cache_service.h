@@ -1,6 +1,5 @@
 // CacheService: the Cache gRPC service over a CacheStore. It translates
-// protos and statuses; the store holds the logic. Watch is not served yet
-// (UNIMPLEMENTED).
+// protos and statuses; the store holds the logic.
 //
 // Thread-safe: gRPC calls it from many threads.
 #ifndef CLUSTER2_CACHE_SERVER_INTERNAL_CACHE_SERVICE_H_
@@ -40,6 +39,11 @@ class CacheService final : public v1::Cache::Service {
                      v1::BatchResponse*) override;
   grpc::Status Hold(grpc::ServerContext*, const v1::HoldRequest*,
                     grpc::ServerWriter<v1::HoldEvent>*) override;
+  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,
+                     grpc::ServerWriter<v1::WatchEvent>*) override;
+
+  // Changes queued for one watcher before it counts as a slow consumer.
+  static constexpr size_t kMaxQueuedEvents = 10000;
 
  private:
   struct Counters {

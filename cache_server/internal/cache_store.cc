@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 
 namespace cluster2 {
 
@@ -23,6 +24,18 @@ absl::Status ValidateNamespaceName(const std::string& name) {
   return absl::OkStatus();
 }
 
+CacheStore::CacheStore(Limits limits, Clock* clock, std::string data_dir)
+    : limits_(limits), clock_(clock), data_dir_(std::move(data_dir)) {
+  absl::MutexLock lock(&mu_);
+  revision_ = static_cast<uint64_t>(absl::ToUnixMicros(clock_->Now()));
+}
+
+CacheStore::~CacheStore() = default;
+
+int64_t CacheStore::ToUnixMicros(const std::optional<absl::Time>& t) {
+  return t ? absl::ToUnixMicros(*t) : 0;
+}
+
 absl::StatusOr<CacheNamespaceOptions> CacheStore::Use(
     const std::string& name, const CacheNamespaceOptions& options,
     bool* conflict) {
@@ -33,9 +46,110 @@ absl::StatusOr<CacheNamespaceOptions> CacheStore::Use(
   }
   absl::MutexLock lock(&mu_);
   auto [it, created] = namespaces_.try_emplace(name);
-  if (created) it->second.options = options;
-  *conflict = !created && !(it->second.options == options);
-  return it->second.options;
+  Namespace& space = it->second;
+  if (created) {
+    if (options.persist && data_dir_.empty()) {
+      namespaces_.erase(it);
+      return absl::FailedPreconditionError(
+          "this cache server keeps no files (start it with --data-dir) so "
+          "it cannot persist a namespace");
+    }
+    space.name = name;
+    space.options = options;
+    space.history_floor = revision_;
+    if (options.persist) {
+      if (absl::Status status = OpenLogLocked(space); !status.ok()) {
+        namespaces_.erase(it);
+        return absl::UnavailableError(absl::StrCat(
+            "cannot persist namespace '", name, "': ", status.message()));
+      }
+    }
+  }
+  *conflict = !created && !(space.options == options);
+  return space.options;
+}
+
+absl::Status CacheStore::OpenLogLocked(Namespace& ns) {
+  CacheRecord options;
+  options.kind = CacheRecord::Kind::kOptions;
+  options.revision = revision_;
+  options.expire_micros = absl::ToInt64Microseconds(ns.options.expire);
+  options.fsync = ns.options.fsync;
+  absl::StatusOr<std::unique_ptr<NamespaceLog>> log =
+      NamespaceLog::Open(data_dir_, ns.name, options);
+  if (!log.ok()) return log.status();
+  ns.log = std::move(*log);
+  return absl::OkStatus();
+}
+
+absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
+  if (data_dir_.empty()) return absl::OkStatus();
+  absl::StatusOr<Recovery> recovery = RecoverAll(data_dir_);
+  if (!recovery.ok()) return recovery.status();
+  problems->insert(problems->end(), recovery->problems.begin(),
+                   recovery->problems.end());
+  absl::MutexLock lock(&mu_);
+  absl::Time now = clock_->Now();
+  for (RecoveredNamespace& recovered : recovery->namespaces) {
+    if (!ValidateNamespaceName(recovered.name).ok()) {
+      problems->push_back(absl::StrCat(data_dir_, "/", recovered.name,
+                                       ": not a namespace name; ignored"));
+      continue;
+    }
+    Namespace& space = namespaces_[recovered.name];
+    space.name = recovered.name;
+    space.options.persist = true;
+    space.options.expire = absl::Microseconds(recovered.options.expire_micros);
+    space.options.fsync = recovered.options.fsync;
+    space.history_floor = recovered.history_floor;
+    revision_ = std::max(revision_, recovered.history_floor);
+    for (size_t i = 0; i < recovered.records.size(); ++i) {
+      CacheRecord& record = recovered.records[i];
+      revision_ = std::max(revision_, record.revision);
+      CacheEvent event;
+      event.key = record.key;
+      event.revision = record.revision;
+      if (record.kind == CacheRecord::Kind::kSet) {
+        Entry& entry = space.entries[record.key];
+        entry.value = std::move(record.value);
+        entry.revision = record.revision;
+        entry.expires_at = record.expires_unix_micros != 0
+                               ? std::optional<absl::Time>(absl::FromUnixMicros(
+                                     record.expires_unix_micros))
+                               : std::nullopt;
+        event.value = entry.value;
+        event.expires_at = entry.expires_at;
+      } else {
+        space.entries.erase(record.key);
+        event.kind = CacheEvent::Kind::kDelete;
+      }
+      if (i >= recovered.snapshot_records) EmitLocked(space, std::move(event));
+    }
+    for (auto it = space.entries.begin(); it != space.entries.end();) {
+      if (it->second.expires_at && *it->second.expires_at <= now) {
+        it = space.entries.erase(it);
+        continue;
+      }
+      AccountLocked(space, static_cast<int64_t>(it->first.size() +
+                                                it->second.value.size() +
+                                                kEntryOverhead));
+      ++it;
+    }
+    if (absl::Status status = OpenLogLocked(space); !status.ok()) {
+      problems->push_back(
+          absl::StrCat("namespace '", space.name,
+                       "' cannot log changes: ", status.message()));
+      continue;
+    }
+    if (recovered.rewrite) {
+      if (absl::Status status = CompactLocked(space); !status.ok()) {
+        problems->push_back(
+            absl::StrCat("namespace '", space.name,
+                         "' cannot be rewritten: ", status.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CacheStore::Namespace*> CacheStore::FindLocked(
@@ -58,10 +172,59 @@ const CacheStore::Entry* CacheStore::LiveLocked(Namespace& ns,
   auto it = ns.entries.find(key);
   if (it == ns.entries.end()) return nullptr;
   if (it->second.expires_at && *it->second.expires_at <= clock_->Now()) {
-    ns.entries.erase(it);  // invisible at once; reclaimed here
+    EraseLocked(ns, it, CacheEvent::Kind::kExpire);  // invisible at once
     return nullptr;
   }
+  if (it->second.in_lru) lru_.splice(lru_.begin(), lru_, it->second.lru);
   return &it->second;
+}
+
+void CacheStore::AccountLocked(Namespace& ns, int64_t delta) {
+  ns.bytes += delta;
+  bytes_ += delta;
+}
+
+void CacheStore::EmitLocked(Namespace& ns, CacheEvent event) {
+  for (const Subscription& watch : ns.watches) {
+    if (watch.key.empty() || watch.key == event.key)
+      watch.watcher->OnEvent(event);
+  }
+  ns.history.push_back(std::move(event));
+  while (ns.history.size() > limits_.history) {
+    ns.history_floor = ns.history.front().revision;
+    ns.history.pop_front();
+  }
+}
+
+void CacheStore::EraseLocked(Namespace& ns,
+                             std::map<std::string, Entry>::iterator it,
+                             CacheEvent::Kind kind) {
+  AccountLocked(
+      ns, -static_cast<int64_t>(it->first.size() + it->second.value.size() +
+                                kEntryOverhead));
+  if (it->second.in_lru) lru_.erase(it->second.lru);
+  CacheEvent event;
+  event.kind = kind;
+  event.key = it->first;
+  // A delete's revision was taken (and logged) by the caller.
+  event.revision = kind == CacheEvent::Kind::kDelete ? revision_ : ++revision_;
+  ns.entries.erase(it);
+  EmitLocked(ns, std::move(event));
+}
+
+bool CacheStore::MakeRoomLocked(uint64_t incoming, const Entry* keep) {
+  if (limits_.max_bytes == 0) return true;
+  auto victim = lru_.end();
+  while (bytes_ + incoming > limits_.max_bytes) {
+    if (victim == lru_.begin()) return false;
+    --victim;
+    auto it = victim->ns->entries.find(*victim->key);
+    if (&it->second == keep) continue;
+    Namespace* ns = victim->ns;
+    victim = std::next(victim);  // erasing invalidates the node itself
+    EraseLocked(*ns, it, CacheEvent::Kind::kEvict);
+  }
+  return true;
 }
 
 std::string CacheStore::NewTokenLocked() {
@@ -74,6 +237,7 @@ CacheGetResult CacheStore::Hit(const Entry& entry) {
   result.found = true;
   result.value = entry.value;
   result.revision = entry.revision;
+  result.expires_at = entry.expires_at;
   return result;
 }
 
@@ -165,6 +329,7 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
     return absl::InvalidArgumentError("ttl must not be negative");
   std::vector<Completion> done;
   CacheSetResult result;
+  NamespaceLog* sync = nullptr;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Namespace*> space = FindLocked(ns, key);
@@ -176,21 +341,59 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
       return absl::FailedPreconditionError(
           "the lease is no longer held by this token");
     }
-    if (const Entry* entry = LiveLocked(n, key);
-        entry != nullptr && leave_if_not_null) {
-      result.current = entry->value;
-      result.revision = entry->revision;
+    const Entry* old = LiveLocked(n, key);
+    if (old != nullptr && leave_if_not_null) {
+      result.current = old->value;
+      result.revision = old->revision;
+      result.expires_at = old->expires_at;
       return result;
     }
+    uint64_t size = key.size() + value.size() + kEntryOverhead;
+    uint64_t old_size =
+        old != nullptr ? key.size() + old->value.size() + kEntryOverhead : 0;
+    if (size > old_size && !MakeRoomLocked(size - old_size, old)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the cache is full: ", bytes_, " of ", limits_.max_bytes,
+          " bytes are used and only persistent keys are left, which are "
+          "never evicted"));
+    }
     absl::Duration life = ttl > absl::ZeroDuration() ? ttl : n.options.expire;
-    Entry& entry = n.entries[key];
+    std::optional<absl::Time> expires_at;
+    if (life > absl::ZeroDuration()) expires_at = clock_->Now() + life;
+    if (n.log != nullptr) {  // logged before it is applied
+      CacheRecord record;
+      record.kind = CacheRecord::Kind::kSet;
+      record.key = key;
+      record.value = value;
+      record.revision = revision_ + 1;
+      record.expires_unix_micros = ToUnixMicros(expires_at);
+      if (absl::Status status = n.log->Append(record); !status.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot persist the write: ", status.message()));
+      }
+      if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
+    }
+    auto [it, created] = n.entries.try_emplace(key);
+    Entry& entry = it->second;
+    AccountLocked(n, static_cast<int64_t>(size) -
+                         static_cast<int64_t>(created ? 0 : old_size));
     entry.value = std::move(value);
     entry.revision = ++revision_;
-    entry.expires_at = life > absl::ZeroDuration()
-                           ? std::optional<absl::Time>(clock_->Now() + life)
-                           : std::nullopt;
+    entry.expires_at = expires_at;
+    if (!n.options.persist) {
+      if (entry.in_lru) lru_.erase(entry.lru);
+      entry.lru = lru_.insert(lru_.begin(), LruNode{&n, &it->first});
+      entry.in_lru = true;
+    }
     result.written = true;
     result.revision = entry.revision;
+    result.expires_at = entry.expires_at;
+    CacheEvent event;
+    event.key = key;
+    event.value = entry.value;
+    event.revision = entry.revision;
+    event.expires_at = entry.expires_at;
+    EmitLocked(n, std::move(event));
     // A value for a key being loaded ends its lease, whoever wrote it: every
     // parked caller gets it.
     if (lease != n.leases.end()) {
@@ -198,6 +401,12 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
       for (Parked& parked : lease->second.parked)
         done.emplace_back(std::move(parked.waiter), ready);
       n.leases.erase(lease);
+    }
+  }
+  if (sync != nullptr) {
+    if (absl::Status status = sync->Sync(); !status.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("written but not synced to disk: ", status.message()));
     }
   }
   Complete(done);
@@ -257,14 +466,36 @@ void CacheStore::ReleaseClient(const std::string& client_id) {
 
 absl::StatusOr<std::optional<std::string>> CacheStore::Delete(
     const std::string& ns, const std::string& key) {
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<Namespace*> space = FindLocked(ns, key);
-  if (!space.ok()) return space.status();
-  if (LiveLocked(**space, key) == nullptr) return std::optional<std::string>();
-  auto it = (*space)->entries.find(key);
-  std::optional<std::string> old = std::move(it->second.value);
-  (*space)->entries.erase(it);
-  ++revision_;
+  NamespaceLog* sync = nullptr;
+  std::optional<std::string> old;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Namespace*> space = FindLocked(ns, key);
+    if (!space.ok()) return space.status();
+    Namespace& n = **space;
+    if (LiveLocked(n, key) == nullptr) return std::optional<std::string>();
+    auto it = n.entries.find(key);
+    if (n.log != nullptr) {
+      CacheRecord record;
+      record.kind = CacheRecord::Kind::kDelete;
+      record.key = key;
+      record.revision = revision_ + 1;
+      if (absl::Status status = n.log->Append(record); !status.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot persist the delete: ", status.message()));
+      }
+      if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
+    }
+    old = std::move(it->second.value);
+    ++revision_;
+    EraseLocked(n, it, CacheEvent::Kind::kDelete);
+  }
+  if (sync != nullptr) {
+    if (absl::Status status = sync->Sync(); !status.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("deleted but not synced to disk: ", status.message()));
+    }
+  }
   return old;
 }
 
@@ -292,6 +523,70 @@ absl::StatusOr<std::vector<std::string>> CacheStore::Keys(
   return keys;
 }
 
+absl::StatusOr<bool> CacheStore::Watch(const std::string& ns,
+                                       const std::string& key,
+                                       uint64_t from_revision,
+                                       CacheWatcher* watcher) {
+  if (key.size() > limits_.max_key) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the key is ", key.size(), " bytes; the limit is ", limits_.max_key));
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = namespaces_.find(ns);
+  if (it == namespaces_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no namespace '", ns, "' (Use it first)"));
+  }
+  Namespace& space = it->second;
+  bool resync = false;
+  if (from_revision > 0) {
+    resync = from_revision < space.history_floor || from_revision > revision_;
+    if (!resync) {
+      auto event = std::upper_bound(
+          space.history.begin(), space.history.end(), from_revision,
+          [](uint64_t r, const CacheEvent& e) { return r < e.revision; });
+      for (; event != space.history.end(); ++event) {
+        if (key.empty() || event->key == key) watcher->OnEvent(*event);
+      }
+    }
+  }
+  space.watches.push_back(Subscription{key, watcher});
+  return resync;
+}
+
+void CacheStore::Unwatch(CacheWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, space] : namespaces_) {
+    space.watches.erase(
+        std::remove_if(
+            space.watches.begin(), space.watches.end(),
+            [&](const Subscription& w) { return w.watcher == watcher; }),
+        space.watches.end());
+  }
+}
+
+std::vector<CacheNamespaceInfo> CacheStore::Namespaces(const std::string& ns) {
+  absl::MutexLock lock(&mu_);
+  std::vector<CacheNamespaceInfo> infos;
+  for (const auto& [name, space] : namespaces_) {
+    if (!ns.empty() && ns != name) continue;
+    CacheNamespaceInfo info;
+    info.name = name;
+    info.options = space.options;
+    info.keys = space.entries.size();
+    info.bytes = space.bytes;
+    for (const auto& [key, lease] : space.leases)
+      info.waiting += lease.parked.size();
+    infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+uint64_t CacheStore::bytes() {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
+}
+
 size_t CacheStore::Sweep() {
   std::vector<Completion> done;
   size_t reclaimed = 0;
@@ -300,9 +595,12 @@ size_t CacheStore::Sweep() {
     absl::Time now = clock_->Now();
     for (auto& [name, space] : namespaces_) {
       for (auto it = space.entries.begin(); it != space.entries.end();) {
-        bool expired = it->second.expires_at && *it->second.expires_at <= now;
-        reclaimed += expired ? 1 : 0;
-        it = expired ? space.entries.erase(it) : std::next(it);
+        auto next = std::next(it);
+        if (it->second.expires_at && *it->second.expires_at <= now) {
+          EraseLocked(space, it, CacheEvent::Kind::kExpire);
+          ++reclaimed;
+        }
+        it = next;
       }
       std::vector<std::string> lapsed;
       for (const auto& [key, lease] : space.leases) {
@@ -313,6 +611,61 @@ size_t CacheStore::Sweep() {
   }
   Complete(done);
   return reclaimed;
+}
+
+absl::Status CacheStore::CompactLocked(Namespace& ns) {
+  std::vector<CacheRecord> live;
+  live.reserve(ns.entries.size() + 1);
+  CacheRecord options;
+  options.kind = CacheRecord::Kind::kOptions;
+  options.revision = revision_;
+  options.expire_micros = absl::ToInt64Microseconds(ns.options.expire);
+  options.fsync = ns.options.fsync;
+  live.push_back(std::move(options));
+  for (const auto& [key, entry] : ns.entries) {
+    CacheRecord record;
+    record.key = key;
+    record.value = entry.value;
+    record.revision = entry.revision;
+    record.expires_unix_micros = ToUnixMicros(entry.expires_at);
+    live.push_back(std::move(record));
+  }
+  if (absl::Status status = ns.log->Compact(live); !status.ok()) return status;
+  ns.snapshot_bytes = ns.bytes;
+  return absl::OkStatus();
+}
+
+void CacheStore::Maintain() {
+  Sweep();
+  std::vector<NamespaceLog*> to_sync;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, space] : namespaces_) {
+      if (space.log == nullptr) continue;
+      // Compaction holds the lock while it writes the snapshot: a pause
+      // proportional to the namespace's size, once its log doubled.
+      uint64_t threshold = std::max<uint64_t>(1 << 20, 2 * space.bytes);
+      if (space.log->log_bytes() > threshold) {
+        if (absl::Status status = CompactLocked(space); !status.ok())
+          LogError(absl::StrCat("cannot compact namespace '", name,
+                                "': ", status.message()));
+      }
+      if (space.options.fsync == FsyncPolicy::kEverySec)
+        to_sync.push_back(space.log.get());
+    }
+  }
+  for (NamespaceLog* log : to_sync) log->Sync().IgnoreError();
+}
+
+void CacheStore::SyncAll() {
+  std::vector<NamespaceLog*> logs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, space] : namespaces_) {
+      if (space.log != nullptr) logs.push_back(space.log.get());
+    }
+  }
+  for (NamespaceLog* log : logs) log->Sync().IgnoreError();
 }
 
 }  // namespace cluster2

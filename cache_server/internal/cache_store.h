@@ -15,15 +15,36 @@
 //
 // Limits: namespace names [A-Za-z0-9._-]{1,128}, keys 1..max_key bytes,
 // values up to max_value bytes (INVALID_ARGUMENT / RESOURCE_EXHAUSTED).
+// Memory: with a budget (max_bytes, counting each key and value plus
+// kEntryOverhead), a write that would exceed it first evicts the least
+// recently used keys of non-persistent namespaces (watchers see KIND_EVICT);
+// persistent keys are never evicted, so when they alone fill the budget a
+// write gets RESOURCE_EXHAUSTED.
+//
+// Revisions are one counter for the whole store, starting at the wall
+// clock's microseconds (or past the largest recovered revision), so they
+// keep increasing across restarts of the server: a watcher resuming from a
+// revision of a previous run is told to resync instead of silently missing
+// changes. Each namespace keeps its last `history` changes for watchers
+// that resume.
+//
+// Persistence: namespaces with `persist` write every change to a
+// NamespaceLog (cache_log.h) before applying it; with FsyncPolicy::kAlways
+// the call syncs before returning. Maintain() syncs `everysec` logs and
+// compacts logs that grew past twice their live data.
 //
 // Thread-safe. Waiter callbacks run after the store's lock is released, on
-// the thread of the call that completed them.
+// the thread of the call that completed them; watchers are called under
+// it and must only queue.
 #ifndef CLUSTER2_CACHE_SERVER_INTERNAL_CACHE_STORE_H_
 #define CLUSTER2_CACHE_SERVER_INTERNAL_CACHE_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +53,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "cache_server/internal/cache_log.h"
 #include "common/clock.h"
 
 namespace cluster2 {
@@ -39,8 +61,10 @@ namespace cluster2 {
 struct CacheNamespaceOptions {
   bool persist = false;
   absl::Duration expire = absl::ZeroDuration();  // 0 = keys never expire
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;    // with persist
   bool operator==(const CacheNamespaceOptions& other) const {
-    return persist == other.persist && expire == other.expire;
+    return persist == other.persist && expire == other.expire &&
+           (!persist || fsync == other.fsync);
   }
 };
 
@@ -48,6 +72,7 @@ struct CacheGetResult {
   bool found = false;
   std::string value;
   uint64_t revision = 0;
+  std::optional<absl::Time> expires_at;
   std::string lease_token;  // set when the caller got the lease
   std::string load_error;   // set when a parked caller is told the load failed
 };
@@ -56,6 +81,32 @@ struct CacheSetResult {
   bool written = false;
   std::string current;  // the value kept, when leave_if_not_null found one
   uint64_t revision = 0;
+  std::optional<absl::Time> expires_at;
+};
+
+struct CacheEvent {
+  enum class Kind { kSet, kDelete, kExpire, kEvict };
+  Kind kind = Kind::kSet;
+  std::string key;
+  std::string value;  // kSet
+  uint64_t revision = 0;
+  std::optional<absl::Time> expires_at;  // kSet
+};
+
+// Receives a namespace's changes, in revision order, under the store's
+// lock: it must only queue them (never block, never call the store).
+class CacheWatcher {
+ public:
+  virtual ~CacheWatcher() = default;
+  virtual void OnEvent(const CacheEvent& event) = 0;
+};
+
+struct CacheNamespaceInfo {
+  std::string name;
+  CacheNamespaceOptions options;
+  uint64_t keys = 0;
+  uint64_t bytes = 0;
+  uint64_t waiting = 0;  // get-or-load calls parked on a lease
 };
 
 class CacheStore {
@@ -63,10 +114,23 @@ class CacheStore {
   struct Limits {
     size_t max_key = 1024;
     size_t max_value = 4 << 20;
+    uint64_t max_bytes = 0;  // memory budget; 0 = none
+    size_t history = 10000;  // changes kept per namespace for resuming
   };
+  // Bytes counted for each key besides its key and value.
+  static constexpr uint64_t kEntryOverhead = 96;
   using Waiter = std::function<void(const CacheGetResult& result)>;
 
-  CacheStore(Limits limits, Clock* clock) : limits_(limits), clock_(clock) {}
+  // `data_dir`: where persistent namespaces live; empty = persistence is
+  // refused (Use with persist gets FAILED_PRECONDITION).
+  CacheStore(Limits limits, Clock* clock, std::string data_dir = "");
+  ~CacheStore();
+
+  // Loads the persistent namespaces of data_dir. Call once, before serving.
+  // Problems found in the files (torn tails, corrupt files) are appended to
+  // `problems`; only an unusable directory is an error.
+  absl::Status Recover(std::vector<std::string>* problems)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Creates `name` or returns its options; `conflict` tells whether they
   // differ from the requested ones (the first Use wins).
@@ -118,15 +182,40 @@ class CacheStore {
                                                 const std::string& after)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Registers `watcher` for the changes of `key` (empty: every key) of
+  // `ns`. With `from_revision` > 0 it first gets the kept changes after it;
+  // if they are no longer all kept, it gets none and the result is true
+  // (resync: the caller re-reads). `watcher` must outlive Unwatch.
+  absl::StatusOr<bool> Watch(const std::string& ns, const std::string& key,
+                             uint64_t from_revision, CacheWatcher* watcher)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Unwatch(CacheWatcher* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Namespaces (or just `ns`) with their sizes.
+  std::vector<CacheNamespaceInfo> Namespaces(const std::string& ns = "")
+      ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t bytes() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Reclaims expired keys and passes on leases whose TTL ran out. Returns
   // the number of keys reclaimed.
   size_t Sweep() ABSL_LOCKS_EXCLUDED(mu_);
+  // Once a second: Sweep, sync `everysec` logs, compact grown logs.
+  void Maintain() ABSL_LOCKS_EXCLUDED(mu_);
+  // Syncs every persistent namespace's log (at shutdown).
+  void SyncAll() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  struct Namespace;
+  struct LruNode {
+    Namespace* ns;
+    const std::string* key;
+  };
   struct Entry {
     std::string value;
     uint64_t revision = 0;
     std::optional<absl::Time> expires_at;
+    bool in_lru = false;
+    std::list<LruNode>::iterator lru;
   };
   struct Parked {
     uint64_t id = 0;
@@ -140,10 +229,22 @@ class CacheStore {
     absl::Time expires_at;
     std::vector<Parked> parked;
   };
+  struct Subscription {
+    std::string key;  // empty = every key
+    CacheWatcher* watcher;
+  };
   struct Namespace {
+    std::string name;
     CacheNamespaceOptions options;
     std::map<std::string, Entry> entries;
     std::map<std::string, Lease> leases;
+    uint64_t bytes = 0;
+    std::unique_ptr<NamespaceLog> log;  // with persist
+    uint64_t snapshot_bytes = 0;        // live bytes at the last compaction
+    // Changes after `history_floor` are all in `history`.
+    std::deque<CacheEvent> history;
+    uint64_t history_floor = 0;
+    std::vector<Subscription> watches;
   };
   // A waiter call to make once the lock is released.
   using Completion = std::pair<Waiter, CacheGetResult>;
@@ -161,13 +262,33 @@ class CacheStore {
   static void Complete(std::vector<Completion>& done);
   // The answer for a live entry.
   static CacheGetResult Hit(const Entry& entry);
+  // Removes `it` (a change of kind `kind`, already logged if it must be),
+  // telling the watchers.
+  void EraseLocked(Namespace& ns, std::map<std::string, Entry>::iterator it,
+                   CacheEvent::Kind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a change for resuming watchers and tells the live ones.
+  void EmitLocked(Namespace& ns, CacheEvent event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicts least recently used non-persistent keys (never `keep`) until
+  // `incoming` more bytes fit; false if they cannot.
+  bool MakeRoomLocked(uint64_t incoming, const Entry* keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AccountLocked(Namespace& ns, int64_t delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens the log of a new persistent namespace.
+  absl::Status OpenLogLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CompactLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static int64_t ToUnixMicros(const std::optional<absl::Time>& t);
 
   const Limits limits_;
   Clock* const clock_;
+  const std::string data_dir_;
   absl::Mutex mu_;
   std::map<std::string, Namespace> namespaces_ ABSL_GUARDED_BY(mu_);
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::list<LruNode> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
 };
 
 // INVALID_ARGUMENT unless `name` is 1..128 characters of [A-Za-z0-9._-].

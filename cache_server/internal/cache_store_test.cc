@@ -51,16 +51,19 @@ class CacheStoreTest : public ::testing::Test {
 
 TEST_F(CacheStoreTest, UseValidatesAndTheFirstUseWins) {
   bool conflict = false;
-  CacheNamespaceOptions persist{true, absl::Minutes(1)};
+  CacheNamespaceOptions minute{false, absl::Minutes(1)};
   EXPECT_EQ(store_.Use("bad name", {}, &conflict).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_.Use("", {}, &conflict).status().code(),
             absl::StatusCode::kInvalidArgument);
-  auto first = store_.Use("a", persist, &conflict);
+  auto first = store_.Use("a", minute, &conflict);
   EXPECT_FALSE(conflict);
   auto second = store_.Use("a", {}, &conflict);
   EXPECT_TRUE(conflict);
-  EXPECT_TRUE(*second == persist);
+  EXPECT_TRUE(*second == minute);
+  // This store has no data directory: nothing can persist.
+  EXPECT_EQ(store_.Use("p", {true}, &conflict).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(CacheStoreTest, SetGetDeleteAndLimits) {
@@ -264,6 +267,161 @@ TEST_F(CacheStoreTest, ACancelledWaiterIsNotCalled) {
   ASSERT_TRUE(
       store_.Set("ns", "k", "v", absl::ZeroDuration(), false, token).ok());
   EXPECT_TRUE(results.empty());
+}
+
+// Collects what a watch delivers.
+class Recorder final : public CacheWatcher {
+ public:
+  void OnEvent(const CacheEvent& event) override { events.push_back(event); }
+  std::string Keys() const {
+    std::string keys;
+    for (const CacheEvent& e : events) {
+      keys += e.key;
+      keys += "/";
+      keys += std::to_string(static_cast<int>(e.kind)) + " ";
+    }
+    return keys;
+  }
+  std::vector<CacheEvent> events;
+};
+
+TEST_F(CacheStoreTest, WatchFiltersOrdersAndResumes) {
+  Recorder all, one;
+  ASSERT_FALSE(*store_.Watch("ns", "", 0, &all));
+  ASSERT_FALSE(*store_.Watch("ns", "b", 0, &one));
+  uint64_t first =
+      store_.Set("ns", "a", "1", absl::ZeroDuration(), false, "")->revision;
+  store_.Set("ns", "b", "2", absl::ZeroDuration(), false, "").IgnoreError();
+  store_.Delete("ns", "a").IgnoreError();
+  store_.Set("ns", "c", "3", absl::Seconds(1), false, "").IgnoreError();
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(store_.Sweep(), 1u);
+  EXPECT_EQ(all.Keys(), "a/0 b/0 a/1 c/0 c/2 ");
+  EXPECT_EQ(one.Keys(), "b/0 ");
+  for (size_t i = 1; i < all.events.size(); ++i)
+    EXPECT_GT(all.events[i].revision, all.events[i - 1].revision);
+  EXPECT_EQ(all.events[0].value, "1");
+  store_.Unwatch(&all);
+  store_.Unwatch(&one);
+
+  // Resuming after the first change replays the rest, in order.
+  Recorder resumed;
+  EXPECT_FALSE(*store_.Watch("ns", "", first, &resumed));
+  EXPECT_EQ(resumed.Keys(), "b/0 a/1 c/0 c/2 ");
+  store_.Unwatch(&resumed);
+  // A revision from before this store began, or from the future: resync.
+  Recorder old;
+  EXPECT_TRUE(*store_.Watch("ns", "", 5, &old));
+  EXPECT_TRUE(old.events.empty());
+  store_.Unwatch(&old);
+  EXPECT_TRUE(*store_.Watch("ns", "", all.events.back().revision + 1000, &old));
+  store_.Unwatch(&old);
+  EXPECT_EQ(store_.Watch("nope", "", 0, &old).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(CacheStoreTest, RevisionsStartPastTheWallClock) {
+  uint64_t revision =
+      store_.Set("ns", "a", "1", absl::ZeroDuration(), false, "")->revision;
+  EXPECT_GT(revision, static_cast<uint64_t>(absl::ToUnixMicros(clock_.Now())));
+}
+
+TEST(CacheStoreHistoryTest, ResumingPastTheKeptHistoryResyncs) {
+  FakeClock clock;
+  CacheStore::Limits limits;
+  limits.history = 3;
+  CacheStore store(limits, &clock);
+  bool conflict;
+  ASSERT_TRUE(store.Use("ns", {}, &conflict).ok());
+  uint64_t first =
+      store.Set("ns", "k", "0", absl::ZeroDuration(), false, "")->revision;
+  for (int i = 1; i < 5; ++i)
+    store.Set("ns", "k", std::to_string(i), absl::ZeroDuration(), false, "")
+        .IgnoreError();
+  Recorder late;
+  EXPECT_TRUE(*store.Watch("ns", "", first, &late));
+  store.Unwatch(&late);
+  Recorder recent;
+  EXPECT_FALSE(*store.Watch("ns", "", first + 1, &recent));
+  EXPECT_EQ(recent.events.size(), 3u);
+  store.Unwatch(&recent);
+}
+
+TEST(CacheStoreMemoryTest, EvictsLeastRecentlyUsedNonPersistentKeys) {
+  FakeClock clock;
+  CacheStore::Limits limits;
+  uint64_t entry = 1 + 10 + CacheStore::kEntryOverhead;
+  limits.max_bytes = 3 * entry;
+  std::string data_dir = std::string(getenv("TEST_TMPDIR")) + "/evict";
+  CacheStore store(limits, &clock, data_dir);
+  std::vector<std::string> problems;
+  ASSERT_TRUE(store.Recover(&problems).ok());
+  bool conflict;
+  ASSERT_TRUE(store.Use("ns", {}, &conflict).ok());
+  ASSERT_TRUE(store.Use("keep", {true}, &conflict).ok());
+  Recorder watcher;
+  ASSERT_FALSE(*store.Watch("ns", "", 0, &watcher));
+  std::string ten(10, 'v');
+  for (const char* key : {"a", "b", "c"})
+    ASSERT_TRUE(
+        store.Set("ns", key, ten, absl::ZeroDuration(), false, "").ok());
+  EXPECT_TRUE(store.Get("ns", "a")->found);  // a is now the most recent
+  ASSERT_TRUE(store.Set("ns", "d", ten, absl::ZeroDuration(), false, "").ok());
+  EXPECT_FALSE(store.Get("ns", "b")->found);  // b was the least recent
+  EXPECT_TRUE(store.Get("ns", "a")->found);
+  EXPECT_EQ(watcher.Keys(), "a/0 b/0 c/0 b/3 d/0 ");  // evicted, then set
+  EXPECT_EQ(store.bytes(), 3 * entry);
+  // Persistent keys are never evicted: once they fill the budget, writes
+  // fail with RESOURCE_EXHAUSTED and nothing is lost.
+  for (const char* key : {"x", "y", "z"})
+    ASSERT_TRUE(
+        store.Set("keep", key, ten, absl::ZeroDuration(), false, "").ok());
+  EXPECT_EQ(store.Namespaces("ns")[0].keys, 0u);
+  EXPECT_EQ(store.Set("keep", "w", ten, absl::ZeroDuration(), false, "")
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store.Namespaces("keep")[0].keys, 3u);
+  store.Unwatch(&watcher);
+}
+
+TEST(CacheStorePersistenceTest, RestartRecoversDataAndResumesWatches) {
+  FakeClock clock;
+  std::string data_dir = std::string(getenv("TEST_TMPDIR")) + "/persist";
+  uint64_t seen = 0;
+  {
+    CacheStore store({}, &clock, data_dir);
+    std::vector<std::string> problems;
+    ASSERT_TRUE(store.Recover(&problems).ok());
+    bool conflict;
+    CacheNamespaceOptions options{true, absl::Hours(1), FsyncPolicy::kAlways};
+    ASSERT_TRUE(store.Use("p", options, &conflict).ok());
+    seen = store.Set("p", "a", "1", absl::ZeroDuration(), false, "")->revision;
+    ASSERT_TRUE(store.Set("p", "b", "2", absl::ZeroDuration(), false, "").ok());
+    ASSERT_TRUE(store.Set("p", "gone", "x", absl::Seconds(5), false, "").ok());
+    ASSERT_TRUE(store.Delete("p", "a").ok());
+  }
+  clock.Advance(absl::Seconds(10));  // "gone" expires while it is down
+  CacheStore store({}, &clock, data_dir);
+  std::vector<std::string> problems;
+  ASSERT_TRUE(store.Recover(&problems).ok());
+  EXPECT_TRUE(problems.empty());
+  std::vector<CacheNamespaceInfo> spaces = store.Namespaces();
+  ASSERT_EQ(spaces.size(), 1u);
+  EXPECT_TRUE(spaces[0].options.persist);
+  EXPECT_EQ(spaces[0].options.expire, absl::Hours(1));
+  EXPECT_EQ(spaces[0].options.fsync, FsyncPolicy::kAlways);
+  EXPECT_FALSE(store.Get("p", "a")->found);
+  EXPECT_EQ(store.Get("p", "b")->value, "2");
+  EXPECT_FALSE(store.Get("p", "gone")->found);
+  // A watcher that saw the first write resumes across the restart.
+  Recorder resumed;
+  EXPECT_FALSE(*store.Watch("p", "", seen, &resumed));
+  EXPECT_EQ(resumed.Keys(), "b/0 gone/0 a/1 ");
+  uint64_t next =
+      store.Set("p", "c", "3", absl::ZeroDuration(), false, "")->revision;
+  EXPECT_GT(next, resumed.events[2].revision);
+  store.Unwatch(&resumed);
 }
 
 }  // namespace
