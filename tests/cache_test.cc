@@ -1,5 +1,5 @@
-// End-to-end: the real cluster2-cache over its Unix socket (groundwork for
-// the cache issue: the server alone, not yet started by the master).
+// End-to-end: the real cluster2-cache over its Unix socket, spoken to with
+// raw gRPC stubs (the protocol itself: codes, limits, garbage, leases).
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -152,8 +152,18 @@ TEST_F(CacheTest, ALeaseHolderThatDiesPassesTheLeaseToAWaiterAtOnce) {
   absl::Time killed;
   std::thread parked(
       [&] { waiter_status = Get("k", &waiter, true, "waiter"); });
-  absl::SleepFor(
-      absl::Milliseconds(200));  // let the waiter park (no event to await)
+  // The waiter is parked once the server counts it.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        v1::StatsRequest request;
+        request.set_namespace_("ns");
+        v1::StatsResponse stats;
+        grpc::ClientContext context;
+        return stub_->Stats(&context, request, &stats).ok() &&
+               stats.namespaces_size() == 1 &&
+               stats.namespaces(0).waiting() == 1;
+      },
+      absl::Seconds(5)));
   killed = absl::Now();
   holder_context.TryCancel();  // the holder's process is gone
   parked.join();

@@ -343,7 +343,10 @@ grpc::Status CacheService::Watch(grpc::ServerContext* context,
       store_->Watch(request->namespace_(), request->key(),
                     request->from_revision(), &watcher);
   if (!resync.ok()) return ToGrpcStatus(resync.status());
-  writer->SendInitialMetadata();  // registered: nothing after this is missed
+  // Registered: nothing after this is missed. The metadata key tells the
+  // client so (an error would come without it).
+  context->AddInitialMetadata("cluster2-watch", "live");
+  writer->SendInitialMetadata();
   bool open = true;
   if (*resync) {
     v1::WatchEvent event;
