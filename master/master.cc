@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "cache_server/cache_server.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -404,11 +405,20 @@ class Master {
   // layout). False if it is not started.
   bool StartCacheServer() {
     if (!config_.cache().enable()) return false;
-    if (config_.cache().mode() != "standalone") {
-      LogWarning(
-          "cache.mode \"master\" (in-process) is not implemented yet: the "
-          "cache is off");
-      return false;
+    if (config_.cache().mode() == "master") {  // in-process
+      CacheServerOptions options;
+      options.socket_path = run_dir_->File(RunDirectory::kCacheSocket);
+      options.data_dir = CacheDataDir();
+      options.max_memory_bytes = config_.cache().max_memory();
+      absl::StatusOr<std::unique_ptr<CacheServer>> server =
+          CacheServer::Start(options);
+      if (!server.ok()) {
+        LogError(absl::StrCat("cache (in the master): ",
+                              server.status().message(), ": the cache is off"));
+        return false;
+      }
+      in_process_cache_ = *std::move(server);
+      return true;
     }
     char self[4096];
     ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -431,11 +441,24 @@ class Master {
     return true;
   }
 
+  // cache.persistPath, by default "<run_dir>.cache": beside the run
+  // directory (which is removed at exit), so it outlives the master.
+  std::string CacheDataDir() const {
+    return config_.cache().persist_path().empty()
+               ? run_dir_->path() + ".cache"
+               : config_.cache().persist_path();
+  }
+
   void SpawnCacheServer() {
     cache_respawn_at_.reset();
     SpawnSpec spec;
     spec.argv = {cache_binary_,
-                 "--socket=" + run_dir_->File(RunDirectory::kCacheSocket)};
+                 "--socket=" + run_dir_->File(RunDirectory::kCacheSocket),
+                 "--data-dir=" + CacheDataDir()};
+    if (config_.cache().max_memory() > 0) {
+      spec.argv.push_back(
+          absl::StrCat("--max-memory=", config_.cache().max_memory()));
+    }
     spec.env = CurrentEnvironment();
     spec.log_component = "cache";
     absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
@@ -462,6 +485,7 @@ class Master {
   }
 
   void StopCacheServer() {
+    in_process_cache_.reset();
     if (cache_pid_ <= 0) return;
     kill(cache_pid_, SIGTERM);
     for (int i = 0; i < 100; ++i) {  // up to 5 s, then kill
@@ -477,6 +501,7 @@ class Master {
   std::unique_ptr<RunDirectory> run_dir_;
   std::vector<int> app_sockets_;
   std::string cache_binary_;
+  std::unique_ptr<CacheServer> in_process_cache_;  // cache.mode "master"
   pid_t cache_pid_ = 0;
   absl::Time cache_started_;
   std::optional<absl::Time>

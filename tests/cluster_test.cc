@@ -385,6 +385,27 @@ TEST(ClusterTest, TheCacheServerIsStartedAdvertisedAndRestarted) {
   EXPECT_EQ(cluster.ReadyCount(), 1u) << "the workers were disturbed";
 }
 
+TEST(ClusterTest, CacheModeMasterServesTheCacheFromTheMasterProcess) {
+  Cluster cluster(1, {"--cache.mode=master"});
+  ASSERT_EQ(cluster.WaitReady(1).size(), 1u) << cluster.master().Stderr();
+  std::string address = "unix:" + cluster.run_dir() + "/cache.sock";
+  auto stub = v1::Cache::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  v1::UseRequest use;
+  use.set_namespace_("ns");
+  use.mutable_options()->set_persist(true);  // into <run_dir>.cache
+  v1::UseResponse used;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+  grpc::Status status = stub->Use(&context, use, &used);
+  ASSERT_TRUE(status.ok()) << status.error_message()
+                           << cluster.master().Stderr();
+  EXPECT_TRUE(CacheServerPids(cluster.master().Stderr()).empty())
+      << "no separate cache process";
+  EXPECT_EQ(access((cluster.run_dir() + ".cache/ns.log").c_str(), F_OK), 0);
+}
+
 TEST(ClusterTest, CtlWithoutMasterExitsThreeWithClearError) {
   TempDir tmp;
   CommandResult result =
