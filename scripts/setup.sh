@@ -17,6 +17,8 @@ PACKAGES=(
   prometheus haproxy chromium
   # demo and benchmarks
   curl wrk
+  # the cache benchmarks' anchor: Redis (redis-server, redis-benchmark)
+  redis-server redis-tools
 )
 
 missing=()

@@ -284,9 +284,9 @@ grpc::Status CacheService::Stats(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status CacheService::Batch(grpc::ServerContext* context,
-                                 const v1::BatchRequest* request,
-                                 v1::BatchResponse* response) {
+grpc::ServerUnaryReactor* CacheService::Batch(
+    grpc::CallbackServerContext* context, const v1::BatchRequest* request,
+    v1::BatchResponse* response) {
   for (const v1::BatchRequest::Op& op : request->ops()) {
     v1::BatchResponse::Result* result = response->add_results();
     absl::Status status;
@@ -294,7 +294,7 @@ grpc::Status CacheService::Batch(grpc::ServerContext* context,
       status = op.get().lease()
                    ? absl::InvalidArgumentError(
                          "get-or-load is not allowed in a batch")
-                   : DoGet(context, op.get(), result->mutable_get());
+                   : DoGet(nullptr, op.get(), result->mutable_get());
     } else if (op.has_set()) {
       status = DoSet(op.set(), result->mutable_set());
     } else if (op.has_delete_()) {
@@ -305,7 +305,9 @@ grpc::Status CacheService::Batch(grpc::ServerContext* context,
     result->set_code(static_cast<int>(status.code()));
     result->set_message(std::string(status.message()));
   }
-  return grpc::Status::OK;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::Status CacheService::Hold(grpc::ServerContext* context,

@@ -15,7 +15,10 @@
 
 namespace cluster2 {
 
-class CacheService final : public v1::Cache::Service {
+// Batch, the hot path of the client library, runs on gRPC's callback API
+// (no hand-off to a sync worker thread); the other methods are sync.
+class CacheService final
+    : public v1::Cache::WithCallbackMethod_Batch<v1::Cache::Service> {
  public:
   // Borrows `store`.
   explicit CacheService(CacheStore* store) : store_(store) {}
@@ -35,8 +38,9 @@ class CacheService final : public v1::Cache::Service {
                     v1::KeysResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*,
                      v1::StatsResponse*) override;
-  grpc::Status Batch(grpc::ServerContext*, const v1::BatchRequest*,
-                     v1::BatchResponse*) override;
+  grpc::ServerUnaryReactor* Batch(grpc::CallbackServerContext* context,
+                                  const v1::BatchRequest* request,
+                                  v1::BatchResponse* response) override;
   grpc::Status Hold(grpc::ServerContext*, const v1::HoldRequest*,
                     grpc::ServerWriter<v1::HoldEvent>*) override;
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,

@@ -1,0 +1,190 @@
+// The cache client's side of bench/cache_bench.py: runs one workload against
+// a cluster2-cache and prints one line of figures.
+//
+//   cache_bench --socket=PATH --mode=MODE [--ops=N] [--inflight=N]
+//               [--value-bytes=N] [--keys=N] [--ns=NAME] [--persist]
+//
+// Modes:
+//   get, set    `inflight` operations in flight through the asynchronous
+//               API (1 = one blocking caller); prints ops/s, p50, p99 (us)
+//   near        hot reads of one key through the near-cache; ops/s
+//   invalidate  another client writes, the near-cache reader waits for the
+//               new value; p50, p99 of that delay (us)
+// Output: "mode=get inflight=1 ops=... ops_per_s=... p50_us=... p99_us=..."
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "worker/cache.h"
+
+namespace {
+
+using cluster2::CacheClient;
+using cluster2::CacheNamespace;
+
+double Percentile(std::vector<double>& samples, double p) {
+  if (samples.empty()) return 0;
+  size_t at = static_cast<size_t>(p * (samples.size() - 1));
+  std::nth_element(samples.begin(), samples.begin() + at, samples.end());
+  return samples[at];
+}
+
+struct Flags {
+  std::string socket, mode = "get", ns = "bench";
+  int ops = 100000, inflight = 1, value_bytes = 100, keys = 10000;
+  int batches = 2;  // CacheClientOptions::max_batches_in_flight
+  bool persist = false;
+};
+
+// `inflight` operations kept in flight: each completion starts the next.
+void RunLoad(CacheNamespace& space, const Flags& flags, bool get) {
+  std::string value(flags.value_bytes, 'x');
+  std::vector<double> latencies(flags.ops);
+  std::atomic<int> next{0};
+  absl::Mutex mu;
+  int done = 0;
+  std::function<void()> start_one;
+  start_one = [&] {
+    int i = next.fetch_add(1);
+    if (i >= flags.ops) return;
+    std::string key = absl::StrCat("key:", i % flags.keys);
+    absl::Time began = absl::Now();
+    auto finish = [&, i, began](bool ok) {
+      latencies[i] = absl::ToDoubleMicroseconds(absl::Now() - began);
+      if (!ok) fprintf(stderr, "operation %d failed\n", i);
+      start_one();
+      absl::MutexLock lock(&mu);
+      ++done;
+    };
+    if (get) {
+      space.GetAsync(key, [finish](auto got) { finish(got.ok()); });
+    } else {
+      space.SetAsync(key, value, {}, [finish](auto set) { finish(set.ok()); });
+    }
+  };
+  absl::Time began = absl::Now();
+  for (int i = 0; i < flags.inflight; ++i) start_one();
+  {
+    absl::MutexLock lock(&mu);
+    auto all_done = [&]() { return done >= flags.ops; };
+    mu.Await(absl::Condition(&all_done));
+  }
+  double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+  printf("mode=%s inflight=%d ops=%d ops_per_s=%.0f p50_us=%.1f p99_us=%.1f\n",
+         get ? "get" : "set", flags.inflight, flags.ops, flags.ops / seconds,
+         Percentile(latencies, 0.5), Percentile(latencies, 0.99));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    size_t eq = arg.find('=');
+    std::string name = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
+    std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
+    bool ok = true;
+    if (name == "socket")
+      flags.socket = value;
+    else if (name == "mode")
+      flags.mode = value;
+    else if (name == "ns")
+      flags.ns = value;
+    else if (name == "persist")
+      flags.persist = true;
+    else if (name == "ops")
+      ok = absl::SimpleAtoi(value, &flags.ops);
+    else if (name == "inflight")
+      ok = absl::SimpleAtoi(value, &flags.inflight);
+    else if (name == "value-bytes")
+      ok = absl::SimpleAtoi(value, &flags.value_bytes);
+    else if (name == "keys")
+      ok = absl::SimpleAtoi(value, &flags.keys);
+    else if (name == "batches")
+      ok = absl::SimpleAtoi(value, &flags.batches);
+    else
+      ok = false;
+    if (!ok) {
+      fprintf(stderr, "cache_bench: bad flag %s\n", arg.c_str());
+      return 2;
+    }
+  }
+  cluster2::CacheClientOptions options;
+  options.address = flags.socket;
+  options.wait = absl::Seconds(60);
+  options.max_batches_in_flight = flags.batches;
+  auto client = CacheClient::Connect(options);
+  if (!client.ok()) return 1;
+  cluster2::CacheNamespaceConfig config;
+  config.persist = flags.persist;
+  config.near_cache = flags.mode == "near" || flags.mode == "invalidate";
+  auto space = (*client)->Use(flags.ns, config);
+  if (!space.ok()) {
+    fprintf(stderr, "cache_bench: %s\n", space.status().ToString().c_str());
+    return 1;
+  }
+  if (flags.mode == "get" || flags.mode == "set") {
+    if (flags.mode == "get") {  // fill the key space first
+      Flags fill = flags;
+      fill.ops = flags.keys;
+      fill.inflight = 16;
+      RunLoad(**space, fill, false);
+    }
+    RunLoad(**space, flags, flags.mode == "get");
+    return 0;
+  }
+  if (flags.mode == "near") {
+    if (!(*space)->Set("hot", std::string(flags.value_bytes, 'x')).ok())
+      return 1;
+    (*space)->Get("hot").IgnoreError();  // now near-cached
+    absl::Time began = absl::Now();
+    size_t bytes = 0;
+    for (int i = 0; i < flags.ops; ++i)
+      bytes += (*space)->Get("hot")->value().value.size();
+    double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+    printf("mode=near ops=%d ops_per_s=%.0f near_hits=%llu bytes=%zu\n",
+           flags.ops, flags.ops / seconds,
+           static_cast<unsigned long long>((*space)->near_hits()), bytes);
+    return 0;
+  }
+  if (flags.mode == "invalidate") {
+    auto writer_client = CacheClient::Connect(options);
+    auto writer = (*writer_client)->Use(flags.ns, {});
+    // From the moment the write is issued (an upper bound: it includes the
+    // write's own round trip) and from its acknowledgement (0 when the
+    // watch event arrived first).
+    std::vector<double> from_issue, from_ack;
+    for (int i = 0; i < flags.ops; ++i) {
+      std::string value = absl::StrCat("v", i);
+      absl::Time issued = absl::Now();
+      if (!(*writer)->Set("k", value).ok()) return 1;
+      absl::Time acked = absl::Now();
+      // Spin on the near-cache until the watch brings the new value.
+      while ((*space)->Get("k")->value_or(cluster2::CacheValue{}).value !=
+             value) {
+      }
+      absl::Time seen = absl::Now();
+      from_issue.push_back(absl::ToDoubleMicroseconds(seen - issued));
+      from_ack.push_back(absl::ToDoubleMicroseconds(seen - acked));
+    }
+    printf(
+        "mode=invalidate ops=%d p50_us=%.1f p99_us=%.1f ack_p50_us=%.1f "
+        "ack_p99_us=%.1f near_hits=%llu\n",
+        flags.ops, Percentile(from_issue, 0.5), Percentile(from_issue, 0.99),
+        Percentile(from_ack, 0.5), Percentile(from_ack, 0.99),
+        static_cast<unsigned long long>((*space)->near_hits()));
+    return 0;
+  }
+  fprintf(stderr, "cache_bench: unknown mode %s\n", flags.mode.c_str());
+  return 2;
+}
