@@ -3,16 +3,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <ostream>
+#include <set>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cluster2/v1/cache.grpc.pb.h"
 #include "cluster2/v1/cluster.grpc.pb.h"
 #include "cluster2/v1/ecv.grpc.pb.h"
 #include "cluster2/v1/emitter.grpc.pb.h"
@@ -50,22 +57,51 @@ Verbs:
   resume PID           the paused worker accepts again
   shutdown [--fast]    stop the cluster (graceful drain, or kill at once)
 
+Cache verbs (the cache server, not the master; NS is a namespace):
+  cache use NS [--persist] [--expire=DURATION] [--fsync=always|everysec|no]
+                       create NS (the first use fixes its options); prints the
+                       namespace's options and whether yours conflict with them
+  cache get NS KEY     print KEY's value raw (exit 1 if KEY is absent)
+  cache set NS KEY VALUE [--ttl=DURATION] [--nx]
+                       write KEY (--ttl default: the namespace's expire); with
+                       --nx only if KEY is absent, else print the current value
+                       and exit 1
+  cache del NS KEY     delete KEY and print its old value raw (exit 1 if absent)
+  cache keys NS [PREFIX] [--limit=N]
+                       the keys, sorted, one per line (all of them, or N)
+  cache watch NS [KEY] [--from=REVISION] [--count=N]
+                       print each change after REVISION (default: from now) as
+                       "REVISION KIND KEY VALUE", KIND set, delete, expire or
+                       evict; a line "resync" if REVISION is gone (re-read);
+                       until interrupted, or N changes (then exit 0)
+  cache stats [NS]     hits, misses, loads, errors, keys and bytes per namespace
+  Values are printed exactly, without a newline added. DURATION is 30s, 1m30s,
+  1h or plain seconds. Flags take --flag=VALUE or --flag VALUE; "--" ends
+  them (for a VALUE that starts with "--"). -o json prints the responses as
+  JSON (bytes in base64; watch: one JSON object per line).
+
 Options:
   --name NAME          cluster name (default "default")
   --run-dir DIR        run directory of the cluster (overrides --name)
   --master ADDRESS     master address, e.g. unix:/run/x/master.sock
                        (default: $CLUSTER2_MASTER, then the run directory)
+  --cache-socket PATH  the cache server's socket, e.g. for a cluster2-cache run
+                       alone (default: $CLUSTER2_CACHE, then
+                       <run directory>/cache.sock)
   -o, --output FORMAT  table (default) or json
-  --timeout SECONDS    RPC deadline (default 5)
+  --timeout SECONDS    RPC deadline (default 5; watch has none)
   -h, --help           this text
 
-Exit codes: 0 ok, 1 the master returned an error, 2 usage, 3 no master running.
+Exit codes: 0 ok; 1 the master or cache server returned an error, or a cache
+key is absent (get, del) or present (set --nx); 2 usage; 3 no master or cache
+server running (or it cannot be reached).
 )";
 
 struct Options {
   std::string name = "default";
   std::string run_dir;
   std::string master;
+  std::string cache_socket;
   std::string output = "table";
   int timeout_seconds = 5;
   std::vector<std::string> verb;  // verb and its arguments
@@ -104,6 +140,113 @@ std::string ToJson(const Message& message) {
   return json;
 }
 
+// The arguments of a verb after its name: positionals and flags.
+struct VerbArgs {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;  // "--ttl" -> "30s", "--nx" -> ""
+};
+
+// Splits args[first..] into positionals and flags: each of `value_flags`
+// takes --flag=VALUE or --flag VALUE, each of `bool_flags` is a bare --flag;
+// "--" ends the flags. INVALID_ARGUMENT names an unknown flag or a missing
+// value.
+absl::StatusOr<VerbArgs> SplitVerbArgs(
+    const std::vector<std::string>& args, size_t first,
+    const std::set<std::string>& value_flags,
+    const std::set<std::string>& bool_flags) {
+  VerbArgs result;
+  bool flags_ended = false;
+  for (size_t i = first; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (flags_ended || !absl::StartsWith(arg, "--")) {
+      result.positional.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      flags_ended = true;
+      continue;
+    }
+    size_t equals = arg.find('=');
+    std::string name = arg.substr(0, equals);
+    if (bool_flags.count(name) > 0) {
+      if (equals != std::string::npos)
+        return absl::InvalidArgumentError(name + " takes no value");
+      result.flags[name] = "";
+    } else if (value_flags.count(name) > 0) {
+      if (equals != std::string::npos) {
+        result.flags[name] = arg.substr(equals + 1);
+      } else if (i + 1 < args.size()) {
+        result.flags[name] = args[++i];
+      } else {
+        return absl::InvalidArgumentError(name + " needs a value");
+      }
+    } else {
+      return absl::InvalidArgumentError("unknown flag '" + name + "'");
+    }
+  }
+  return result;
+}
+
+// "30s", "1m30s", "1.5h" (absl::ParseDuration) or plain seconds ("90",
+// "0.5"); false unless finite and not negative.
+bool ParseDurationFlag(const std::string& text, absl::Duration* duration) {
+  double seconds = 0;
+  if (absl::SimpleAtod(text, &seconds)) {
+    if (!std::isfinite(seconds) || seconds < 0) return false;
+    *duration = absl::Seconds(seconds);
+    return true;
+  }
+  return absl::ParseDuration(text, duration) &&
+         *duration >= absl::ZeroDuration() &&
+         *duration != absl::InfiniteDuration();
+}
+
+std::string FsyncName(v1::NamespaceOptions::Fsync fsync) {
+  switch (fsync) {
+    case v1::NamespaceOptions::FSYNC_ALWAYS:
+      return "always";
+    case v1::NamespaceOptions::FSYNC_NO:
+      return "no";
+    default:  // FSYNC_UNSPECIFIED means everysec
+      return "everysec";
+  }
+}
+
+std::string WatchKindName(v1::WatchEvent::Kind kind) {
+  switch (kind) {
+    case v1::WatchEvent::KIND_SET:
+      return "set";
+    case v1::WatchEvent::KIND_DELETE:
+      return "delete";
+    case v1::WatchEvent::KIND_EXPIRE:
+      return "expire";
+    case v1::WatchEvent::KIND_EVICT:
+      return "evict";
+    default:
+      return absl::StrCat("kind", static_cast<int>(kind));
+  }
+}
+
+// Rows as columns two spaces apart, the last column unpadded.
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string table;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    absl::StrAppend(&table, line, "\n");
+  }
+  return table;
+}
+
 class Ctl {
  public:
   Ctl(Options options, std::ostream& out, std::ostream& err)
@@ -128,6 +271,8 @@ class Ctl {
         {"status", [this] { return Status(); }},
         {"resume", [this] { return ChangePause(false); }},
     };
+    // The cache verbs talk to the cache server, not the master.
+    if (verb == "cache") return CacheVerb();
     auto it = verbs.find(verb);
     if (it == verbs.end()) {
       err_ << "cluster2ctl: unknown verb '" << verb
@@ -529,6 +674,334 @@ class Ctl {
     return kExitOk;
   }
 
+  // Resolves the cache server's socket: --cache-socket, else
+  // $CLUSTER2_CACHE (without --run-dir), else <run dir>/cache.sock.
+  // kExitNoMaster if the socket is missing.
+  int ConnectCache() {
+    std::string address;
+    const char* env = std::getenv("CLUSTER2_CACHE");
+    if (!options_.cache_socket.empty()) {
+      address = absl::StartsWith(options_.cache_socket, "unix:")
+                    ? options_.cache_socket
+                    : absl::StrCat("unix:", options_.cache_socket);
+    } else if (options_.run_dir.empty() && env != nullptr && *env != '\0') {
+      address = env;
+    } else {
+      std::string dir =
+          !options_.run_dir.empty()
+              ? options_.run_dir
+              : DefaultRunDir(options_.name, std::getenv, geteuid());
+      address = absl::StrCat("unix:", dir, "/", RunDirectory::kCacheSocket);
+    }
+    bool unix_socket = absl::StartsWith(address, "unix:");
+    cache_where_ = unix_socket ? address.substr(5) : address;
+    struct stat info;
+    if (unix_socket && stat(cache_where_.c_str(), &info) != 0) {
+      err_ << "cluster2ctl: no cache server at " << cache_where_
+           << " (no such socket; start a cluster with the cache enabled, or "
+              "pass --cache-socket)\n";
+      return kExitNoMaster;
+    }
+    cache_ = v1::Cache::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    return kExitOk;
+  }
+
+  // Like Fail, for the cache server.
+  int FailCache(const grpc::Status& status) {
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      err_ << "cluster2ctl: no cache server at " << cache_where_ << " ("
+           << status.error_message() << ")\n";
+      return kExitNoMaster;
+    }
+    std::string message = status.error_message();
+    if (message.empty()) {  // e.g. UNIMPLEMENTED from a server without the RPC
+      message =
+          absl::StrCat("the cache server answered ",
+                       absl::StatusCodeToString(
+                           static_cast<absl::StatusCode>(status.error_code())));
+    }
+    err_ << "cluster2ctl: " << message << "\n";
+    return kExitFailed;
+  }
+
+  int CacheVerb() {
+    const std::vector<std::string>& args = options_.verb;
+    for (size_t i = 1; i < args.size() && args[i] != "--"; ++i) {
+      if (args[i] == "-h" || args[i] == "--help") {
+        out_ << kUsage;
+        return kExitOk;
+      }
+    }
+    std::string verb = args.size() > 1 ? args[1] : "";
+    if (verb == "use") return CacheUse();
+    if (verb == "get") return CacheGet();
+    if (verb == "set") return CacheSet();
+    if (verb == "del") return CacheDelete();
+    if (verb == "keys") return CacheKeys();
+    if (verb == "watch") return CacheWatch();
+    if (verb == "stats") return CacheStats();
+    return Usage(
+        absl::StrCat("cache takes use, get, set, del, keys, watch or stats",
+                     verb.empty() ? "" : absl::StrCat(", not '", verb, "'")));
+  }
+
+  int CacheUse() {
+    constexpr char kTakes[] =
+        "cache use takes NS [--persist] [--expire=DURATION] "
+        "[--fsync=always|everysec|no]";
+    auto args =
+        SplitVerbArgs(options_.verb, 2, {"--expire", "--fsync"}, {"--persist"});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.size() != 1) return Usage(kTakes);
+    v1::UseRequest request;
+    request.set_namespace_(args->positional[0]);
+    v1::NamespaceOptions* options = request.mutable_options();
+    options->set_persist(args->flags.count("--persist") > 0);
+    if (auto expire = args->flags.find("--expire");
+        expire != args->flags.end()) {
+      absl::Duration duration;
+      if (!ParseDurationFlag(expire->second, &duration)) {
+        return Usage(absl::StrCat("--expire takes a duration (30s, 1m, 90), ",
+                                  "not '", expire->second, "'"));
+      }
+      ToProto(duration, options->mutable_expire());
+    }
+    if (auto fsync = args->flags.find("--fsync"); fsync != args->flags.end()) {
+      static const std::map<std::string, v1::NamespaceOptions::Fsync> kFsync = {
+          {"always", v1::NamespaceOptions::FSYNC_ALWAYS},
+          {"everysec", v1::NamespaceOptions::FSYNC_EVERYSEC},
+          {"no", v1::NamespaceOptions::FSYNC_NO}};
+      auto policy = kFsync.find(fsync->second);
+      if (policy == kFsync.end())
+        return Usage("--fsync takes always, everysec or no");
+      options->set_fsync(policy->second);
+    }
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::UseResponse response;
+    grpc::Status status = cache_->Use(&context, request, &response);
+    if (!status.ok()) return FailCache(status);
+    if (response.conflict()) {
+      err_ << "cluster2ctl: namespace '" << request.namespace_()
+           << "' already exists with other options; it keeps them\n";
+    }
+    if (Json()) {
+      out_ << ToJson(response);
+      return kExitOk;
+    }
+    absl::Duration expire = FromProto(response.options().expire());
+    out_ << FormatTable(
+        {{"NAMESPACE", "PERSIST", "EXPIRE", "FSYNC", "CONFLICT"},
+         {request.namespace_(), response.options().persist() ? "yes" : "no",
+          expire == absl::ZeroDuration() ? "never"
+                                         : absl::FormatDuration(expire),
+          FsyncName(response.options().fsync()),
+          response.conflict() ? "yes" : "no"}});
+    return kExitOk;
+  }
+
+  int CacheGet() {
+    auto args = SplitVerbArgs(options_.verb, 2, {}, {});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.size() != 2) return Usage("cache get takes NS KEY");
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    v1::GetRequest request;
+    request.set_namespace_(args->positional[0]);
+    request.set_key(args->positional[1]);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::GetResponse response;
+    grpc::Status status = cache_->Get(&context, request, &response);
+    if (!status.ok()) return FailCache(status);
+    if (Json()) out_ << ToJson(response);
+    if (!response.found())
+      return KeyNotFound(request.namespace_(), request.key());
+    if (!Json()) out_ << response.value();
+    return kExitOk;
+  }
+
+  int KeyNotFound(const std::string& ns, const std::string& key) {
+    err_ << "cluster2ctl: key '" << key << "' not found in namespace '" << ns
+         << "'\n";
+    return kExitFailed;
+  }
+
+  int CacheSet() {
+    constexpr char kTakes[] =
+        "cache set takes NS KEY VALUE [--ttl=DURATION] [--nx]";
+    auto args = SplitVerbArgs(options_.verb, 2, {"--ttl"}, {"--nx"});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.size() != 3) return Usage(kTakes);
+    v1::SetRequest request;
+    request.set_namespace_(args->positional[0]);
+    request.set_key(args->positional[1]);
+    request.set_value(args->positional[2]);
+    request.set_leave_if_not_null(args->flags.count("--nx") > 0);
+    if (auto ttl = args->flags.find("--ttl"); ttl != args->flags.end()) {
+      absl::Duration duration;
+      if (!ParseDurationFlag(ttl->second, &duration) ||
+          duration == absl::ZeroDuration()) {
+        return Usage(absl::StrCat("--ttl takes a positive duration (30s, 1m, ",
+                                  "90), not '", ttl->second, "'"));
+      }
+      ToProto(duration, request.mutable_ttl());
+    }
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::SetResponse response;
+    grpc::Status status = cache_->Set(&context, request, &response);
+    if (!status.ok()) return FailCache(status);
+    if (Json()) {
+      out_ << ToJson(response);
+    } else if (response.written()) {
+      out_ << "written (revision " << response.revision() << ")\n";
+    } else {
+      out_ << response.current();
+    }
+    if (!response.written()) {
+      err_ << "cluster2ctl: key '" << request.key()
+           << "' already has a value (printed); --nx left it\n";
+      return kExitFailed;
+    }
+    return kExitOk;
+  }
+
+  int CacheDelete() {
+    auto args = SplitVerbArgs(options_.verb, 2, {}, {});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.size() != 2) return Usage("cache del takes NS KEY");
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    v1::DeleteRequest request;
+    request.set_namespace_(args->positional[0]);
+    request.set_key(args->positional[1]);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::DeleteResponse response;
+    grpc::Status status = cache_->Delete(&context, request, &response);
+    if (!status.ok()) return FailCache(status);
+    if (Json()) out_ << ToJson(response);
+    if (!response.found())
+      return KeyNotFound(request.namespace_(), request.key());
+    if (!Json()) out_ << response.old_value();
+    return kExitOk;
+  }
+
+  int CacheKeys() {
+    auto args = SplitVerbArgs(options_.verb, 2, {"--limit"}, {});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.empty() || args->positional.size() > 2)
+      return Usage("cache keys takes NS [PREFIX] [--limit=N]");
+    uint64_t limit = 0;  // 0 = every key
+    if (auto flag = args->flags.find("--limit"); flag != args->flags.end()) {
+      if (!absl::SimpleAtoi(flag->second, &limit) || limit == 0)
+        return Usage("--limit takes a positive number");
+    }
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    constexpr uint64_t kMaxPage = 10000;  // the server's largest page
+    v1::KeysRequest request;
+    request.set_namespace_(args->positional[0]);
+    if (args->positional.size() == 2) request.set_prefix(args->positional[1]);
+    v1::KeysResponse all;  // for -o json
+    uint64_t listed = 0;
+    while (limit == 0 || listed < limit) {
+      if (limit > 0)
+        request.set_limit(static_cast<uint32_t>(
+            std::min<uint64_t>(limit - listed, kMaxPage)));
+      grpc::ClientContext context;
+      Prepare(&context);
+      v1::KeysResponse page;
+      grpc::Status status = cache_->Keys(&context, request, &page);
+      if (!status.ok()) return FailCache(status);
+      for (const std::string& key : page.keys()) {
+        if (limit > 0 && listed == limit) break;
+        if (Json()) {
+          all.add_keys(key);
+        } else {
+          out_ << key << "\n";
+        }
+        ++listed;
+      }
+      if (page.next_page_token().empty()) break;
+      request.set_page_token(page.next_page_token());
+    }
+    if (Json()) out_ << ToJson(all);
+    return kExitOk;
+  }
+
+  int CacheWatch() {
+    constexpr char kTakes[] =
+        "cache watch takes NS [KEY] [--from=REVISION] [--count=N]";
+    auto args = SplitVerbArgs(options_.verb, 2, {"--from", "--count"}, {});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.empty() || args->positional.size() > 2)
+      return Usage(kTakes);
+    v1::WatchRequest request;
+    request.set_namespace_(args->positional[0]);
+    if (args->positional.size() == 2) request.set_key(args->positional[1]);
+    if (auto from = args->flags.find("--from"); from != args->flags.end()) {
+      uint64_t revision = 0;
+      if (!absl::SimpleAtoi(from->second, &revision))
+        return Usage("--from takes a revision number");
+      request.set_from_revision(revision);
+    }
+    int64_t count = -1;  // -1 = until interrupted
+    if (auto flag = args->flags.find("--count"); flag != args->flags.end()) {
+      if (!absl::SimpleAtoi(flag->second, &count) || count <= 0)
+        return Usage("--count takes a positive number");
+    }
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    int64_t seen = 0;
+    while (true) {
+      grpc::ClientContext context;  // no deadline: it streams until stopped
+      auto reader = cache_->Watch(&context, request);
+      v1::WatchEvent event;
+      bool progressed = false;
+      while (reader->Read(&event)) {
+        progressed = true;
+        // Resume after the last revision seen.
+        if (event.revision() > 0) request.set_from_revision(event.revision());
+        if (Json()) {
+          out_ << JsonLine(event) << std::endl;
+        } else {
+          out_ << FormatWatchEvent(event) << std::flush;
+        }
+        if (event.kind() != v1::WatchEvent::KIND_UNSPECIFIED) ++seen;
+        if (count > 0 && seen >= count) {
+          context.TryCancel();
+          reader->Finish();
+          return kExitOk;
+        }
+      }
+      grpc::Status status = reader->Finish();
+      // The contract: a slow consumer is cut off and resumes. Resume only
+      // after progress, so a server that refuses at once is not hammered.
+      if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+          progressed) {
+        continue;
+      }
+      return status.ok() ? kExitOk : FailCache(status);
+    }
+  }
+
+  int CacheStats() {
+    auto args = SplitVerbArgs(options_.verb, 2, {}, {});
+    if (!args.ok()) return Usage(args.status().message());
+    if (args->positional.size() > 1) return Usage("cache stats takes [NS]");
+    if (int code = ConnectCache(); code != kExitOk) return code;
+    v1::StatsRequest request;
+    if (!args->positional.empty()) request.set_namespace_(args->positional[0]);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::StatsResponse response;
+    grpc::Status status = cache_->Stats(&context, request, &response);
+    if (!status.ok()) return FailCache(status);
+    out_ << (Json() ? ToJson(response) : FormatCacheStatsTable(response));
+    return kExitOk;
+  }
+
   int Usage(absl::string_view problem) {
     err_ << "cluster2ctl: " << problem << " (see cluster2ctl --help)\n";
     return kExitUsage;
@@ -542,6 +1015,8 @@ class Ctl {
   std::unique_ptr<v1::Emitter::Stub> emitter_;
   std::unique_ptr<v1::Status::Stub> status_;
   std::unique_ptr<v1::Ecv::Stub> ecv_;
+  std::string cache_where_;  // the cache server's socket path (or address)
+  std::unique_ptr<v1::Cache::Stub> cache_;
 };
 
 }  // namespace
@@ -573,19 +1048,56 @@ std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
   return table;
 }
 
+std::string FormatCacheStatsTable(const v1::StatsResponse& stats) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAMESPACE", "HITS", "MISSES", "LOADS", "ERRORS", "KEYS", "BYTES"}};
+  for (const v1::NamespaceStats& ns : stats.namespaces()) {
+    rows.push_back({ns.namespace_(), absl::StrCat(ns.hits()),
+                    absl::StrCat(ns.misses()), absl::StrCat(ns.loads()),
+                    absl::StrCat(ns.errors()), absl::StrCat(ns.keys()),
+                    absl::StrCat(ns.bytes())});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatWatchEvent(const v1::WatchEvent& event) {
+  std::string lines;
+  if (event.resync()) lines = "resync\n";
+  if (event.kind() != v1::WatchEvent::KIND_UNSPECIFIED) {
+    absl::StrAppend(&lines, event.revision(), " ", WatchKindName(event.kind()),
+                    " ", event.key());
+    if (!event.value().empty()) absl::StrAppend(&lines, " ", event.value());
+    lines += "\n";
+  }
+  return lines;
+}
+
 int RunCtl(const std::vector<std::string>& args, std::ostream& out,
            std::ostream& err) {
   Options options;
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
+    std::string arg = args[i];
+    if (!options.verb.empty()) {
+      options.verb.push_back(arg);
+      continue;
+    }
+    // Options take "--option VALUE" or "--option=VALUE".
+    std::optional<std::string> inline_value;
+    if (size_t equals = arg.find('=');
+        absl::StartsWith(arg, "--") && equals != std::string::npos) {
+      inline_value = arg.substr(equals + 1);
+      arg.resize(equals);
+    }
     auto value = [&](std::string* target) {
+      if (inline_value.has_value()) {
+        *target = *inline_value;
+        return true;
+      }
       if (i + 1 >= args.size()) return false;
       *target = args[++i];
       return true;
     };
-    if (!options.verb.empty()) {
-      options.verb.push_back(arg);
-    } else if (arg == "-h" || arg == "--help" || arg == "help") {
+    if (arg == "-h" || arg == "--help" || arg == "help") {
       out << kUsage;
       return kExitOk;
     } else if (arg == "--name") {
@@ -594,6 +1106,8 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out,
       if (!value(&options.run_dir)) break;
     } else if (arg == "--master") {
       if (!value(&options.master)) break;
+    } else if (arg == "--cache-socket") {
+      if (!value(&options.cache_socket)) break;
     } else if (arg == "-o" || arg == "--output") {
       if (!value(&options.output)) break;
       if (options.output != "json" && options.output != "table") {
@@ -619,13 +1133,22 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out,
     err << "cluster2ctl: no verb given (see cluster2ctl --help)\n";
     return kExitUsage;
   }
-  // Verbs accept -o after them too: `cluster2ctl workers -o json`.
-  for (size_t i = 1; i + 1 < options.verb.size(); ++i) {
-    if (options.verb[i] == "-o" || options.verb[i] == "--output") {
-      options.output = options.verb[i + 1];
-      options.verb.erase(options.verb.begin() + i,
-                         options.verb.begin() + i + 2);
-      break;
+  // Verbs accept -o and --cache-socket after them too (`cluster2ctl workers
+  // -o json`), up to a "--" that ends the flags.
+  std::vector<std::string>& verb = options.verb;
+  for (size_t i = 1; i < verb.size() && verb[i] != "--";) {
+    std::string* target = nullptr;
+    std::string name = verb[i].substr(0, verb[i].find('='));
+    if (name == "-o" || name == "--output") target = &options.output;
+    if (name == "--cache-socket") target = &options.cache_socket;
+    if (target != nullptr && name.size() < verb[i].size()) {
+      *target = verb[i].substr(name.size() + 1);
+      verb.erase(verb.begin() + i);
+    } else if (target != nullptr && i + 1 < verb.size()) {
+      *target = verb[i + 1];
+      verb.erase(verb.begin() + i, verb.begin() + i + 2);
+    } else {
+      ++i;
     }
   }
   if (options.output != "json" && options.output != "table") {
