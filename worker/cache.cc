@@ -63,27 +63,43 @@ v1::NamespaceOptions OptionsProto(const CacheNamespaceConfig& config) {
   return options;
 }
 
-// Gathers operations into Batch calls: at most `max_in_flight` calls are
-// outstanding; operations submitted meanwhile wait and leave together in
-// the next one.
+// Gathers operations into batches sent over one long-lived Pipeline stream:
+// at most `max_in_flight` batches await their answer; operations submitted
+// meanwhile wait and leave together in the next one. A stream that breaks
+// (the server restarted) fails its unanswered batches with UNAVAILABLE and
+// the next batch opens a new one (which waits for the server); a batch not
+// answered by its deadline cancels the stream (DEADLINE_EXCEEDED).
 class Batcher {
  public:
   Batcher(v1::Cache::Stub* stub, int max_in_flight)
-      : stub_(stub), max_in_flight_(std::max(1, max_in_flight)) {}
+      : stub_(stub), max_in_flight_(std::max(1, max_in_flight)) {
+    watchdog_ = std::thread([this] { Watchdog(); });
+  }
   ~Batcher() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](int* n) { return *n == 0; }, &in_flight_));
+    std::deque<Pending> orphans;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      if (stream_ != nullptr) stream_->context.TryCancel();
+      mu_.Await(absl::Condition(
+          +[](int* streams) { return *streams == 0; }, &live_streams_));
+      orphans.swap(queue_);
+    }
+    watchdog_.join();
+    for (Pending& pending : orphans) {
+      pending.done(absl::CancelledError("the cache client is closing"), nullptr,
+                   &pending.op);
+    }
   }
 
   void Submit(v1::BatchRequest::Op op, absl::Time deadline, OpDone done) {
-    Call* call = nullptr;
+    Actions actions;
     {
       absl::MutexLock lock(&mu_);
       queue_.push_back(Pending{std::move(op), deadline, std::move(done)});
-      if (in_flight_ < max_in_flight_) call = TakeLocked();
+      SendLocked(&actions);
     }
-    if (call != nullptr) Start(call);
+    Run(actions);
   }
 
  private:
@@ -92,72 +108,215 @@ class Batcher {
     absl::Time deadline;
     OpDone done;
   };
-  struct Call {
-    grpc::ClientContext context;
-    v1::BatchRequest request;
-    v1::BatchResponse response;
+  // A batch sent (or about to be), awaiting its answer.
+  struct Sent {
+    std::unique_ptr<v1::BatchRequest> request;
     std::vector<OpDone> dones;
+    absl::Time deadline;
   };
 
-  Call* TakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto* call = new Call;
-    absl::Time deadline = absl::InfiniteFuture();
-    size_t bytes = 0;
-    while (!queue_.empty() && call->dones.size() < kMaxOpsPerBatch &&
-           (bytes == 0 || bytes < kMaxBatchBytes)) {
-      Pending& next = queue_.front();
-      bytes += next.op.ByteSizeLong();
-      deadline = std::min(deadline, next.deadline);
-      *call->request.add_ops() = std::move(next.op);
-      call->dones.push_back(std::move(next.done));
-      queue_.pop_front();
+  // One Pipeline call. Writes are started from outside its reactions, so
+  // it keeps a hold (no OnDone) until it is retired: broken and with no
+  // write about to start.
+  class Stream final
+      : public grpc::ClientBidiReactor<v1::BatchRequest, v1::BatchResponse> {
+   public:
+    explicit Stream(Batcher* owner) : owner_(owner) {
+      context.set_wait_for_ready(true);  // rides out a server restart
     }
-    call->context.set_wait_for_ready(true);  // rides out a server restart
-    call->context.set_deadline(absl::ToChronoTime(deadline));
-    ++in_flight_;
-    return call;
-  }
-
-  void Start(Call* call) {
-    stub_->async()->Batch(
-        &call->context, &call->request, &call->response,
-        [this, call](grpc::Status status) { Finish(call, status); });
-  }
-
-  void Finish(Call* call, const grpc::Status& grpc_status) {
-    absl::Status status = FromGrpcStatus(grpc_status);
-    for (size_t i = 0; i < call->dones.size(); ++i) {
-      int index = static_cast<int>(i);
-      v1::BatchRequest::Op* op = call->request.mutable_ops(index);
-      if (!status.ok()) {
-        call->dones[i](status, nullptr, op);
-      } else if (index >= call->response.results_size()) {
-        call->dones[i](absl::InternalError("the batch lost a result"), nullptr,
-                       op);
-      } else {
-        const Result& result = call->response.results(index);
-        call->dones[i](
-            absl::Status(static_cast<absl::StatusCode>(result.code()),
-                         result.message()),
-            &result, op);
+    void Begin() {
+      owner_->stub_->async()->Pipeline(&context, this);
+      AddHold();
+      StartRead(&response_);
+      StartCall();
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        owner_->Broken(this);
+        return;
       }
+      owner_->Answered(this, &response_);
+      response_.Clear();
+      StartRead(&response_);
     }
-    delete call;
-    // Operations submitted by the callbacks above join this next call.
-    Call* next = nullptr;
+    void OnWriteDone(bool ok) override { owner_->Written(this, ok); }
+    void OnDone(const grpc::Status&) override {
+      owner_->Done();
+      delete this;
+    }
+    grpc::ClientContext context;
+    // Guarded by the owner's mu_.
+    int starts = 0;  // writes handed out, not yet started
+    bool retired = false;
+
+   private:
+    Batcher* const owner_;
+    v1::BatchResponse response_;
+  };
+
+  // What to do once the lock is released (gRPC calls).
+  struct Actions {
+    Stream* begin = nullptr;
+    Stream* write_on = nullptr;
+    v1::BatchRequest* write = nullptr;
+  };
+  void Run(const Actions& actions) {
+    if (actions.begin != nullptr) actions.begin->Begin();
+    if (actions.write == nullptr) return;
+    actions.write_on->StartWrite(actions.write);
+    bool release;
     {
       absl::MutexLock lock(&mu_);
-      --in_flight_;
-      if (!queue_.empty()) next = TakeLocked();
+      release = --actions.write_on->starts == 0 && actions.write_on->retired;
     }
-    if (next != nullptr) Start(next);
+    if (release) actions.write_on->RemoveHold();
+  }
+
+  // Builds batches while there is room, opening a stream if there is none,
+  // and starts the next write if none is under way.
+  void SendLocked(Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stopping_) return;
+    while (!queue_.empty() && sent_.size() < max_in_flight_) {
+      Sent sent;
+      sent.request = std::make_unique<v1::BatchRequest>();
+      sent.request->set_id(next_id_++);
+      sent.deadline = absl::InfiniteFuture();
+      size_t bytes = 0;
+      while (!queue_.empty() && sent.dones.size() < kMaxOpsPerBatch &&
+             bytes < kMaxBatchBytes) {
+        Pending& next = queue_.front();
+        bytes += next.op.ByteSizeLong();
+        sent.deadline = std::min(sent.deadline, next.deadline);
+        *sent.request->add_ops() = std::move(next.op);
+        sent.dones.push_back(std::move(next.done));
+        queue_.pop_front();
+      }
+      to_write_.push_back(sent.request.get());
+      sent_.push_back(std::move(sent));
+    }
+    if (stream_ == nullptr && !to_write_.empty()) {
+      stream_ = new Stream(this);
+      ++live_streams_;
+      actions->begin = stream_;
+    }
+    if (stream_ != nullptr && !writing_ && !to_write_.empty()) {
+      writing_ = true;
+      ++stream_->starts;
+      actions->write_on = stream_;
+      actions->write = to_write_.front();
+      to_write_.pop_front();
+    }
+  }
+
+  void Written(Stream* stream, bool ok) {
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stream != stream_) return;
+      writing_ = false;
+      if (ok) SendLocked(&actions);  // else the read fails too: Broken
+    }
+    Run(actions);
+  }
+
+  void Answered(Stream* stream, v1::BatchResponse* response) {
+    Sent sent;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stream != stream_ || sent_.empty()) return;
+      sent = std::move(sent_.front());
+      sent_.pop_front();
+    }
+    for (size_t i = 0; i < sent.dones.size(); ++i) {
+      int index = static_cast<int>(i);
+      v1::BatchRequest::Op* op = sent.request->mutable_ops(index);
+      if (response->id() != sent.request->id() ||
+          index >= response->results_size()) {
+        sent.dones[i](absl::InternalError("the cache answered out of order"),
+                      nullptr, op);
+        continue;
+      }
+      const Result& result = response->results(index);
+      sent.dones[i](absl::Status(static_cast<absl::StatusCode>(result.code()),
+                                 result.message()),
+                    &result, op);
+    }
+    // Operations submitted by the callbacks above leave now.
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      SendLocked(&actions);
+    }
+    Run(actions);
+  }
+
+  // The stream's read failed: it is over. Its unanswered batches fail; the
+  // queued operations get a new stream.
+  void Broken(Stream* stream) {
+    std::deque<Sent> failed;
+    absl::Status status;
+    Actions actions;
+    bool release;
+    {
+      absl::MutexLock lock(&mu_);
+      stream->retired = true;
+      release = stream->starts == 0;
+      if (stream == stream_) {
+        failed.swap(sent_);
+        to_write_.clear();
+        writing_ = false;
+        stream_ = nullptr;
+        status = timed_out_
+                     ? absl::DeadlineExceededError(
+                           "the cache server did not answer in time")
+                     : absl::UnavailableError(
+                           "the connection to the cache server broke (did it "
+                           "restart?)");
+        timed_out_ = false;
+        SendLocked(&actions);
+      }
+    }
+    if (release) stream->RemoveHold();
+    for (Sent& sent : failed) {
+      for (size_t i = 0; i < sent.dones.size(); ++i) {
+        sent.dones[i](status, nullptr,
+                      sent.request->mutable_ops(static_cast<int>(i)));
+      }
+    }
+    Run(actions);
+  }
+
+  void Done() {
+    absl::MutexLock lock(&mu_);
+    --live_streams_;
+  }
+
+  // Cancels the stream when its oldest batch is past its deadline.
+  void Watchdog() {
+    absl::MutexLock lock(&mu_);
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                                 absl::Milliseconds(50))) {
+      if (stream_ != nullptr && !sent_.empty() && !timed_out_ &&
+          sent_.front().deadline <= absl::Now()) {
+        timed_out_ = true;
+        stream_->context.TryCancel();
+      }
+    }
   }
 
   v1::Cache::Stub* const stub_;
-  const int max_in_flight_;
+  const size_t max_in_flight_;
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Sent> sent_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::BatchRequest*> to_write_ ABSL_GUARDED_BY(mu_);
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current one
+  int live_streams_ ABSL_GUARDED_BY(mu_) = 0;      // not yet OnDone
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool timed_out_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::thread watchdog_;
 };
 
 class ClientImpl;

@@ -284,10 +284,10 @@ grpc::Status CacheService::Stats(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* CacheService::Batch(
-    grpc::CallbackServerContext* context, const v1::BatchRequest* request,
-    v1::BatchResponse* response) {
-  for (const v1::BatchRequest::Op& op : request->ops()) {
+void CacheService::RunBatch(const v1::BatchRequest& request,
+                            v1::BatchResponse* response) {
+  response->set_id(request.id());
+  for (const v1::BatchRequest::Op& op : request.ops()) {
     v1::BatchResponse::Result* result = response->add_results();
     absl::Status status;
     if (op.has_get()) {
@@ -305,9 +305,91 @@ grpc::ServerUnaryReactor* CacheService::Batch(
     result->set_code(static_cast<int>(status.code()));
     result->set_message(std::string(status.message()));
   }
+}
+
+grpc::ServerUnaryReactor* CacheService::Batch(
+    grpc::CallbackServerContext* context, const v1::BatchRequest* request,
+    v1::BatchResponse* response) {
+  RunBatch(*request, response);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+namespace {
+
+// One Pipeline stream: reads a batch, runs it, queues its answer; one write
+// at a time, in order.
+class PipelineReactor final
+    : public grpc::ServerBidiReactor<v1::BatchRequest, v1::BatchResponse> {
+ public:
+  explicit PipelineReactor(CacheService* service) : service_(service) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client closed its side, or the call ended
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      MaybeFinishLocked();
+      return;
+    }
+    v1::BatchResponse response;
+    service_->RunBatch(request_, &response);
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.push_back(std::move(response));
+      if (!writing_) WriteNextLocked();
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      pending_.clear();
+      failed_ = true;
+    }
+    if (!pending_.empty()) {
+      WriteNextLocked();
+    } else {
+      MaybeFinishLocked();
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    current_ = std::move(pending_.front());
+    pending_.pop_front();
+    StartWrite(&current_);
+  }
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reading_ || writing_ || finished_) return;
+    if (!pending_.empty() && !failed_) return;
+    finished_ = true;
+    Finish(grpc::Status::OK);
+  }
+
+  CacheService* const service_;
+  v1::BatchRequest request_;
+  absl::Mutex mu_;
+  std::deque<v1::BatchResponse> pending_ ABSL_GUARDED_BY(mu_);
+  v1::BatchResponse current_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = true;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::BatchRequest, v1::BatchResponse>*
+CacheService::Pipeline(grpc::CallbackServerContext*) {
+  return new PipelineReactor(this);
 }
 
 grpc::Status CacheService::Hold(grpc::ServerContext* context,

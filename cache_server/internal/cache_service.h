@@ -15,10 +15,12 @@
 
 namespace cluster2 {
 
-// Batch, the hot path of the client library, runs on gRPC's callback API
-// (no hand-off to a sync worker thread); the other methods are sync.
+// Batch and Pipeline, the hot path of the client library, run on gRPC's
+// callback API (no hand-off to a sync worker thread); the other methods are
+// sync.
 class CacheService final
-    : public v1::Cache::WithCallbackMethod_Batch<v1::Cache::Service> {
+    : public v1::Cache::WithCallbackMethod_Batch<
+          v1::Cache::WithCallbackMethod_Pipeline<v1::Cache::Service>> {
  public:
   // Borrows `store`.
   explicit CacheService(CacheStore* store) : store_(store) {}
@@ -41,6 +43,11 @@ class CacheService final
   grpc::ServerUnaryReactor* Batch(grpc::CallbackServerContext* context,
                                   const v1::BatchRequest* request,
                                   v1::BatchResponse* response) override;
+  grpc::ServerBidiReactor<v1::BatchRequest, v1::BatchResponse>* Pipeline(
+      grpc::CallbackServerContext* context) override;
+
+  // Runs the operations of `request` in order.
+  void RunBatch(const v1::BatchRequest& request, v1::BatchResponse* response);
   grpc::Status Hold(grpc::ServerContext*, const v1::HoldRequest*,
                     grpc::ServerWriter<v1::HoldEvent>*) override;
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,

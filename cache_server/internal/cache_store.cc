@@ -486,7 +486,7 @@ absl::StatusOr<std::optional<std::string>> CacheStore::Delete(
       }
       if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
     }
-    old = std::move(it->second.value);
+    old = it->second.value;  // EraseLocked still counts its bytes
     ++revision_;
     EraseLocked(n, it, CacheEvent::Kind::kDelete);
   }

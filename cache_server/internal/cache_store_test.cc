@@ -371,6 +371,9 @@ TEST(CacheStoreMemoryTest, EvictsLeastRecentlyUsedNonPersistentKeys) {
   EXPECT_TRUE(store.Get("ns", "a")->found);
   EXPECT_EQ(watcher.Keys(), "a/0 b/0 c/0 b/3 d/0 ");  // evicted, then set
   EXPECT_EQ(store.bytes(), 3 * entry);
+  ASSERT_TRUE(store.Delete("ns", "d").ok());
+  EXPECT_EQ(store.bytes(), 2 * entry);  // a delete gives back every byte
+  ASSERT_TRUE(store.Set("ns", "d", ten, absl::ZeroDuration(), false, "").ok());
   // Persistent keys are never evicted: once they fill the budget, writes
   // fail with RESOURCE_EXHAUSTED and nothing is lost.
   for (const char* key : {"x", "y", "z"})
