@@ -26,9 +26,11 @@
 // loads). If the loading process dies, the next waiter loads at once: the
 // lease is tied to this client's Hold stream.
 //
-// Restarts of the cache server are transparent: calls wait for it (up to
-// their `wait`), namespaces are Used again, watches resume from their last
-// revision (or report kResync if the server no longer has it).
+// Restarts of the cache server: operations in flight when it dies fail
+// with UNAVAILABLE (a write may or may not have been applied); later ones
+// wait for it (up to their `wait`), namespaces are Used again, watches
+// resume from their last revision (or report kResync if the server no
+// longer has it).
 //
 // Near-cache (CacheNamespaceConfig::near_cache): the namespace's values are
 // kept in this process after a read and updated or dropped from a watch of
