@@ -30,6 +30,16 @@ echo
 echo "== $ctl --name demo workers"
 "$ctl" --name demo workers
 echo
+echo "== the shared cache (cluster2-cache, started by the master)"
+echo "\$ $ctl --name demo cache set demo greeting 'hello from the cache'"
+"$ctl" --name demo cache use demo >/dev/null
+"$ctl" --name demo cache set demo greeting 'hello from the cache'
+echo "\$ $ctl --name demo cache get demo greeting"
+"$ctl" --name demo cache get demo greeting
+echo
+echo "\$ $ctl --name demo cache stats"
+"$ctl" --name demo cache stats
+echo
 echo "The cluster runs: try 'curl http://127.0.0.1:$PORT/', '$ctl --name demo workers',"
 echo "the monitor page http://127.0.0.1:$MON_PORT/ and its ECV http://127.0.0.1:$MON_PORT/ecv,"
 echo "kill a worker (it comes back in its slot), Ctrl-C to stop gracefully."
