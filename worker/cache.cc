@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -732,8 +733,25 @@ class ClientImpl final : public CacheClient {
   }
 
  private:
+  // One channel per address for the whole process, never destroyed. gRPC
+  // 1.51 runs callbacks on a thread pool that it tears down when the last
+  // channel using it goes; if that happens on one of its own threads (the
+  // last reference dropped by a callback), it crashes (grpc/grpc#32584: seen
+  // here as "ref_counted.h: assertion failed: prior > 0" when clients came
+  // and went). Clients of one process share the connection, which is also
+  // what they should do.
   static std::shared_ptr<grpc::Channel> MakeChannel(
       const std::string& address) {
+    static absl::Mutex mu;
+    static auto* channels =
+        new std::map<std::string, std::shared_ptr<grpc::Channel>>();
+    absl::MutexLock lock(&mu);
+    std::shared_ptr<grpc::Channel>& channel = (*channels)[address];
+    if (channel == nullptr) channel = NewChannel(address);
+    return channel;
+  }
+
+  static std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
