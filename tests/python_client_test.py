@@ -32,6 +32,7 @@ import grpc  # noqa: E402
 from cluster2.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2  # noqa: E402
 from cluster2.v1 import emitter_pb2, emitter_pb2_grpc, status_pb2, status_pb2_grpc  # noqa: E402
 from cluster2.v1 import ecv_pb2, ecv_pb2_grpc  # noqa: E402
+from cluster2.v1 import cache_pb2, cache_pb2_grpc  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 import threading  # noqa: E402
 
@@ -201,6 +202,61 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(sorted(e.worker_id for e in level.entries), [0, 1])
         workers = status.GetStatus(status_pb2.GetStatusRequest(name="workers"), timeout=5)
         self.assertEqual(len(workers.entries[0].value.list_value.values), 2)
+
+    def test_cache_from_python(self):
+        """The master's cache server, from Python: get-or-load with leases
+        tied to Hold streams (a cancelled holder hands its lease on), watch,
+        the same error codes."""
+        cache_path = f"{self.dir}/run/cache.sock"
+        self.assertTrue(wait_until(lambda: os.path.exists(cache_path), 10), self.master_log())
+        channel = grpc.insecure_channel(f"unix:{cache_path}")
+        self.addCleanup(channel.close)
+        cache = cache_pb2_grpc.CacheStub(channel)
+        cache.Use(cache_pb2.UseRequest(namespace="py"), timeout=5, wait_for_ready=True)
+
+        watch = cache.Watch(cache_pb2.WatchRequest(namespace="py"))
+        self.addCleanup(watch.cancel)
+        watch.initial_metadata()  # registered: every later change arrives
+
+        holds = {}
+        for client in ("holder", "waiter"):
+            holds[client] = cache.Hold(cache_pb2.HoldRequest(client_id=client))
+            next(holds[client])  # the server registered it
+        self.addCleanup(holds["waiter"].cancel)
+
+        first = cache.Get(cache_pb2.GetRequest(namespace="py", key=b"k", lease=True,
+                                               client_id="holder"), timeout=5)
+        self.assertTrue(first.lease_token)
+        parked = {}
+        waiter = threading.Thread(target=lambda: parked.update(response=cache.Get(
+            cache_pb2.GetRequest(namespace="py", key=b"k", lease=True, client_id="waiter"),
+            timeout=10)))
+        waiter.start()
+
+        def waiting():
+            stats = cache.Stats(cache_pb2.StatsRequest(namespace="py"), timeout=2)
+            return stats.namespaces[0].waiting == 1
+        self.assertTrue(wait_until(waiting, 5))
+        holds["holder"].cancel()  # the holder's process "dies"
+        waiter.join(timeout=5)
+        self.assertTrue(parked["response"].lease_token, "the waiter loads instead")
+        done = cache.Set(cache_pb2.SetRequest(namespace="py", key=b"k", value=b"from python",
+                                              lease_token=parked["response"].lease_token),
+                         timeout=5)
+        self.assertTrue(done.written)
+
+        event = next(watch)
+        self.assertEqual(event.kind, cache_pb2.WatchEvent.KIND_SET)
+        self.assertEqual((event.key, event.value, event.revision), (b"k", b"from python", done.revision))
+        got = cache.Get(cache_pb2.GetRequest(namespace="py", key=b"k"), timeout=5)
+        self.assertEqual(got.value, b"from python")
+
+        with self.assertRaises(grpc.RpcError) as error:
+            cache.Set(cache_pb2.SetRequest(namespace="py", key=b"", value=b"v"), timeout=5)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as error:
+            cache.Get(cache_pb2.GetRequest(namespace="nope", key=b"k"), timeout=5)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_effective_config_and_shutdown(self):
         config = self.cluster.GetConfig(cluster_pb2.GetConfigRequest(), timeout=2).config
