@@ -302,6 +302,8 @@ class Master {
     options.hostname = hostname;
     options.port = config_.port();
     options.cluster_name = config_.name();
+    if (config_.cache().enable())
+      options.cache_address = run_dir_->Address(RunDirectory::kCacheSocket);
     CLUSTER2_ASSIGN_OR_RETURN(
         monitor_, MonitorServer::Start(mon_socket_, std::move(options),
                                        ecv_.get(), supervisor_.get(),

@@ -13,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "cluster2/v1/cache.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/test_cluster.h"
@@ -143,6 +145,36 @@ TEST(MonitorTest, MetricsPassPromtool) {
             "cluster2_worker_resident_memory_bytes{slot=\"1\"");
       },
       absl::Seconds(10)));
+  // The cache's figures, per namespace.
+  auto cache = v1::Cache::NewStub(
+      grpc::CreateChannel("unix:" + cluster.run_dir() + "/cache.sock",
+                          grpc::InsecureChannelCredentials()));
+  auto call = [](auto method) {
+    grpc::ClientContext context;
+    context.set_wait_for_ready(true);
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    return method(&context);
+  };
+  v1::UseRequest use;
+  use.set_namespace_("m");
+  v1::UseResponse used;
+  ASSERT_TRUE(call([&](grpc::ClientContext* c) {
+                return cache->Use(c, use, &used);
+              }).ok());
+  v1::SetRequest set;
+  set.set_namespace_("m");
+  set.set_key("k");
+  set.set_value("v");
+  v1::SetResponse written;
+  ASSERT_TRUE(call([&](grpc::ClientContext* c) {
+                return cache->Set(c, set, &written);
+              }).ok());
+  std::string metrics = HttpGet(cluster.mon_port(), "/metrics").body;
+  EXPECT_TRUE(absl::StrContains(metrics, "cluster2_cache_up 1")) << metrics;
+  EXPECT_TRUE(
+      absl::StrContains(metrics, "cluster2_cache_keys{namespace=\"m\"} 1"))
+      << metrics;
   TempDir tmp;
   std::string path = tmp.path() + "/metrics.txt";
   { std::ofstream(path) << HttpGet(cluster.mon_port(), "/metrics").body; }

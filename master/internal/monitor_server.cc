@@ -14,7 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "cluster2/v1/cache.grpc.pb.h"
 #include "common/status.h"
+#include "grpcpp/grpcpp.h"
 #include "master/internal/monitor_page.h"
 
 namespace cluster2 {
@@ -170,6 +172,10 @@ absl::StatusOr<std::unique_ptr<MonitorServer>> MonitorServer::Start(
   return server;
 }
 
+struct MonitorServer::CacheProbe {
+  std::unique_ptr<v1::Cache::Stub> stub;
+};
+
 MonitorServer::MonitorServer(MonitorOptions options, Ecv* ecv,
                              Supervisor* supervisor, StatusRegistry* registry,
                              EventRouter* router)
@@ -177,7 +183,19 @@ MonitorServer::MonitorServer(MonitorOptions options, Ecv* ecv,
       ecv_(ecv),
       supervisor_(supervisor),
       registry_(registry),
-      router_(router) {}
+      router_(router) {
+  if (!options_.cache_address.empty()) {
+    // Scrapes come before the cache server is up, and after its restarts:
+    // reconnect quickly, not with gRPC's default backoff of seconds.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    cache_probe_ = std::make_unique<CacheProbe>();
+    cache_probe_->stub = v1::Cache::NewStub(grpc::CreateCustomChannel(
+        options_.cache_address, grpc::InsecureChannelCredentials(), args));
+  }
+}
 
 MonitorServer::~MonitorServer() {
   g_stopping = true;
@@ -416,7 +434,54 @@ std::string MonitorServer::Metrics() {
   family("cluster2_statuses", "gauge",
          "Status names registered in the cluster.");
   absl::StrAppend(&text, "cluster2_statuses ", registry_->Names().size(), "\n");
+  if (cache_probe_ != nullptr) AppendCacheMetrics(&text);
   return text;
+}
+
+void MonitorServer::AppendCacheMetrics(std::string* text) {
+  v1::Cache::Stub* stub = cache_probe_->stub.get();
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);  // through a reconnection
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(300));
+  v1::StatsResponse stats;
+  bool up = stub->Stats(&context, v1::StatsRequest(), &stats).ok();
+  absl::StrAppend(text,
+                  "# HELP cluster2_cache_up 1 when the cache server answered "
+                  "this scrape.\n# TYPE cluster2_cache_up gauge\n"
+                  "cluster2_cache_up ",
+                  up ? 1 : 0, "\n");
+  if (!up) return;
+  struct Figure {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (v1::NamespaceStats::*value)() const;
+  };
+  const Figure figures[] = {
+      {"cluster2_cache_hits_total", "counter", "Reads that found a value.",
+       &v1::NamespaceStats::hits},
+      {"cluster2_cache_misses_total", "counter",
+       "Plain reads that found nothing.", &v1::NamespaceStats::misses},
+      {"cluster2_cache_loads_total", "counter",
+       "Get-or-load leases granted (one loader run each).",
+       &v1::NamespaceStats::loads},
+      {"cluster2_cache_load_errors_total", "counter",
+       "Loads that failed (parked callers told the error).",
+       &v1::NamespaceStats::errors},
+      {"cluster2_cache_keys", "gauge", "Keys held.", &v1::NamespaceStats::keys},
+      {"cluster2_cache_bytes", "gauge",
+       "Bytes of keys and values held (plus a fixed overhead per key).",
+       &v1::NamespaceStats::bytes},
+  };
+  for (const Figure& figure : figures) {
+    absl::StrAppend(text, "# HELP ", figure.name, " ", figure.help, "\n# TYPE ",
+                    figure.name, " ", figure.type, "\n");
+    for (const v1::NamespaceStats& space : stats.namespaces()) {
+      absl::StrAppend(text, figure.name, "{namespace=\"", space.namespace_(),
+                      "\"} ", (space.*figure.value)(), "\n");
+    }
+  }
 }
 
 }  // namespace cluster2

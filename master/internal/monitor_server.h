@@ -39,6 +39,9 @@ struct MonitorOptions {
   std::string hostname;
   unsigned port = 0;  // the service port
   std::string cluster_name;
+  // The cache server ("unix:..."), asked for its figures at each scrape of
+  // /metrics; empty: none.
+  std::string cache_address;
 };
 
 class MonitorServer {
@@ -63,12 +66,18 @@ class MonitorServer {
   MonitorServer(MonitorOptions options, Ecv* ecv, Supervisor* supervisor,
                 StatusRegistry* registry, EventRouter* router);
 
+  // The cache server's figures (cluster2_cache_*); cluster2_cache_up 0 if
+  // it does not answer within a fraction of a second.
+  void AppendCacheMetrics(std::string* text);
+
   const MonitorOptions options_;
   Ecv* const ecv_;
   Supervisor* const supervisor_;
   StatusRegistry* const registry_;
   EventRouter* const router_;
   MHD_Daemon* daemon_ = nullptr;
+  struct CacheProbe;                         // a stub of the cache server
+  std::unique_ptr<CacheProbe> cache_probe_;  // with cache_address
 };
 
 }  // namespace cluster2
