@@ -51,6 +51,10 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
     return absl::InvalidArgumentError(
         "the cache socket must be a path of 1..107 bytes");
   }
+  if (options.max_value_bytes == 0 || options.max_value_bytes > (64 << 20)) {
+    return absl::InvalidArgumentError(
+        "the largest value must be 1 byte to 64 MiB");
+  }
   auto state = std::make_unique<State>(options);
   std::vector<std::string> problems;
   if (absl::Status status = state->store.Recover(&problems); !status.ok()) {
@@ -73,7 +77,7 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
   // Room for a Batch of a few maximal values; larger messages get
   // RESOURCE_EXHAUSTED from gRPC itself.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
-      std::min<size_t>(4 * options.max_value_bytes + (1 << 20), 1 << 30)));
+      std::max<size_t>(4 * options.max_value_bytes + (1 << 20), 8 << 20)));
   builder.RegisterService(&state->service);
   state->server = builder.BuildAndStart();
   if (state->server == nullptr) {

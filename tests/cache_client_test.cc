@@ -433,6 +433,10 @@ TEST_F(CacheClientTest, BadInputGetsClearErrorsAndTheServerServesOn) {
   auto space = Use(*client_, "ns");
   auto big = space->Set("big", std::string(10 << 20, 'x'));
   EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted);
+  // Larger than the server takes in one message: refused by gRPC itself,
+  // and only that operation fails (it travels alone, not on the stream).
+  auto huge = space->Set("huge", std::string(20 << 20, 'x'));
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(space->Set("", "v").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(space->Get(std::string(2000, 'k')).status().code(),

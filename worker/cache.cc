@@ -32,7 +32,11 @@ using OpDone =
     std::function<void(absl::Status, const Result*, v1::BatchRequest::Op* op)>;
 
 constexpr size_t kMaxOpsPerBatch = 512;
-constexpr size_t kMaxBatchBytes = 8 << 20;
+// Batches on the stream stay under ~2 MiB (the server accepts at least
+// 8 MiB); a larger operation travels alone in a unary Batch call, so that an
+// oversize one fails alone (RESOURCE_EXHAUSTED) instead of breaking the
+// stream for everyone.
+constexpr size_t kMaxBatchBytes = 1 << 20;
 constexpr char kWatchLiveKey[] = "cluster2-watch";
 
 bool IsUnknownNamespace(const absl::Status& status) {
@@ -94,6 +98,10 @@ class Batcher {
   }
 
   void Submit(v1::BatchRequest::Op op, absl::Time deadline, OpDone done) {
+    if (op.ByteSizeLong() > kMaxBatchBytes) {
+      SubmitAlone(std::move(op), deadline, std::move(done));
+      return;
+    }
     Actions actions;
     {
       absl::MutexLock lock(&mu_);
@@ -111,7 +119,9 @@ class Batcher {
   };
   // A batch sent (or about to be), awaiting its answer.
   struct Sent {
-    std::unique_ptr<v1::BatchRequest> request;
+    // Shared with the stream while it writes it (gRPC reads it until
+    // OnWriteDone, even if the batch has failed meanwhile).
+    std::shared_ptr<v1::BatchRequest> request;
     std::vector<OpDone> dones;
     absl::Time deadline;
   };
@@ -149,6 +159,7 @@ class Batcher {
     // Guarded by the owner's mu_.
     int starts = 0;  // writes handed out, not yet started
     bool retired = false;
+    std::shared_ptr<v1::BatchRequest> in_write;  // until OnWriteDone
 
    private:
     Batcher* const owner_;
@@ -159,12 +170,12 @@ class Batcher {
   struct Actions {
     Stream* begin = nullptr;
     Stream* write_on = nullptr;
-    v1::BatchRequest* write = nullptr;
+    std::shared_ptr<v1::BatchRequest> write;
   };
   void Run(const Actions& actions) {
     if (actions.begin != nullptr) actions.begin->Begin();
     if (actions.write == nullptr) return;
-    actions.write_on->StartWrite(actions.write);
+    actions.write_on->StartWrite(actions.write.get());
     bool release;
     {
       absl::MutexLock lock(&mu_);
@@ -179,7 +190,7 @@ class Batcher {
     if (stopping_) return;
     while (!queue_.empty() && sent_.size() < max_in_flight_) {
       Sent sent;
-      sent.request = std::make_unique<v1::BatchRequest>();
+      sent.request = std::make_shared<v1::BatchRequest>();
       sent.request->set_id(next_id_++);
       sent.deadline = absl::InfiniteFuture();
       size_t bytes = 0;
@@ -192,7 +203,7 @@ class Batcher {
         sent.dones.push_back(std::move(next.done));
         queue_.pop_front();
       }
-      to_write_.push_back(sent.request.get());
+      to_write_.push_back(sent.request);
       sent_.push_back(std::move(sent));
     }
     if (stream_ == nullptr && !to_write_.empty()) {
@@ -205,6 +216,7 @@ class Batcher {
       ++stream_->starts;
       actions->write_on = stream_;
       actions->write = to_write_.front();
+      stream_->in_write = actions->write;
       to_write_.pop_front();
     }
   }
@@ -213,6 +225,7 @@ class Batcher {
     Actions actions;
     {
       absl::MutexLock lock(&mu_);
+      stream->in_write.reset();
       if (stream != stream_) return;
       writing_ = false;
       if (ok) SendLocked(&actions);  // else the read fails too: Broken
@@ -292,6 +305,42 @@ class Batcher {
     --live_streams_;
   }
 
+  void SubmitAlone(v1::BatchRequest::Op op, absl::Time deadline, OpDone done) {
+    struct Call {
+      grpc::ClientContext context;
+      v1::BatchRequest request;
+      v1::BatchResponse response;
+      OpDone done;
+    };
+    auto* call = new Call;
+    *call->request.add_ops() = std::move(op);
+    call->done = std::move(done);
+    call->context.set_wait_for_ready(true);
+    call->context.set_deadline(absl::ToChronoTime(deadline));
+    {
+      absl::MutexLock lock(&mu_);
+      ++live_streams_;  // the destructor waits for it too
+    }
+    stub_->async()->Batch(
+        &call->context, &call->request, &call->response,
+        [this, call](grpc::Status grpc_status) {
+          absl::Status status = FromGrpcStatus(grpc_status);
+          v1::BatchRequest::Op* op = call->request.mutable_ops(0);
+          if (!status.ok() || call->response.results_size() != 1) {
+            call->done(status.ok() ? absl::InternalError("no result") : status,
+                       nullptr, op);
+          } else {
+            const Result& result = call->response.results(0);
+            call->done(
+                absl::Status(static_cast<absl::StatusCode>(result.code()),
+                             result.message()),
+                &result, op);
+          }
+          delete call;
+          Done();
+        });
+  }
+
   // Cancels the stream when its oldest batch is past its deadline.
   void Watchdog() {
     absl::MutexLock lock(&mu_);
@@ -310,7 +359,7 @@ class Batcher {
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<Sent> sent_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::BatchRequest*> to_write_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<v1::BatchRequest>> to_write_ ABSL_GUARDED_BY(mu_);
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current one
   int live_streams_ ABSL_GUARDED_BY(mu_) = 0;      // not yet OnDone
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -476,16 +525,29 @@ class NearCache {
     if (--fetches_ == 0) recent_.clear();
   }
 
-  // This client's own write (read-your-writes).
-  void Wrote(const std::string& key, const std::string* value,
-             uint64_t revision, int64_t expires) {
+  // This client's own write (read-your-writes), begun with BeginFetch's
+  // ticket: `value` null for a delete. A change of the key newer than the
+  // write, already received on the watch, wins.
+  void EndWrite(uint64_t ticket, const std::string& key,
+                const std::string* value, uint64_t revision, int64_t expires) {
     absl::MutexLock lock(&mu_);
-    NoteLocked(key, revision);
-    if (value != nullptr && live_) {
-      PutLocked(key, *value, revision, expires);
-    } else {
-      entries_.erase(key);
+    if (live_ && ticket == epoch_) {
+      auto recent = recent_.find(key);
+      bool superseded = recent != recent_.end() && recent->second > revision;
+      if (value != nullptr && !superseded) {
+        PutLocked(key, *value, revision, expires);
+      } else if (value == nullptr) {
+        auto it = entries_.find(key);
+        if (it != entries_.end() && it->second.revision <= revision)
+          entries_.erase(it);
+      }
     }
+    if (--fetches_ == 0) recent_.clear();
+  }
+  // The write failed: it changed nothing here.
+  void AbandonWrite() {
+    absl::MutexLock lock(&mu_);
+    if (--fetches_ == 0) recent_.clear();
   }
 
   void OnEvent(const CacheWatchEvent& event) {
@@ -522,6 +584,13 @@ class NearCache {
   void NoteLocked(const std::string& key, uint64_t revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (fetches_ == 0) return;
+    if (recent_.size() >= max_entries_) {
+      // Reads and writes never stop and the namespace changes fast: start
+      // over rather than grow (what is in flight will not be kept).
+      entries_.clear();
+      recent_.clear();
+      ++epoch_;
+    }
     uint64_t& seen = recent_[key];
     seen = std::max(seen, revision);
   }
@@ -617,18 +686,31 @@ class ClientImpl final : public CacheClient {
                                            options_.max_batches_in_flight)),
         client_id_(NewClientId()) {
     hold_thread_ = std::thread([this] { HoldLoop(); });
+    timer_thread_ = std::thread([this] { ExpireHoldWaiters(); });
   }
+  // Waits for the asynchronous calls and loaders under way; operations must
+  // not be started while it runs.
   ~ClientImpl() override {
+    std::vector<HoldWaiter> orphans;
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
       if (hold_context_ != nullptr) hold_context_->TryCancel();
+      orphans.swap(on_hold_);
     }
     hold_thread_.join();
-    batcher_.reset();
+    timer_thread_.join();
+    for (HoldWaiter& waiter : orphans)
+      waiter.then(absl::CancelledError("the cache client is closing"));
+    auto idle = [this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_ == 0; };
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&idle));
+    }
+    batcher_.reset();  // fails what is still queued
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](int* n) { return *n == 0; }, &calls_));
+    mu_.Await(absl::Condition(&idle));
   }
 
   absl::StatusOr<std::shared_ptr<CacheNamespace>> Use(
@@ -710,21 +792,25 @@ class ClientImpl final : public CacheClient {
                         });
   }
 
-  // Runs `then` once this client's Hold stream is registered (at once if
-  // it is), or with DEADLINE_EXCEEDED after `deadline`.
+  // True once this client's Hold stream is registered; false if `deadline`
+  // passes first.
   bool WaitForHold(absl::Time deadline) {
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithDeadline(absl::Condition(&hold_live_), deadline);
   }
-  void WhenHoldLive(std::function<void()> then) {
+  // Runs `then` with OK once the Hold stream is registered (at once if it
+  // is), with DEADLINE_EXCEEDED if `deadline` passes first, or CANCELLED if
+  // the client closes.
+  void WhenHoldLive(absl::Time deadline,
+                    std::function<void(absl::Status)> then) {
     {
       absl::MutexLock lock(&mu_);
       if (!hold_live_) {
-        on_hold_.push_back(std::move(then));
+        on_hold_.push_back(HoldWaiter{deadline, std::move(then)});
         return;
       }
     }
-    then();
+    then(absl::OkStatus());
   }
 
   void Track(int delta) {
@@ -783,13 +869,13 @@ class ClientImpl final : public CacheClient {
       auto reader = stub_->Hold(&context, request);
       v1::HoldEvent event;
       if (reader->Read(&event)) {
-        std::vector<std::function<void()>> ready;
+        std::vector<HoldWaiter> ready;
         {
           absl::MutexLock lock(&mu_);
           hold_live_ = true;
           ready.swap(on_hold_);
         }
-        for (auto& then : ready) then();
+        for (HoldWaiter& waiter : ready) waiter.then(absl::OkStatus());
         while (reader->Read(&event)) {
         }
       }
@@ -803,6 +889,30 @@ class ClientImpl final : public CacheClient {
     }
   }
 
+  // Fails the hold waiters whose deadline passed (the Hold thread itself
+  // is blocked in the stream).
+  void ExpireHoldWaiters() {
+    while (true) {
+      std::vector<HoldWaiter> expired;
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                                 absl::Milliseconds(50)))
+          return;
+        absl::Time now = absl::Now();
+        auto late = std::partition(
+            on_hold_.begin(), on_hold_.end(),
+            [now](const HoldWaiter& w) { return w.deadline > now; });
+        std::move(late, on_hold_.end(), std::back_inserter(expired));
+        on_hold_.erase(late, on_hold_.end());
+      }
+      for (HoldWaiter& waiter : expired) {
+        waiter.then(absl::DeadlineExceededError(
+            "no Hold stream to the cache server within the wait (is it up?)"));
+      }
+    }
+  }
+
   const Options options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Cache::Stub> stub_;
@@ -811,10 +921,15 @@ class ClientImpl final : public CacheClient {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool hold_live_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::function<void()>> on_hold_ ABSL_GUARDED_BY(mu_);
+  struct HoldWaiter {
+    absl::Time deadline;
+    std::function<void(absl::Status)> then;
+  };
+  std::vector<HoldWaiter> on_hold_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* hold_context_ ABSL_GUARDED_BY(mu_) = nullptr;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread hold_thread_;
+  std::thread timer_thread_;
 };
 
 NamespaceImpl::NamespaceImpl(ClientImpl* client, std::string name,
@@ -916,14 +1031,20 @@ void NamespaceImpl::SetAsync(const std::string& key, std::string value,
   std::shared_ptr<const std::string> written =
       near_ != nullptr ? std::make_shared<const std::string>(set->value())
                        : nullptr;
-  Run(std::move(op), [self, key, written, done = std::move(done)](
+  uint64_t ticket = near_ != nullptr ? near_->BeginFetch() : 0;
+  Run(std::move(op), [self, key, written, ticket, done = std::move(done)](
                          absl::Status status, const Result* result) {
+    if (self->near_ != nullptr) {
+      if (status.ok() && result->set().written()) {
+        self->near_->EndWrite(ticket, key, written.get(),
+                              result->set().revision(),
+                              result->set().expires_unix_micros());
+      } else {
+        self->near_->AbandonWrite();
+      }
+    }
     if (!status.ok()) return done(std::move(status));
     const v1::SetResponse& set = result->set();
-    if (self->near_ != nullptr && set.written()) {
-      self->near_->Wrote(key, written.get(), set.revision(),
-                         set.expires_unix_micros());
-    }
     done(CacheSetOutcome{set.written(), set.current(), set.revision()});
   });
 }
@@ -942,12 +1063,19 @@ void NamespaceImpl::DeleteAsync(const std::string& key,
   op.mutable_delete_()->set_namespace_(name_);
   op.mutable_delete_()->set_key(key);
   auto self = shared_from_this();
-  Run(std::move(op), [self, key, done = std::move(done)](absl::Status status,
-                                                         const Result* result) {
+  uint64_t ticket = near_ != nullptr ? near_->BeginFetch() : 0;
+  Run(std::move(op), [self, key, ticket, done = std::move(done)](
+                         absl::Status status, const Result* result) {
+    if (self->near_ != nullptr) {
+      if (status.ok() && result->delete_().found()) {
+        self->near_->EndWrite(ticket, key, nullptr,
+                              result->delete_().revision(), 0);
+      } else {
+        self->near_->AbandonWrite();
+      }
+    }
     if (!status.ok()) return done(std::move(status));
     const v1::DeleteResponse& deleted = result->delete_();
-    if (self->near_ != nullptr)
-      self->near_->Wrote(key, nullptr, deleted.revision(), 0);
     done(deleted.found() ? std::optional<std::string>(deleted.old_value())
                          : std::nullopt);
   });
@@ -1053,11 +1181,13 @@ void NamespaceImpl::GetOrLoadAsync(const std::string& key, AsyncLoader loader,
                                    CacheLoadOptions options) {
   absl::Time deadline = client_->Deadline();
   auto self = shared_from_this();
-  client_->WhenHoldLive([self, key, loader = std::move(loader),
-                         done = std::move(done), options, deadline]() mutable {
-    self->LoadAsync(key, std::move(loader), std::move(done), options, deadline,
-                    false);
-  });
+  client_->WhenHoldLive(
+      deadline, [self, key, loader = std::move(loader), done = std::move(done),
+                 options, deadline](absl::Status live) mutable {
+        if (!live.ok()) return done(std::move(live));
+        self->LoadAsync(key, std::move(loader), std::move(done), options,
+                        deadline, false);
+      });
 }
 
 void NamespaceImpl::LoadAsync(const std::string& key, AsyncLoader loader,
@@ -1090,16 +1220,15 @@ void NamespaceImpl::LoadAsync(const std::string& key, AsyncLoader loader,
         auto retry = [&](bool reuse) {
           auto again = [self, key, loader = std::move(loader),
                         done = std::move(done), options,
-                        deadline](absl::Status) mutable {
+                        deadline](absl::Status ready) mutable {
+            if (!ready.ok()) return done(std::move(ready));
             self->LoadAsync(key, std::move(loader), std::move(done), options,
                             deadline, true);
           };
           if (reuse) {
             client->UseAgain(self->name_, self->config_, std::move(again));
           } else {  // the Hold stream is being re-opened
-            client->WhenHoldLive([again = std::move(again)]() mutable {
-              again(absl::OkStatus());
-            });
+            client->WhenHoldLive(deadline, std::move(again));
           }
         };
         if (!retried && IsUnknownNamespace(status)) {
@@ -1118,7 +1247,14 @@ void NamespaceImpl::LoadAsync(const std::string& key, AsyncLoader loader,
           done(absl::InternalError("neither a value nor a lease"));
         } else {  // this process loads
           std::string token = got.lease_token();
-          loader(key, [self, key, token, options, done = std::move(done)](
+          // The client's destruction waits for the loader and its write.
+          client->Track(+1);
+          Callback<CacheValue> tracked =
+              [client, done = std::move(done)](absl::StatusOr<CacheValue> v) {
+                done(std::move(v));
+                client->Track(-1);
+              };
+          loader(key, [self, key, token, options, done = std::move(tracked)](
                           absl::StatusOr<std::string> loaded) mutable {
             if (loaded.ok()) {
               self->SetWithLease(key, *std::move(loaded), token, options,
@@ -1164,27 +1300,23 @@ void NamespaceImpl::SetWithLease(const std::string& key, std::string value,
   if (options.ttl > absl::ZeroDuration())
     ToProto(options.ttl, set->mutable_ttl());
   auto self = shared_from_this();
+  uint64_t ticket = near_ != nullptr ? near_->BeginFetch() : 0;
   Run(std::move(op),
-      [self, key, value = std::move(value), options, done = std::move(done)](
+      [self, key, value = std::move(value), ticket, done = std::move(done)](
           absl::Status status, const Result* result) mutable {
+        if (self->near_ != nullptr && !status.ok()) self->near_->AbandonWrite();
         if (status.code() == absl::StatusCode::kFailedPrecondition) {
-          // The lease was lost (the server restarted, or it lapsed): the loaded
-          // value is still right, so write it plainly.
-          CacheSetOptions plain;
-          plain.ttl = options.ttl;
-          std::string copy = value;
-          self->SetAsync(key, std::move(copy), plain,
-                         [value = std::move(value), done = std::move(done)](
-                             absl::StatusOr<CacheSetOutcome> set) mutable {
-                           if (!set.ok()) return done(set.status());
-                           done(CacheValue{std::move(value), set->revision});
-                         });
-          return;
+          // The lease is no longer ours: another process wrote the key, or
+          // deleted it (an invalidation: our load may predate it), or the
+          // lease lapsed or the server restarted. Writing now could put a
+          // stale value over a newer one: give the caller its value and
+          // leave the cache alone.
+          return done(CacheValue{std::move(value), 0});
         }
         if (!status.ok()) return done(std::move(status));
         if (self->near_ != nullptr) {
-          self->near_->Wrote(key, &value, result->set().revision(),
-                             result->set().expires_unix_micros());
+          self->near_->EndWrite(ticket, key, &value, result->set().revision(),
+                                result->set().expires_unix_micros());
         }
         done(CacheValue{std::move(value), result->set().revision()});
       });

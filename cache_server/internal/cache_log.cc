@@ -20,7 +20,8 @@ namespace cluster2 {
 namespace {
 
 constexpr size_t kHeaderBytes = 8;
-// Larger than any record the store writes (values are at most a few MiB).
+// Larger than any record the store writes (values are at most 64 MiB, the
+// server's limit on --max-value-bytes).
 constexpr uint32_t kMaxPayload = 256u << 20;
 constexpr char kLogSuffix[] = ".log";
 constexpr char kSnapshotSuffix[] = ".snapshot";
@@ -281,25 +282,42 @@ NamespaceLog::~NamespaceLog() = default;
 absl::Status NamespaceLog::Append(const CacheRecord& record) {
   std::string bytes = EncodeRecord(record);
   absl::MutexLock lock(&mu_);
-  if (absl::Status status = WriteAll(file_->fd, bytes); !status.ok())
+  if (!broken_.ok()) return broken_;
+  if (absl::Status status = WriteAll(file_->fd, bytes); !status.ok()) {
+    // Cut off what was written of it (ENOSPC midway): a partial record in
+    // the middle of the log would read as corruption at the next start.
+    if (ftruncate(file_->fd, static_cast<off_t>(log_bytes_)) != 0) {
+      broken_ = ErrnoError("the log cannot be repaired after a failed write");
+    }
     return status;
+  }
   log_bytes_ += bytes.size();
-  dirty_ = true;
+  ++appended_;
   return absl::OkStatus();
 }
 
 absl::Status NamespaceLog::Sync() {
-  std::shared_ptr<File> file;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!dirty_) return absl::OkStatus();
-    dirty_ = false;
-    file = file_;
-  }
-  if (fdatasync(file->fd) != 0) {
-    absl::MutexLock lock(&mu_);
-    dirty_ = true;
-    return ErrnoError("fdatasync " + name_ + kLogSuffix);
+  absl::MutexLock lock(&mu_);
+  const uint64_t target = appended_;
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !syncing_; };
+  while (synced_ < target) {
+    if (syncing_) {  // one under way: it may cover us, or we go next
+      mu_.Await(absl::Condition(&idle));
+      continue;
+    }
+    syncing_ = true;
+    const uint64_t covers = appended_;
+    std::shared_ptr<File> file = file_;
+    mu_.Unlock();
+    int rc = fdatasync(file->fd);
+    int error = errno;
+    mu_.Lock();
+    syncing_ = false;
+    if (rc != 0) {
+      errno = error;
+      return ErrnoError("fdatasync " + name_ + kLogSuffix);
+    }
+    synced_ = std::max(synced_, covers);
   }
   return absl::OkStatus();
 }
@@ -309,23 +327,36 @@ absl::Status NamespaceLog::Compact(const std::vector<CacheRecord>& live) {
   for (const CacheRecord& record : live) snapshot += EncodeRecord(record);
   std::string base = absl::StrCat(dir_, "/", name_);
   absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !syncing_; };
+  mu_.Await(absl::Condition(&idle));
   // Once the snapshot is in place the old log is redundant (recovery skips
-  // its records up to the snapshot's revision); then the log restarts.
+  // its records up to the snapshot's revision); then the log restarts. Any
+  // failure before the new log is renamed in place leaves the old one
+  // current and valid.
   if (absl::Status status = ReplaceFile(dir_, base + kSnapshotSuffix, snapshot);
       !status.ok()) {
     return status;
   }
   std::string log_path = base + kLogSuffix;
+  std::string tmp = log_path + ".tmp";
   std::string options = live.empty() ? std::string() : EncodeRecord(live[0]);
-  if (absl::Status status = ReplaceFile(dir_, log_path, options); !status.ok())
+  int fd = open(tmp.c_str(),
+                O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoError("open " + tmp);
+  absl::Status status = WriteAll(fd, options);
+  if (status.ok() && fdatasync(fd) != 0) status = ErrnoError("fdatasync");
+  if (status.ok() && rename(tmp.c_str(), log_path.c_str()) != 0)
+    status = ErrnoError("rename " + tmp);
+  if (!status.ok()) {
+    close(fd);
+    unlink(tmp.c_str());
     return status;
-  int fd =
-      open(log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoError("open " + log_path);
+  }
+  // Renamed: the new file is the log now, whatever happens next.
   file_ = std::make_shared<File>(fd);
   log_bytes_ = options.size();
-  dirty_ = false;
-  return absl::OkStatus();
+  synced_ = appended_;  // everything before is in the snapshot, on disk
+  return SyncDir(dir_);
 }
 
 uint64_t NamespaceLog::log_bytes() const {

@@ -69,8 +69,12 @@ class NamespaceLog {
       const CacheRecord& options);
   ~NamespaceLog();
 
+  // Writes `record` at the end of the log (a failed write is cut off again,
+  // so no partial record stays behind).
   absl::Status Append(const CacheRecord& record) ABSL_LOCKS_EXCLUDED(mu_);
-  // fdatasync()s what was appended, if anything.
+  // Returns once everything appended before the call is on disk: joins an
+  // fdatasync under way if it covers it, else runs one (which covers every
+  // append so far: concurrent callers share it).
   absl::Status Sync() ABSL_LOCKS_EXCLUDED(mu_);
   // Writes `live` (options record first) as the new snapshot and starts an
   // empty log. The old log stays valid until the new snapshot is renamed in
@@ -95,7 +99,13 @@ class NamespaceLog {
   mutable absl::Mutex mu_;
   std::shared_ptr<File> file_ ABSL_GUARDED_BY(mu_);
   uint64_t log_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  // Appends are numbered; `synced_` is the last one known on disk.
+  uint64_t appended_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
+  bool syncing_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when a compaction swapped files but could not finish cleanly: the
+  // log cannot be trusted, appends fail.
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
 };
 
 struct RecoveredNamespace {

@@ -166,17 +166,24 @@ absl::Status CacheService::DoGet(grpc::ServerContext* context,
     ToProto(result, response);
     return absl::OkStatus();
   }
-  // Parked: wait for the value, an error or a lease of our own.
+  // Parked: wait for the value, an error or a lease of our own. Give up a
+  // little before the caller's own deadline, so that an answer (a lease
+  // above all) still reaches it.
   absl::Duration wait =
       request.has_wait() ? FromProto(request.wait()) : kDefaultWait;
-  absl::Time deadline = absl::Now() + wait;
+  absl::Time deadline =
+      absl::Now() + wait - std::min(wait / 10, absl::Milliseconds(100));
   absl::MutexLock lock(&parking->mu);
   while (!parking->done) {
     if (context->IsCancelled() || absl::Now() >= deadline) {
       parking->mu.Unlock();
-      store_->CancelWaiter(waiter_id);
+      bool cancelled = store_->CancelWaiter(waiter_id);
       parking->mu.Lock();
-      if (parking->done) break;  // answered meanwhile
+      if (!cancelled) {
+        // Already answered: the answer is on its way to `parking`.
+        parking->mu.Await(absl::Condition(&parking->done));
+        break;
+      }
       return context->IsCancelled()
                  ? absl::CancelledError("cancelled")
                  : absl::DeadlineExceededError(absl::StrCat(
@@ -187,6 +194,21 @@ absl::Status CacheService::DoGet(grpc::ServerContext* context,
                                  absl::Milliseconds(50));
   }
   const CacheGetResult& result = parking->result;
+  if (result.hold_lost) {
+    return absl::FailedPreconditionError("the Hold stream of client_id '" +
+                                         request.client_id() +
+                                         "' ended while this call waited");
+  }
+  if (!result.lease_token.empty() && context->IsCancelled()) {
+    // A lease for a caller that is gone: pass it on at once.
+    parking->mu.Unlock();
+    store_
+        ->ReleaseLease(request.namespace_(), request.key(), result.lease_token,
+                       "", /*retry=*/true)
+        .IgnoreError();
+    parking->mu.Lock();
+    return absl::CancelledError("cancelled");
+  }
   Count(request.namespace_(), !result.lease_token.empty() ? &Counters::loads
                               : result.found              ? &Counters::hits
                                                           : &Counters::errors);
@@ -232,8 +254,10 @@ absl::Status CacheService::DoDelete(const v1::DeleteRequest& request,
                                     v1::DeleteResponse* response) {
   auto deleted = store_->Delete(request.namespace_(), request.key());
   if (!deleted.ok()) return deleted.status();
-  response->set_found(deleted->has_value());
-  if (deleted->has_value()) response->set_old_value(**deleted);
+  response->set_found(deleted->old_value.has_value());
+  if (deleted->old_value.has_value())
+    response->set_old_value(*deleted->old_value);
+  response->set_revision(deleted->revision);
   return absl::OkStatus();
 }
 
@@ -336,12 +360,17 @@ class PipelineReactor final
     }
     v1::BatchResponse response;
     service_->RunBatch(request_, &response);
+    bool read_more;
     {
       absl::MutexLock lock(&mu_);
       pending_.push_back(std::move(response));
       if (!writing_) WriteNextLocked();
+      // A client that writes without reading must not fill this memory:
+      // read again once the answers drain.
+      read_more = pending_.size() < kMaxPending;
+      read_paused_ = !read_more;
     }
-    StartRead(&request_);
+    if (read_more) StartRead(&request_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -350,6 +379,11 @@ class PipelineReactor final
     if (!ok) {
       pending_.clear();
       failed_ = true;
+      if (read_paused_) reading_ = false;  // no read is outstanding
+    }
+    if (read_paused_ && pending_.size() < kMaxPending && !failed_) {
+      read_paused_ = false;
+      StartRead(&request_);
     }
     if (!pending_.empty()) {
       WriteNextLocked();
@@ -374,8 +408,10 @@ class PipelineReactor final
     Finish(grpc::Status::OK);
   }
 
+  static constexpr size_t kMaxPending = 16;
   CacheService* const service_;
   v1::BatchRequest request_;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex mu_;
   std::deque<v1::BatchResponse> pending_ ABSL_GUARDED_BY(mu_);
   v1::BatchResponse current_ ABSL_GUARDED_BY(mu_);

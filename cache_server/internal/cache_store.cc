@@ -102,10 +102,12 @@ absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
     space.options.expire = absl::Microseconds(recovered.options.expire_micros);
     space.options.fsync = recovered.options.fsync;
     space.history_floor = recovered.history_floor;
+    space.lost_after = recovered.history_floor;
     revision_ = std::max(revision_, recovered.history_floor);
     for (size_t i = 0; i < recovered.records.size(); ++i) {
       CacheRecord& record = recovered.records[i];
       revision_ = std::max(revision_, record.revision);
+      space.lost_after = std::max(space.lost_after, record.revision);
       CacheEvent event;
       event.key = record.key;
       event.revision = record.revision;
@@ -149,6 +151,11 @@ absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
       }
     }
   }
+  // Revisions up to here may have been handed out by the previous run and
+  // lost with it (an unsynced tail): nobody can resume from them.
+  for (auto& [name, space] : namespaces_) {
+    if (space.options.persist) space.lost_until = revision_;
+  }
   return absl::OkStatus();
 }
 
@@ -182,6 +189,7 @@ const CacheStore::Entry* CacheStore::LiveLocked(Namespace& ns,
 void CacheStore::AccountLocked(Namespace& ns, int64_t delta) {
   ns.bytes += delta;
   bytes_ += delta;
+  if (!ns.options.persist) evictable_bytes_ += delta;
 }
 
 void CacheStore::EmitLocked(Namespace& ns, CacheEvent event) {
@@ -189,9 +197,13 @@ void CacheStore::EmitLocked(Namespace& ns, CacheEvent event) {
     if (watch.key.empty() || watch.key == event.key)
       watch.watcher->OnEvent(event);
   }
+  ns.history_bytes += event.key.size() + event.value.size();
   ns.history.push_back(std::move(event));
-  while (ns.history.size() > limits_.history) {
-    ns.history_floor = ns.history.front().revision;
+  while (ns.history.size() > limits_.history ||
+         (ns.history_bytes > limits_.history_bytes && ns.history.size() > 1)) {
+    const CacheEvent& oldest = ns.history.front();
+    ns.history_floor = oldest.revision;
+    ns.history_bytes -= oldest.key.size() + oldest.value.size();
     ns.history.pop_front();
   }
 }
@@ -214,6 +226,13 @@ void CacheStore::EraseLocked(Namespace& ns,
 
 bool CacheStore::MakeRoomLocked(uint64_t incoming, const Entry* keep) {
   if (limits_.max_bytes == 0) return true;
+  // Fail before evicting anything if evicting everything would not do.
+  uint64_t kept =
+      keep != nullptr && keep->in_lru
+          ? keep->value.size() + keep->lru->key->size() + kEntryOverhead
+          : 0;
+  if (bytes_ - (evictable_bytes_ - kept) + incoming > limits_.max_bytes)
+    return false;
   auto victim = lru_.end();
   while (bytes_ + incoming > limits_.max_bytes) {
     if (victim == lru_.begin()) return false;
@@ -271,24 +290,25 @@ absl::StatusOr<std::optional<CacheGetResult>> CacheStore::GetOrLease(
     result.lease_token = lease.token;
     return std::optional<CacheGetResult>(result);
   }
-  *waiter_id = next_id_++;
-  lease.parked.push_back(
-      Parked{*waiter_id, client_id, lease_ttl, std::move(waiter)});
+  uint64_t id = next_id_++;
+  if (waiter_id != nullptr) *waiter_id = id;
+  lease.parked.push_back(Parked{id, client_id, lease_ttl, std::move(waiter)});
   return std::optional<CacheGetResult>();
 }
 
-void CacheStore::CancelWaiter(uint64_t waiter_id) {
+bool CacheStore::CancelWaiter(uint64_t waiter_id) {
   absl::MutexLock lock(&mu_);
   for (auto& [name, space] : namespaces_) {
     for (auto& [key, lease] : space.leases) {
       for (auto it = lease.parked.begin(); it != lease.parked.end(); ++it) {
         if (it->id == waiter_id) {
           lease.parked.erase(it);
-          return;
+          return true;
         }
       }
     }
   }
+  return false;
 }
 
 void CacheStore::PassLeaseLocked(Namespace& ns, const std::string& key,
@@ -360,6 +380,7 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
     absl::Duration life = ttl > absl::ZeroDuration() ? ttl : n.options.expire;
     std::optional<absl::Time> expires_at;
     if (life > absl::ZeroDuration()) expires_at = clock_->Now() + life;
+    if (n.options.persist && n.log == nullptr) return Unpersistable(n);
     if (n.log != nullptr) {  // logged before it is applied
       CacheRecord record;
       record.kind = CacheRecord::Kind::kSet;
@@ -403,13 +424,13 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
       n.leases.erase(lease);
     }
   }
+  Complete(done);  // the value is applied either way
   if (sync != nullptr) {
     if (absl::Status status = sync->Sync(); !status.ok()) {
       return absl::UnavailableError(
           absl::StrCat("written but not synced to disk: ", status.message()));
     }
   }
-  Complete(done);
   return result;
 }
 
@@ -445,58 +466,75 @@ void CacheStore::ReleaseClient(const std::string& client_id) {
   std::vector<Completion> done;
   {
     absl::MutexLock lock(&mu_);
+    CacheGetResult lost;
+    lost.hold_lost = true;
     for (auto& [name, space] : namespaces_) {
+      // First its parked calls (never hand its lease to one of them)...
+      for (auto& [key, lease] : space.leases) {
+        auto gone = std::stable_partition(
+            lease.parked.begin(), lease.parked.end(),
+            [&](const Parked& p) { return p.client_id != client_id; });
+        for (auto it = gone; it != lease.parked.end(); ++it)
+          done.emplace_back(std::move(it->waiter), lost);
+        lease.parked.erase(gone, lease.parked.end());
+      }
+      // ...then its leases, to the next caller of another process.
       std::vector<std::string> held;
       for (const auto& [key, lease] : space.leases) {
         if (lease.client_id == client_id) held.push_back(key);
       }
       for (const std::string& key : held) PassLeaseLocked(space, key, &done);
-      // Its parked calls are gone too.
-      for (auto& [key, lease] : space.leases) {
-        lease.parked.erase(
-            std::remove_if(
-                lease.parked.begin(), lease.parked.end(),
-                [&](const Parked& p) { return p.client_id == client_id; }),
-            lease.parked.end());
-      }
     }
   }
   Complete(done);
 }
 
-absl::StatusOr<std::optional<std::string>> CacheStore::Delete(
-    const std::string& ns, const std::string& key) {
+absl::StatusOr<CacheDeleteResult> CacheStore::Delete(const std::string& ns,
+                                                     const std::string& key) {
   NamespaceLog* sync = nullptr;
-  std::optional<std::string> old;
+  CacheDeleteResult result;
+  std::vector<Completion> done;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Namespace*> space = FindLocked(ns, key);
     if (!space.ok()) return space.status();
     Namespace& n = **space;
-    if (LiveLocked(n, key) == nullptr) return std::optional<std::string>();
-    auto it = n.entries.find(key);
-    if (n.log != nullptr) {
-      CacheRecord record;
-      record.kind = CacheRecord::Kind::kDelete;
-      record.key = key;
-      record.revision = revision_ + 1;
-      if (absl::Status status = n.log->Append(record); !status.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("cannot persist the delete: ", status.message()));
+    // An invalidation: a load under way may have read the old data.
+    PassLeaseLocked(n, key, &done);
+    if (LiveLocked(n, key) != nullptr) {
+      if (n.options.persist && n.log == nullptr) return Unpersistable(n);
+      auto it = n.entries.find(key);
+      if (n.log != nullptr) {
+        CacheRecord record;
+        record.kind = CacheRecord::Kind::kDelete;
+        record.key = key;
+        record.revision = revision_ + 1;
+        if (absl::Status status = n.log->Append(record); !status.ok()) {
+          return absl::UnavailableError(
+              absl::StrCat("cannot persist the delete: ", status.message()));
+        }
+        if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
       }
-      if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
+      result.old_value = it->second.value;  // EraseLocked counts its bytes
+      result.revision = ++revision_;
+      EraseLocked(n, it, CacheEvent::Kind::kDelete);
     }
-    old = it->second.value;  // EraseLocked still counts its bytes
-    ++revision_;
-    EraseLocked(n, it, CacheEvent::Kind::kDelete);
   }
+  Complete(done);
   if (sync != nullptr) {
     if (absl::Status status = sync->Sync(); !status.ok()) {
       return absl::UnavailableError(
           absl::StrCat("deleted but not synced to disk: ", status.message()));
     }
   }
-  return old;
+  return result;
+}
+
+absl::Status CacheStore::Unpersistable(const Namespace& ns) {
+  return absl::UnavailableError(absl::StrCat(
+      "namespace '", ns.name,
+      "' is persistent but its log could not be opened (see the cache "
+      "server's log): writes are refused rather than not persisted"));
 }
 
 absl::StatusOr<std::vector<std::string>> CacheStore::Keys(
@@ -540,7 +578,9 @@ absl::StatusOr<bool> CacheStore::Watch(const std::string& ns,
   Namespace& space = it->second;
   bool resync = false;
   if (from_revision > 0) {
-    resync = from_revision < space.history_floor || from_revision > revision_;
+    resync =
+        from_revision < space.history_floor || from_revision > revision_ ||
+        (from_revision > space.lost_after && from_revision <= space.lost_until);
     if (!resync) {
       auto event = std::upper_bound(
           space.history.begin(), space.history.end(), from_revision,

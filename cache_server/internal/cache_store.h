@@ -75,6 +75,13 @@ struct CacheGetResult {
   std::optional<absl::Time> expires_at;
   std::string lease_token;  // set when the caller got the lease
   std::string load_error;   // set when a parked caller is told the load failed
+  // Set when a parked caller's own Hold stream ended (ReleaseClient).
+  bool hold_lost = false;
+};
+
+struct CacheDeleteResult {
+  std::optional<std::string> old_value;  // nullopt: there was none
+  uint64_t revision = 0;                 // of the delete
 };
 
 struct CacheSetResult {
@@ -116,6 +123,7 @@ class CacheStore {
     size_t max_value = 4 << 20;
     uint64_t max_bytes = 0;  // memory budget; 0 = none
     size_t history = 10000;  // changes kept per namespace for resuming
+    uint64_t history_bytes = 16 << 20;  // and at most this many bytes of them
   };
   // Bytes counted for each key besides its key and value.
   static constexpr uint64_t kEntryOverhead = 96;
@@ -149,8 +157,9 @@ class CacheStore {
       const std::string& ns, const std::string& key,
       const std::string& client_id, absl::Duration lease_ttl, Waiter waiter,
       uint64_t* waiter_id) ABSL_LOCKS_EXCLUDED(mu_);
-  // A parked call gave up (its deadline passed or it was cancelled).
-  void CancelWaiter(uint64_t waiter_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // A parked call gave up (its deadline passed or it was cancelled). False
+  // if it was no longer parked: its waiter has been or is being called.
+  bool CancelWaiter(uint64_t waiter_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Writes `key`. `ttl` 0 = the namespace's. With `leave_if_not_null` only
   // if absent. With `lease_token` it completes that lease (FAILED_PRECONDITION
@@ -167,13 +176,16 @@ class CacheStore {
                             const std::string& lease_token,
                             const std::string& error, bool retry)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // The process `client_id` is gone: each of its leases passes to the next
-  // parked caller at once.
+  // The process `client_id` is gone: its parked calls are told so
+  // (hold_lost), then each of its leases passes to the next parked caller
+  // of another process at once.
   void ReleaseClient(const std::string& client_id) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Deletes `key`; returns its old value if it had one.
-  absl::StatusOr<std::optional<std::string>> Delete(const std::string& ns,
-                                                    const std::string& key)
+  // Deletes `key`, returning its old value if it had one. A key being
+  // loaded loses its lease too (the load may predate this invalidation):
+  // the next parked caller loads afresh; the old holder's Set fails.
+  absl::StatusOr<CacheDeleteResult> Delete(const std::string& ns,
+                                           const std::string& key)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Live keys with `prefix`, sorted, at most `limit`, after `after`.
   absl::StatusOr<std::vector<std::string>> Keys(const std::string& ns,
@@ -243,7 +255,12 @@ class CacheStore {
     uint64_t snapshot_bytes = 0;        // live bytes at the last compaction
     // Changes after `history_floor` are all in `history`.
     std::deque<CacheEvent> history;
+    uint64_t history_bytes = 0;
     uint64_t history_floor = 0;
+    // Revisions a previous run may have handed out but did not keep (lost
+    // with the unsynced end of the log): a watcher resuming from one must
+    // resync.
+    uint64_t lost_after = 0, lost_until = 0;
     std::vector<Subscription> watches;
   };
   // A waiter call to make once the lock is released.
@@ -279,6 +296,7 @@ class CacheStore {
   absl::Status OpenLogLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CompactLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static int64_t ToUnixMicros(const std::optional<absl::Time>& t);
+  static absl::Status Unpersistable(const Namespace& ns);
 
   const Limits limits_;
   Clock* const clock_;
@@ -288,7 +306,8 @@ class CacheStore {
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::list<LruNode> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
+  uint64_t evictable_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // non-persistent
+  std::list<LruNode> lru_ ABSL_GUARDED_BY(mu_);        // most recent first
 };
 
 // INVALID_ARGUMENT unless `name` is 1..128 characters of [A-Za-z0-9._-].

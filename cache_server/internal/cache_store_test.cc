@@ -75,8 +75,10 @@ TEST_F(CacheStoreTest, SetGetDeleteAndLimits) {
   EXPECT_TRUE(got.found);
   EXPECT_EQ(got.value, "v1");
   EXPECT_EQ(got.revision, set->revision);
-  EXPECT_EQ(**store_.Delete("ns", "k"), "v1");
-  EXPECT_FALSE(store_.Delete("ns", "k")->has_value());
+  CacheDeleteResult deleted = *store_.Delete("ns", "k");
+  EXPECT_EQ(*deleted.old_value, "v1");
+  EXPECT_GT(deleted.revision, set->revision);
+  EXPECT_FALSE(store_.Delete("ns", "k")->old_value.has_value());
   EXPECT_EQ(store_.Get("nope", "k").status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(store_.Get("ns", "").status().code(),
@@ -256,6 +258,71 @@ TEST_F(CacheStoreTest, ADeadHolderPassesItsLeaseAtOnceAndALapsedOneOnSweep) {
   EXPECT_FALSE(later[0].lease_token.empty());
 }
 
+TEST_F(CacheStoreTest, ADeadHolderNeverGetsItsOwnLeaseBack) {
+  // Two threads of one process: one holds the lease, one is parked; a
+  // third caller is another process. The process dies.
+  auto first = store_.GetOrLease(
+      "ns", "k", "dead", absl::Seconds(30), [](const CacheGetResult&) {},
+      nullptr);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  std::vector<CacheGetResult> own, other;
+  Park("dead", &own);
+  Park("alive", &other);
+  store_.ReleaseClient("dead");
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_TRUE(own[0].hold_lost) << "its own parked call is told, not served";
+  EXPECT_TRUE(own[0].lease_token.empty());
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_FALSE(other[0].lease_token.empty()) << "the other process loads";
+}
+
+TEST_F(CacheStoreTest, DeleteRevokesALoadUnderWay) {
+  auto first = store_.GetOrLease(
+      "ns", "k", "holder", absl::Seconds(30), [](const CacheGetResult&) {},
+      nullptr);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  std::string stale_token = (*first)->lease_token;
+  std::vector<CacheGetResult> waiter;
+  Park("waiter", &waiter);
+  ASSERT_TRUE(store_.Delete("ns", "k").ok());  // an invalidation
+  ASSERT_EQ(waiter.size(), 1u);
+  EXPECT_FALSE(waiter[0].lease_token.empty()) << "a fresh load";
+  // The old loader's value may predate the invalidation: refused.
+  EXPECT_EQ(
+      store_.Set("ns", "k", "stale", absl::ZeroDuration(), false, stale_token)
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(store_
+                  .Set("ns", "k", "fresh", absl::ZeroDuration(), false,
+                       waiter[0].lease_token)
+                  .ok());
+}
+
+TEST_F(CacheStoreTest, CancelWaiterSaysWhetherItWasStillParked) {
+  auto first = store_.GetOrLease(
+      "ns", "k", "holder", absl::Seconds(30), [](const CacheGetResult&) {},
+      nullptr);
+  ASSERT_TRUE(first.ok());
+  std::vector<CacheGetResult> results;
+  uint64_t id = Park("waiter", &results);
+  ASSERT_TRUE(store_
+                  .Set("ns", "k", "v", absl::ZeroDuration(), false,
+                       (*first)->lease_token)
+                  .ok());
+  EXPECT_FALSE(store_.CancelWaiter(id)) << "it was answered already";
+  uint64_t other = 0;
+  auto again = store_.GetOrLease(
+      "ns", "j", "holder", absl::Seconds(30), [](const CacheGetResult&) {},
+      nullptr);
+  ASSERT_TRUE(again.ok());
+  auto parked = store_.GetOrLease(
+      "ns", "j", "waiter", absl::Seconds(30), [](const CacheGetResult&) {},
+      &other);
+  ASSERT_TRUE(parked.ok() && !parked->has_value());
+  EXPECT_TRUE(store_.CancelWaiter(other));
+}
+
 TEST_F(CacheStoreTest, ACancelledWaiterIsNotCalled) {
   uint64_t id = 0;
   std::string token =
@@ -384,7 +451,18 @@ TEST(CacheStoreMemoryTest, EvictsLeastRecentlyUsedNonPersistentKeys) {
                 .status()
                 .code(),
             absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(store.Namespaces("keep")[0].keys, 3u);
+  // A write that cannot fit even after evicting everything evicts nothing.
+  ASSERT_TRUE(store.Delete("keep", "z").ok());
+  ASSERT_TRUE(
+      store.Set("ns", "s", ten, absl::ZeroDuration(), false, "").ok());
+  EXPECT_EQ(store
+                .Set("keep", "h", std::string(2 * entry, 'h'),
+                     absl::ZeroDuration(), false, "")
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(store.Get("ns", "s")->found);
+  EXPECT_EQ(store.Namespaces("keep")[0].keys, 2u);
   store.Unwatch(&watcher);
 }
 
@@ -425,6 +503,11 @@ TEST(CacheStorePersistenceTest, RestartRecoversDataAndResumesWatches) {
       store.Set("p", "c", "3", absl::ZeroDuration(), false, "")->revision;
   EXPECT_GT(next, resumed.events[2].revision);
   store.Unwatch(&resumed);
+  // A revision past what was recovered (a write the crash lost, with
+  // everysec) cannot be resumed from: resync.
+  Recorder lost;
+  EXPECT_TRUE(*store.Watch("p", "", resumed.events[2].revision + 1, &lost));
+  store.Unwatch(&lost);
 }
 
 }  // namespace
