@@ -24,7 +24,10 @@
 // process, waits on the server and gets the loaded value. If the loader
 // fails, the waiters get its error (or, with `retry_waiters`, the next one
 // loads). If the loading process dies, the next waiter loads at once: the
-// lease is tied to this client's Hold stream.
+// lease is tied to this client's Hold stream. If the lease is lost while
+// loading (the key was deleted, i.e. invalidated, or written by another
+// process, or the server restarted), the loaded value is returned to this
+// caller but not stored: it may predate the invalidation.
 //
 // Restarts of the cache server: operations in flight when it dies fail
 // with UNAVAILABLE (a write may or may not have been applied); later ones
