@@ -138,26 +138,29 @@ absl::Status CacheService::DoGet(grpc::ServerContext* context,
     ToProto(*got, response);
     return absl::OkStatus();
   }
+  auto parking = std::make_shared<Parking>();
+  uint64_t waiter_id = 0;
+  absl::Duration ttl = request.has_lease_ttl() ? FromProto(request.lease_ttl())
+                                               : kDefaultLeaseTtl;
+  absl::StatusOr<std::optional<CacheGetResult>> got;
   {
+    // Under mu_ with the Hold check, so that the end of a Hold (which
+    // releases the client's leases under mu_ too) cannot slip in between.
     absl::MutexLock lock(&mu_);
     if (holds_.count(request.client_id()) == 0) {
       return absl::FailedPreconditionError(
           "a lease needs a live Hold stream for client_id '" +
           request.client_id() + "'");
     }
+    got = store_->GetOrLease(
+        request.namespace_(), request.key(), request.client_id(), ttl,
+        [parking](const CacheGetResult& result) {
+          absl::MutexLock lock(&parking->mu);
+          parking->result = result;
+          parking->done = true;
+        },
+        &waiter_id);
   }
-  auto parking = std::make_shared<Parking>();
-  uint64_t waiter_id = 0;
-  absl::Duration ttl = request.has_lease_ttl() ? FromProto(request.lease_ttl())
-                                               : kDefaultLeaseTtl;
-  auto got = store_->GetOrLease(
-      request.namespace_(), request.key(), request.client_id(), ttl,
-      [parking](const CacheGetResult& result) {
-        absl::MutexLock lock(&parking->mu);
-        parking->result = result;
-        parking->done = true;
-      },
-      &waiter_id);
   if (!got.ok()) return got.status();
   if (got->has_value()) {
     const CacheGetResult& result = **got;
@@ -447,11 +450,11 @@ grpc::Status CacheService::Hold(grpc::ServerContext* context,
   writer->Write(v1::HoldEvent());  // registered: leases may be asked for
   // The sync API has no blocking wait for a cancelled call: poll it.
   while (!context->IsCancelled()) absl::SleepFor(absl::Milliseconds(20));
-  {
-    absl::MutexLock lock(&mu_);
-    holds_.erase(client);
-  }
-  store_->ReleaseClient(client);  // its leases pass on at once
+  // Its leases pass on at once; a new Hold of the same client_id can only
+  // register after that, so its own leases are never released by this one.
+  absl::MutexLock lock(&mu_);
+  store_->ReleaseClient(client);
+  holds_.erase(client);
   return grpc::Status::OK;
 }
 

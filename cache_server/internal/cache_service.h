@@ -69,6 +69,7 @@ class CacheService final
       ABSL_LOCKS_EXCLUDED(mu_);
 
   CacheStore* const store_;
+  // Taken before the store's lock (lease grants and Hold ends), never after.
   absl::Mutex mu_;
   std::map<std::string, Counters> counters_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> holds_
