@@ -176,27 +176,30 @@ absl::Status CacheService::DoGet(grpc::ServerContext* context,
       request.has_wait() ? FromProto(request.wait()) : kDefaultWait;
   absl::Time deadline =
       absl::Now() + wait - std::min(wait / 10, absl::Milliseconds(100));
-  absl::MutexLock lock(&parking->mu);
-  while (!parking->done) {
-    if (context->IsCancelled() || absl::Now() >= deadline) {
-      parking->mu.Unlock();
-      bool cancelled = store_->CancelWaiter(waiter_id);
-      parking->mu.Lock();
-      if (!cancelled) {
-        // Already answered: the answer is on its way to `parking`.
-        parking->mu.Await(absl::Condition(&parking->done));
-        break;
+  CacheGetResult result;
+  {
+    absl::MutexLock lock(&parking->mu);
+    while (!parking->done) {
+      if (context->IsCancelled() || absl::Now() >= deadline) {
+        parking->mu.Unlock();
+        bool cancelled = store_->CancelWaiter(waiter_id);
+        parking->mu.Lock();
+        if (!cancelled) {
+          // Already answered: the answer is on its way to `parking`.
+          parking->mu.Await(absl::Condition(&parking->done));
+          break;
+        }
+        return context->IsCancelled()
+                   ? absl::CancelledError("cancelled")
+                   : absl::DeadlineExceededError(absl::StrCat(
+                         "no value within ", absl::FormatDuration(wait),
+                         " (the wait option)"));
       }
-      return context->IsCancelled()
-                 ? absl::CancelledError("cancelled")
-                 : absl::DeadlineExceededError(absl::StrCat(
-                       "no value within ", absl::FormatDuration(wait),
-                       " (the wait option)"));
+      parking->mu.AwaitWithTimeout(absl::Condition(&parking->done),
+                                   absl::Milliseconds(50));
     }
-    parking->mu.AwaitWithTimeout(absl::Condition(&parking->done),
-                                 absl::Milliseconds(50));
-  }
-  const CacheGetResult& result = parking->result;
+    result = parking->result;
+  }  // (the service's lock is taken before a parking's, never inside one)
   if (result.hold_lost) {
     return absl::FailedPreconditionError("the Hold stream of client_id '" +
                                          request.client_id() +
@@ -204,12 +207,10 @@ absl::Status CacheService::DoGet(grpc::ServerContext* context,
   }
   if (!result.lease_token.empty() && context->IsCancelled()) {
     // A lease for a caller that is gone: pass it on at once.
-    parking->mu.Unlock();
     store_
         ->ReleaseLease(request.namespace_(), request.key(), result.lease_token,
                        "", /*retry=*/true)
         .IgnoreError();
-    parking->mu.Lock();
     return absl::CancelledError("cancelled");
   }
   Count(request.namespace_(), !result.lease_token.empty() ? &Counters::loads
