@@ -135,6 +135,8 @@ absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
       AccountLocked(space, static_cast<int64_t>(it->first.size() +
                                                 it->second.value.size() +
                                                 kEntryOverhead));
+      if (it->second.expires_at)
+        space.expiry.insert({*it->second.expires_at, &it->first});
       ++it;
     }
     if (absl::Status status = OpenLogLocked(space); !status.ok()) {
@@ -208,9 +210,19 @@ void CacheStore::EmitLocked(Namespace& ns, CacheEvent event) {
   }
 }
 
+void CacheStore::SetExpiryLocked(Namespace& ns,
+                                 std::map<std::string, Entry>::iterator it,
+                                 std::optional<absl::Time> when) {
+  if (it->second.expires_at)
+    ns.expiry.erase({*it->second.expires_at, &it->first});
+  it->second.expires_at = when;
+  if (when) ns.expiry.insert({*when, &it->first});
+}
+
 void CacheStore::EraseLocked(Namespace& ns,
                              std::map<std::string, Entry>::iterator it,
                              CacheEvent::Kind kind) {
+  SetExpiryLocked(ns, it, std::nullopt);
   AccountLocked(
       ns, -static_cast<int64_t>(it->first.size() + it->second.value.size() +
                                 kEntryOverhead));
@@ -400,7 +412,7 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
                          static_cast<int64_t>(created ? 0 : old_size));
     entry.value = std::move(value);
     entry.revision = ++revision_;
-    entry.expires_at = expires_at;
+    SetExpiryLocked(n, it, expires_at);
     if (!n.options.persist) {
       if (entry.in_lru) lru_.erase(entry.lru);
       entry.lru = lru_.insert(lru_.begin(), LruNode{&n, &it->first});
@@ -634,13 +646,14 @@ size_t CacheStore::Sweep() {
     absl::MutexLock lock(&mu_);
     absl::Time now = clock_->Now();
     for (auto& [name, space] : namespaces_) {
-      for (auto it = space.entries.begin(); it != space.entries.end();) {
-        auto next = std::next(it);
-        if (it->second.expires_at && *it->second.expires_at <= now) {
-          EraseLocked(space, it, CacheEvent::Kind::kExpire);
-          ++reclaimed;
+      while (!space.expiry.empty() && space.expiry.begin()->first <= now) {
+        auto it = space.entries.find(*space.expiry.begin()->second);
+        if (it == space.entries.end()) {  // cannot happen; never loop on it
+          space.expiry.erase(space.expiry.begin());
+          continue;
         }
-        it = next;
+        EraseLocked(space, it, CacheEvent::Kind::kExpire);
+        ++reclaimed;
       }
       std::vector<std::string> lapsed;
       for (const auto& [key, lease] : space.leases) {

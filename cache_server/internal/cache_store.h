@@ -46,6 +46,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -249,6 +250,9 @@ class CacheStore {
     std::string name;
     CacheNamespaceOptions options;
     std::map<std::string, Entry> entries;
+    // The entries with a TTL, soonest first, so that Sweep touches only
+    // what expired.
+    std::set<std::pair<absl::Time, const std::string*>> expiry;
     std::map<std::string, Lease> leases;
     uint64_t bytes = 0;
     std::unique_ptr<NamespaceLog> log;  // with persist
@@ -291,6 +295,10 @@ class CacheStore {
   bool MakeRoomLocked(uint64_t incoming, const Entry* keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AccountLocked(Namespace& ns, int64_t delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the expiry of `it`, keeping the namespace's expiry index.
+  void SetExpiryLocked(Namespace& ns, std::map<std::string, Entry>::iterator it,
+                       std::optional<absl::Time> when)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens the log of a new persistent namespace.
   absl::Status OpenLogLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
