@@ -3,6 +3,7 @@
 //
 //   cache_bench --socket=PATH --mode=MODE [--ops=N] [--inflight=N]
 //               [--value-bytes=N] [--keys=N] [--ns=NAME] [--persist]
+//               [--batches=N]
 //
 // Modes:
 //   get, set    `inflight` operations in flight through the asynchronous
@@ -10,6 +11,8 @@
 //   near        hot reads of one key through the near-cache; ops/s
 //   invalidate  another client writes, the near-cache reader waits for the
 //               new value; p50, p99 of that delay (us)
+//   raw-sync    gRPC's floor: a plain synchronous unary Batch of one GET per
+//               call (no client library); ops/s, p50, p99
 // Output: "mode=get inflight=1 ops=... ops_per_s=... p50_us=... p99_us=..."
 #include <algorithm>
 #include <atomic>
@@ -25,6 +28,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "cluster2/v1/cache.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "worker/cache.h"
 
 namespace {
@@ -186,6 +191,28 @@ int main(int argc, char** argv) {
         flags.ops, Percentile(from_issue, 0.5), Percentile(from_issue, 0.99),
         Percentile(from_ack, 0.5), Percentile(from_ack, 0.99),
         static_cast<unsigned long long>((*space)->near_hits()));
+    return 0;
+  }
+  if (flags.mode == "raw-sync") {  // the floor: sync unary Batch, one op
+    auto stub = cluster2::v1::Cache::NewStub(grpc::CreateChannel(
+        "unix:" + flags.socket, grpc::InsecureChannelCredentials()));
+    cluster2::v1::BatchRequest request;
+    auto* get = request.add_ops()->mutable_get();
+    get->set_namespace_(flags.ns);
+    get->set_key("key:1");
+    std::vector<double> latencies;
+    absl::Time began = absl::Now();
+    for (int i = 0; i < flags.ops; ++i) {
+      grpc::ClientContext context;
+      cluster2::v1::BatchResponse response;
+      absl::Time start = absl::Now();
+      if (!stub->Batch(&context, request, &response).ok()) return 1;
+      latencies.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
+    }
+    double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+    printf("mode=raw-sync ops=%d ops_per_s=%.0f p50_us=%.1f p99_us=%.1f\n",
+           flags.ops, flags.ops / seconds, Percentile(latencies, 0.5),
+           Percentile(latencies, 0.99));
     return 0;
   }
   fprintf(stderr, "cache_bench: unknown mode %s\n", flags.mode.c_str());

@@ -12,7 +12,8 @@ Workloads (100-byte values over 10,000 keys, as redis-benchmark -d 100
   3. near-cache hot reads: ops/s against Redis GET -c 1, and the delay until
      another process's write is visible in the near-cache (p50, p99);
   4. `everysec` persistence: SET ops/s with it as a fraction of without it,
-     beside the same fraction for Redis' AOF with appendfsync everysec.
+     beside the same fraction for Redis' AOF with appendfsync everysec;
+and, for reference, gRPC's own floor: a plain synchronous unary call.
 Prints a table with each figure next to its anchor and their ratio.
 """
 
@@ -137,6 +138,8 @@ def main():
         c["set1_persist"] = cache_bench(csock, "--mode=set", f"--ops={n1}",
                                         "--inflight=1", "--ns=durable",
                                         "--persist")
+        c["raw"] = cache_bench(csock, "--mode=raw-sync", f"--ops={n1}",
+                               "--ns=plain")
         c["near"] = cache_bench(csock, "--mode=near", f"--ops={n16 * 10}",
                                 "--ns=near")
         c["inval"] = cache_bench(csock, "--mode=invalidate",
@@ -179,6 +182,9 @@ def main():
             fmt = "{:12.3f}" if unit == "fraction" else "{:12.0f}"
             print(f"{name:64} {fmt.format(ours)} {fmt.format(anchor)} "
                   f"{ratio:7.2f}  {unit}")
+        print(f"(gRPC's own floor: a synchronous unary Batch of one GET, "
+              f"{c['raw']['ops_per_s']:.0f} ops/s, p50 {c['raw']['p50_us']:.0f} us, "
+              f"p99 {c['raw']['p99_us']:.0f} us)")
         print(f"(cluster2 near-cache invalidation from the write's "
               f"acknowledgement: p50 {c['inval']['ack_p50_us']:.0f} us, "
               f"p99 {c['inval']['ack_p99_us']:.0f} us)")
