@@ -68,36 +68,6 @@ v1::WatchEvent::Kind ToProto(CacheEvent::Kind kind) {
   return v1::WatchEvent::KIND_UNSPECIFIED;
 }
 
-// The queue between the store (which pushes under its lock) and one Watch
-// stream's handler thread.
-class StreamWatcher final : public CacheWatcher {
- public:
-  void OnEvent(const CacheEvent& event) override {
-    absl::MutexLock lock(&mu_);
-    if (queue_.size() >= CacheService::kMaxQueuedEvents) {
-      overflow_ = true;
-      return;
-    }
-    queue_.push_back(event);
-  }
-  // Waits up to `timeout` for changes; false once the queue overflowed
-  // (after the changes before the overflow were taken).
-  bool Take(absl::Duration timeout, std::deque<CacheEvent>* out) {
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !queue_.empty() || overflow_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    out->swap(queue_);
-    return !overflow_ || !out->empty();
-  }
-
- private:
-  absl::Mutex mu_;
-  std::deque<CacheEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 // Where a parked Get waits for its answer.
 struct Parking {
   absl::Mutex mu;
@@ -432,78 +402,176 @@ CacheService::Pipeline(grpc::CallbackServerContext*) {
   return new PipelineReactor(this);
 }
 
-grpc::Status CacheService::Hold(grpc::ServerContext* context,
-                                const v1::HoldRequest* request,
-                                grpc::ServerWriter<v1::HoldEvent>* writer) {
-  const std::string& client = request->client_id();
+namespace {
+
+// A stream that ends at once with `status`.
+template <typename T>
+class FailedWriter final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit FailedWriter(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// One Hold stream: says "registered", then stays open; its end (the client
+// cancelled, or its process or connection is gone) releases the client's
+// leases at once.
+class HoldReactor final : public grpc::ServerWriteReactor<v1::HoldEvent> {
+ public:
+  HoldReactor(std::function<void()> on_end) : on_end_(std::move(on_end)) {
+    StartWrite(&registered_);
+  }
+  void OnWriteDone(bool) override {}
+  void OnCancel() override {
+    on_end_();
+    Finish(grpc::Status::OK);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::function<void()> on_end_;
+  const v1::HoldEvent registered_;
+};
+
+// One Watch stream: the store pushes changes (under its lock) into a
+// bounded queue; one write at a time drains it. A consumer that lets
+// kMaxQueuedEvents pile up is ended with RESOURCE_EXHAUSTED (it resumes).
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>,
+                           public CacheWatcher {
+ public:
+  WatchReactor(CacheStore* store, uint64_t from_revision)
+      : store_(store), last_(from_revision) {}
+
+  // Registers with the store, or finishes with the store's error.
+  void Start(grpc::CallbackServerContext* context,
+             const v1::WatchRequest& request) {
+    absl::StatusOr<bool> resync = store_->Watch(
+        request.namespace_(), request.key(), request.from_revision(), this);
+    if (!resync.ok()) {
+      registered_ = false;
+      absl::MutexLock lock(&mu_);
+      FinishLocked(ToGrpcStatus(resync.status()));
+      return;
+    }
+    // Registered: nothing after this is missed. The metadata key tells the
+    // client so (an error would come without it).
+    context->AddInitialMetadata("cluster2-watch", "live");
+    absl::MutexLock lock(&mu_);
+    if (*resync) {  // before any change queued since the registration
+      v1::WatchEvent event;
+      event.set_resync(true);
+      queue_.push_front(std::move(event));
+    }
+    started_ = true;
+    if (queue_.empty()) {
+      StartSendInitialMetadata();
+    } else {
+      WriteNextLocked();
+    }
+  }
+
+  void OnEvent(const CacheEvent& change) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || overflow_) return;
+    if (queue_.size() >= CacheService::kMaxQueuedEvents) {
+      overflow_ = true;
+      if (!writing_ && started_) EndSlowLocked();
+      return;
+    }
+    v1::WatchEvent event;
+    event.set_kind(ToProto(change.kind));
+    event.set_key(change.key);
+    event.set_value(change.value);
+    event.set_revision(change.revision);
+    event.set_expires_unix_micros(UnixMicros(change.expires_at));
+    queue_.push_back(std::move(event));
+    if (!writing_ && started_) WriteNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) return FinishLocked(grpc::Status::OK);  // the client is gone
+    if (current_.revision() != 0) last_ = current_.revision();
+    if (!queue_.empty()) return WriteNextLocked();
+    if (overflow_) EndSlowLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    if (registered_) store_->Unwatch(this);  // no OnEvent after this
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+  void EndSlowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("slow consumer: more than ",
+                     CacheService::kMaxQueuedEvents,
+                     " changes queued; resume from revision ", last_)));
+  }
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    queue_.clear();
+    Finish(status);
+  }
+
+  CacheStore* const store_;
+  bool registered_ = true;  // set before any callback can run
+  absl::Mutex mu_;
+  std::deque<v1::WatchEvent> queue_ ABSL_GUARDED_BY(mu_);
+  v1::WatchEvent current_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::HoldEvent>* CacheService::Hold(
+    grpc::CallbackServerContext*, const v1::HoldRequest* request) {
+  std::string client = request->client_id();
   if (client.empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "client_id is empty");
+    return new FailedWriter<v1::HoldEvent>(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "client_id is empty"));
   }
   {
     absl::MutexLock lock(&mu_);
     if (!holds_.emplace(client, true).second) {
-      return grpc::Status(
-          grpc::StatusCode::ALREADY_EXISTS,
-          "another Hold stream uses client_id '" + client + "'");
+      return new FailedWriter<v1::HoldEvent>(
+          grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                       "another Hold stream uses client_id '" + client + "'"));
     }
   }
-  writer->Write(v1::HoldEvent());  // registered: leases may be asked for
-  // The sync API has no blocking wait for a cancelled call: poll it.
-  while (!context->IsCancelled()) absl::SleepFor(absl::Milliseconds(20));
-  // Its leases pass on at once; a new Hold of the same client_id can only
-  // register after that, so its own leases are never released by this one.
-  absl::MutexLock lock(&mu_);
-  store_->ReleaseClient(client);
-  holds_.erase(client);
-  return grpc::Status::OK;
+  return new HoldReactor([this, client] {
+    // Its leases pass on at once; a new Hold of the same client_id can only
+    // register after that, so its own leases are never released by this one.
+    absl::MutexLock lock(&mu_);
+    store_->ReleaseClient(client);
+    holds_.erase(client);
+  });
 }
 
-grpc::Status CacheService::Watch(grpc::ServerContext* context,
-                                 const v1::WatchRequest* request,
-                                 grpc::ServerWriter<v1::WatchEvent>* writer) {
-  StreamWatcher watcher;
-  absl::StatusOr<bool> resync =
-      store_->Watch(request->namespace_(), request->key(),
-                    request->from_revision(), &watcher);
-  if (!resync.ok()) return ToGrpcStatus(resync.status());
-  // Registered: nothing after this is missed. The metadata key tells the
-  // client so (an error would come without it).
-  context->AddInitialMetadata("cluster2-watch", "live");
-  writer->SendInitialMetadata();
-  bool open = true;
-  if (*resync) {
-    v1::WatchEvent event;
-    event.set_resync(true);
-    open = writer->Write(event);
-  }
-  uint64_t last = request->from_revision();
-  grpc::Status status = grpc::Status::OK;
-  std::deque<CacheEvent> events;
-  while (open && !context->IsCancelled()) {
-    // The sync API cannot wait on cancellation: wake up to check it.
-    bool keeping_up = watcher.Take(absl::Milliseconds(50), &events);
-    for (const CacheEvent& change : events) {
-      v1::WatchEvent event;
-      event.set_kind(ToProto(change.kind));
-      event.set_key(change.key);
-      event.set_value(change.value);
-      event.set_revision(change.revision);
-      event.set_expires_unix_micros(UnixMicros(change.expires_at));
-      if (!(open = writer->Write(event))) break;
-      last = change.revision;
-    }
-    events.clear();
-    if (!keeping_up) {
-      status = grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("slow consumer: more than ", kMaxQueuedEvents,
-                       " changes queued; resume from revision ", last));
-      break;
-    }
-  }
-  store_->Unwatch(&watcher);
-  return status;
+grpc::ServerWriteReactor<v1::WatchEvent>* CacheService::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  auto* reactor = new WatchReactor(store_, request->from_revision());
+  reactor->Start(context, *request);
+  return reactor;
 }
 
 }  // namespace cluster2

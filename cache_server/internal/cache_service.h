@@ -15,12 +15,14 @@
 
 namespace cluster2 {
 
-// Batch and Pipeline, the hot path of the client library, run on gRPC's
-// callback API (no hand-off to a sync worker thread); the other methods are
-// sync.
+// The streams (Hold, Watch, Pipeline) and Batch run on gRPC's callback API:
+// no thread per open stream, and the end of a Hold is seen at once. The
+// unary methods are sync (a parked Get holds its thread while it waits).
 class CacheService final
     : public v1::Cache::WithCallbackMethod_Batch<
-          v1::Cache::WithCallbackMethod_Pipeline<v1::Cache::Service>> {
+          v1::Cache::WithCallbackMethod_Pipeline<
+              v1::Cache::WithCallbackMethod_Hold<
+                  v1::Cache::WithCallbackMethod_Watch<v1::Cache::Service>>>> {
  public:
   // Borrows `store`.
   explicit CacheService(CacheStore* store) : store_(store) {}
@@ -48,10 +50,12 @@ class CacheService final
 
   // Runs the operations of `request` in order.
   void RunBatch(const v1::BatchRequest& request, v1::BatchResponse* response);
-  grpc::Status Hold(grpc::ServerContext*, const v1::HoldRequest*,
-                    grpc::ServerWriter<v1::HoldEvent>*) override;
-  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,
-                     grpc::ServerWriter<v1::WatchEvent>*) override;
+  grpc::ServerWriteReactor<v1::HoldEvent>* Hold(
+      grpc::CallbackServerContext* context,
+      const v1::HoldRequest* request) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
+      grpc::CallbackServerContext* context,
+      const v1::WatchRequest* request) override;
 
   // Changes queued for one watcher before it counts as a slow consumer.
   static constexpr size_t kMaxQueuedEvents = 10000;
