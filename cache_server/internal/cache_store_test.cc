@@ -453,8 +453,7 @@ TEST(CacheStoreMemoryTest, EvictsLeastRecentlyUsedNonPersistentKeys) {
             absl::StatusCode::kResourceExhausted);
   // A write that cannot fit even after evicting everything evicts nothing.
   ASSERT_TRUE(store.Delete("keep", "z").ok());
-  ASSERT_TRUE(
-      store.Set("ns", "s", ten, absl::ZeroDuration(), false, "").ok());
+  ASSERT_TRUE(store.Set("ns", "s", ten, absl::ZeroDuration(), false, "").ok());
   EXPECT_EQ(store
                 .Set("keep", "h", std::string(2 * entry, 'h'),
                      absl::ZeroDuration(), false, "")
