@@ -39,6 +39,12 @@ constexpr size_t kMaxOpsPerBatch = 512;
 constexpr size_t kMaxBatchBytes = 1 << 20;
 constexpr char kWatchLiveKey[] = "cluster2-watch";
 
+// The status of one operation of a batch.
+absl::Status ResultStatus(const Result& result) {
+  return absl::Status(static_cast<absl::StatusCode>(result.code()),
+                      result.message());
+}
+
 bool IsUnknownNamespace(const absl::Status& status) {
   return status.code() == absl::StatusCode::kNotFound &&
          absl::StartsWith(status.message(), "no namespace");
@@ -87,7 +93,7 @@ class Batcher {
       stopping_ = true;
       if (stream_ != nullptr) stream_->context.TryCancel();
       mu_.Await(absl::Condition(
-          +[](int* streams) { return *streams == 0; }, &live_streams_));
+          +[](int* calls) { return *calls == 0; }, &live_calls_));
       orphans.swap(queue_);
     }
     watchdog_.join();
@@ -208,7 +214,7 @@ class Batcher {
     }
     if (stream_ == nullptr && !to_write_.empty()) {
       stream_ = new Stream(this);
-      ++live_streams_;
+      ++live_calls_;
       actions->begin = stream_;
     }
     if (stream_ != nullptr && !writing_ && !to_write_.empty()) {
@@ -251,9 +257,7 @@ class Batcher {
         continue;
       }
       const Result& result = response->results(index);
-      sent.dones[i](absl::Status(static_cast<absl::StatusCode>(result.code()),
-                                 result.message()),
-                    &result, op);
+      sent.dones[i](ResultStatus(result), &result, op);
     }
     // Operations submitted by the callbacks above leave now.
     Actions actions;
@@ -302,7 +306,7 @@ class Batcher {
 
   void Done() {
     absl::MutexLock lock(&mu_);
-    --live_streams_;
+    --live_calls_;
   }
 
   void SubmitAlone(v1::BatchRequest::Op op, absl::Time deadline, OpDone done) {
@@ -319,7 +323,7 @@ class Batcher {
     call->context.set_deadline(absl::ToChronoTime(deadline));
     {
       absl::MutexLock lock(&mu_);
-      ++live_streams_;  // the destructor waits for it too
+      ++live_calls_;  // the destructor waits for it too
     }
     stub_->async()->Batch(
         &call->context, &call->request, &call->response,
@@ -331,10 +335,7 @@ class Batcher {
                        nullptr, op);
           } else {
             const Result& result = call->response.results(0);
-            call->done(
-                absl::Status(static_cast<absl::StatusCode>(result.code()),
-                             result.message()),
-                &result, op);
+            call->done(ResultStatus(result), &result, op);
           }
           delete call;
           Done();
@@ -361,7 +362,8 @@ class Batcher {
   std::deque<Sent> sent_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<v1::BatchRequest>> to_write_ ABSL_GUARDED_BY(mu_);
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current one
-  int live_streams_ ABSL_GUARDED_BY(mu_) = 0;      // not yet OnDone
+  // Streams not yet OnDone, and unary calls (SubmitAlone) not yet answered.
+  int live_calls_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool timed_out_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -792,6 +794,14 @@ class ClientImpl final : public CacheClient {
                         });
   }
 
+  // UseAgain, blocking (from a thread of the caller's or a watch's own).
+  void UseAgainAndWait(const std::string& name,
+                       const CacheNamespaceConfig& config) {
+    absl::Notification used;
+    UseAgain(name, config, [&](absl::Status) { used.Notify(); });
+    used.WaitForNotification();
+  }
+
   // True once this client's Hold stream is registered; false if `deadline`
   // passes first.
   bool WaitForHold(absl::Time deadline) {
@@ -1106,9 +1116,7 @@ absl::StatusOr<std::vector<std::string>> NamespaceImpl::Keys(
         FromGrpcStatus(client_->stub()->Keys(&context, request, &response));
     if (IsUnknownNamespace(status) && !retried) {
       retried = true;
-      absl::Notification used;
-      client_->UseAgain(name_, config_, [&](absl::Status) { used.Notify(); });
-      used.WaitForNotification();
+      client_->UseAgainAndWait(name_, config_);
       continue;
     }
     if (!status.ok()) return status;
@@ -1123,16 +1131,12 @@ std::unique_ptr<CacheWatch> NamespaceImpl::Watch(
     std::function<void(const CacheWatchEvent&)> on_event,
     uint64_t from_revision) {
   std::weak_ptr<NamespaceImpl> weak = weak_from_this();
-  return std::make_unique<WatchImpl>(
-      client_->stub(), name_, key, from_revision, std::move(on_event), nullptr,
-      [weak] {
-        if (auto self = weak.lock()) {
-          absl::Notification used;
-          self->client_->UseAgain(self->name_, self->config_,
-                                  [&](absl::Status) { used.Notify(); });
-          used.WaitForNotification();
-        }
-      });
+  return std::make_unique<WatchImpl>(client_->stub(), name_, key, from_revision,
+                                     std::move(on_event), nullptr, [weak] {
+                                       if (auto self = weak.lock())
+                                         self->client_->UseAgainAndWait(
+                                             self->name_, self->config_);
+                                     });
 }
 
 absl::StatusOr<CacheValue> NamespaceImpl::GetOrLoad(const std::string& key,

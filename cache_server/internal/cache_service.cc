@@ -12,17 +12,13 @@ namespace {
 constexpr absl::Duration kDefaultWait = absl::Seconds(10);
 constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
 
-int64_t UnixMicros(const std::optional<absl::Time>& t) {
-  return t ? absl::ToUnixMicros(*t) : 0;
-}
-
 void ToProto(const CacheGetResult& result, v1::GetResponse* response) {
   response->set_found(result.found);
   response->set_value(result.value);
   response->set_revision(result.revision);
   response->set_lease_token(result.lease_token);
   response->set_load_error(result.load_error);
-  response->set_expires_unix_micros(UnixMicros(result.expires_at));
+  response->set_expires_unix_micros(ExpiryUnixMicros(result.expires_at));
 }
 
 FsyncPolicy FromProto(v1::NamespaceOptions::Fsync fsync) {
@@ -205,7 +201,7 @@ absl::Status CacheService::DoSet(const v1::SetRequest& request,
   response->set_written(set->written);
   response->set_current(set->current);
   response->set_revision(set->revision);
-  response->set_expires_unix_micros(UnixMicros(set->expires_at));
+  response->set_expires_unix_micros(ExpiryUnixMicros(set->expires_at));
   return absl::OkStatus();
 }
 
@@ -482,7 +478,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>,
     event.set_key(change.key);
     event.set_value(change.value);
     event.set_revision(change.revision);
-    event.set_expires_unix_micros(UnixMicros(change.expires_at));
+    event.set_expires_unix_micros(ExpiryUnixMicros(change.expires_at));
     queue_.push_back(std::move(event));
     if (!writing_ && started_) WriteNextLocked();
   }

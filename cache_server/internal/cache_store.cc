@@ -32,8 +32,8 @@ CacheStore::CacheStore(Limits limits, Clock* clock, std::string data_dir)
 
 CacheStore::~CacheStore() = default;
 
-int64_t CacheStore::ToUnixMicros(const std::optional<absl::Time>& t) {
-  return t ? absl::ToUnixMicros(*t) : 0;
+int64_t ExpiryUnixMicros(const std::optional<absl::Time>& expires_at) {
+  return expires_at ? absl::ToUnixMicros(*expires_at) : 0;
 }
 
 absl::StatusOr<CacheNamespaceOptions> CacheStore::Use(
@@ -399,7 +399,7 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
       record.key = key;
       record.value = value;
       record.revision = revision_ + 1;
-      record.expires_unix_micros = ToUnixMicros(expires_at);
+      record.expires_unix_micros = ExpiryUnixMicros(expires_at);
       if (absl::Status status = n.log->Append(record); !status.ok()) {
         return absl::UnavailableError(
             absl::StrCat("cannot persist the write: ", status.message()));
@@ -680,7 +680,7 @@ absl::Status CacheStore::CompactLocked(Namespace& ns) {
     record.key = key;
     record.value = entry.value;
     record.revision = entry.revision;
-    record.expires_unix_micros = ToUnixMicros(entry.expires_at);
+    record.expires_unix_micros = ExpiryUnixMicros(entry.expires_at);
     live.push_back(std::move(record));
   }
   if (absl::Status status = ns.log->Compact(live); !status.ok()) return status;

@@ -303,7 +303,6 @@ class CacheStore {
   // Opens the log of a new persistent namespace.
   absl::Status OpenLogLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CompactLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static int64_t ToUnixMicros(const std::optional<absl::Time>& t);
   static absl::Status Unpersistable(const Namespace& ns);
 
   const Limits limits_;
@@ -317,6 +316,10 @@ class CacheStore {
   uint64_t evictable_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // non-persistent
   std::list<LruNode> lru_ ABSL_GUARDED_BY(mu_);        // most recent first
 };
+
+// An expiry as microseconds since the Unix epoch (as in the log and the
+// protos); 0 = never.
+int64_t ExpiryUnixMicros(const std::optional<absl::Time>& expires_at);
 
 // INVALID_ARGUMENT unless `name` is 1..128 characters of [A-Za-z0-9._-].
 absl::Status ValidateNamespaceName(const std::string& name);
