@@ -4,6 +4,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,6 +52,24 @@ sigset_t HandledSignals() {
     sigaddset(&set, signal);
   }
   return set;
+}
+
+// The soft limit on open descriptors raised to the hard one (as nginx's
+// worker_rlimit_nofile and systemd's services do): the master holds a
+// session per worker and the monitor port's connections, and the usual soft
+// limit of 1,024 would let a connection flood starve it. Children get the
+// usual limit back (spawn.cc). Returns the soft limit found (0 if unknown).
+rlim_t RaiseDescriptorLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  const rlim_t original = limit.rlim_cur;
+  if (limit.rlim_cur == limit.rlim_max) return original;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    LogWarning(absl::StrCat("cannot raise the open file limit to ",
+                            limit.rlim_max, ": ", strerror(errno)));
+  }
+  return original;
 }
 
 absl::Status Fail(absl::string_view what, const absl::Status& status) {
@@ -102,7 +121,9 @@ class Master {
     if (!config_.log_file().empty())
       CLUSTER2_RETURN_IF_ERROR(OpenLogFile(config_.log_file()));
     CLUSTER2_ASSIGN_OR_RETURN(output_, OutputCollector::Create());
-    launcher_ = std::make_unique<PosixProcessLauncher>(output_.get());
+    const rlim_t child_descriptor_limit = RaiseDescriptorLimit();
+    launcher_ = std::make_unique<PosixProcessLauncher>(output_.get(),
+                                                       child_descriptor_limit);
     std::string run_dir =
         config_.run_dir().empty()
             ? DefaultRunDir(config_.name(), std::getenv, geteuid())

@@ -255,5 +255,52 @@ TEST(SupervisionTest, RecycleOnePidThroughCtl) {
   EXPECT_EQ(unknown.err, "cluster2ctl: no worker with pid 1\n");
 }
 
+// The parent-death signal fires when the thread that forked exits: a
+// successor forked on an HTTP connection's thread or a gRPC handler's
+// thread was SIGKILLed with it. Every successor of 20 recycles in a row
+// (10 through gRPC, 10 through HTTP) must live on.
+TEST(SupervisionTest, SuccessorsOfRecyclesThroughGrpcAndHttpSurvive) {
+  Cluster cluster(2);
+  std::set<int> pids = cluster.WaitReady(2);
+  ASSERT_EQ(pids.size(), 2u) << cluster.master().Stderr();
+  for (int round = 0; round < 20; ++round) {
+    const bool http = round % 2 == 1;
+    const int victim = *pids.begin();
+    if (http) {
+      CommandResult post =
+          RunCommand({"/usr/bin/curl", "-sS", "-o", "/dev/null", "-w",
+                      "%{http_code}", "-X", "POST",
+                      absl::StrCat("http://127.0.0.1:", cluster.mon_port(),
+                                   "/api/recycle?pid=", victim)});
+      ASSERT_EQ(post.out, "202") << "round " << round << ": " << post.err;
+    } else {
+      CommandResult recycle = cluster.Ctl({"recycle", std::to_string(victim)});
+      ASSERT_EQ(recycle.exit_code, 0)
+          << "round " << round << ": " << recycle.err;
+    }
+    std::set<int> next;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          next = cluster.ReadyPids(2);
+          return next.size() == 2 && next.count(victim) == 0 &&
+                 !ProcessAlive(victim);
+        },
+        absl::Seconds(15)))
+        << "round " << round << "\n"
+        << cluster.master().Stderr();
+    pids = next;
+  }
+  // A slot counts every process after its first: 20 successors, and one
+  // more for each successor that was killed and started again.
+  unsigned started = 0;
+  for (const v1::Worker& worker : cluster.Workers()) {
+    started += worker.restarts();
+    EXPECT_TRUE(ProcessAlive(worker.pid()));
+  }
+  EXPECT_EQ(started, 20u);
+  EXPECT_FALSE(absl::StrContains(cluster.master().Stderr(), "signal 9"))
+      << cluster.master().Stderr();
+}
+
 }  // namespace
 }  // namespace cluster2

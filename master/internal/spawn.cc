@@ -1,6 +1,7 @@
 #include "master/internal/spawn.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -106,7 +108,56 @@ std::vector<std::string> CurrentEnvironment() {
   return env;
 }
 
+struct PosixProcessLauncher::Request {
+  const SpawnSpec* spec;
+  std::optional<absl::StatusOr<pid_t>> result;  // set by the spawner
+};
+
+PosixProcessLauncher::PosixProcessLauncher(OutputCollector* output,
+                                           rlim_t child_descriptor_limit)
+    : output_(output),
+      child_descriptor_limit_(child_descriptor_limit),
+      spawner_([this] { SpawnerLoop(); }) {}
+
+PosixProcessLauncher::~PosixProcessLauncher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  spawner_.join();
+}
+
 absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
+  Request request{&spec, std::nullopt};
+  absl::MutexLock lock(&mu_);
+  // One request at a time: wait for the slot, then for the answer.
+  mu_.Await(absl::Condition(
+      +[](Request** pending) { return *pending == nullptr; }, &pending_));
+  if (stopping_) return absl::UnavailableError("the launcher is stopping");
+  pending_ = &request;
+  mu_.Await(absl::Condition(
+      +[](Request* r) { return r->result.has_value(); }, &request));
+  return *std::move(request.result);
+}
+
+void PosixProcessLauncher::SpawnerLoop() {
+  pthread_setname_np(pthread_self(), "spawner");
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    mu_.Await(absl::Condition(
+        +[](PosixProcessLauncher* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return self->pending_ != nullptr || self->stopping_;
+        },
+        this));
+    if (pending_ == nullptr) return;  // stopping, nothing asked
+    Request* request = pending_;
+    // fork() under our own lock is fine: the child never touches it.
+    request->result = ForkExec(*request->spec);
+    pending_ = nullptr;
+  }
+}
+
+absl::StatusOr<pid_t> PosixProcessLauncher::ForkExec(const SpawnSpec& spec) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("empty command");
   CLUSTER2_ASSIGN_OR_RETURN(std::string path,
                             ResolveExecutable(spec.argv[0], spec.cwd));
@@ -126,6 +177,11 @@ absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
   const pid_t parent = getpid();
   sigset_t empty_mask;
   sigemptyset(&empty_mask);
+  rlimit descriptors;
+  bool restore_limit = child_descriptor_limit_ != 0 &&
+                       getrlimit(RLIMIT_NOFILE, &descriptors) == 0 &&
+                       descriptors.rlim_cur != child_descriptor_limit_;
+  descriptors.rlim_cur = child_descriptor_limit_;
 
   int output[2] = {-1, -1};
   if (output_ != nullptr && !spec.log_component.empty() &&
@@ -149,6 +205,7 @@ absl::StatusOr<pid_t> PosixProcessLauncher::Launch(const SpawnSpec& spec) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(127);  // the master died before prctl
   setpgid(0, 0);
+  if (restore_limit) setrlimit(RLIMIT_NOFILE, &descriptors);
   signal(SIGPIPE, SIG_DFL);
   sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
   if (output[1] >= 0) {  // before fd 3 is taken: the pipe may sit there

@@ -8,12 +8,16 @@
 #ifndef CLUSTER2_MASTER_INTERNAL_SPAWN_H_
 #define CLUSTER2_MASTER_INTERNAL_SPAWN_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "master/internal/output_collector.h"
 
 namespace cluster2 {
@@ -73,16 +77,37 @@ class ProcessLauncher {
 // between fork() and exec() only async-signal-safe calls are made, so it is
 // safe in a process running gRPC threads. exec failures are reported by the
 // child on stderr and as exit status 127.
+//
+// Every fork happens on one long-lived thread the launcher owns ("spawner"):
+// the parent-death signal (PR_SET_PDEATHSIG) fires when the *thread* that
+// forked exits, so a child forked on a short-lived thread (an HTTP
+// connection's, a gRPC handler's) would be killed with it. Launch() hands
+// the request to that thread and waits for the pid; the spawner takes no
+// other lock, so Launch() may be called under any of the caller's locks.
 class PosixProcessLauncher final : public ProcessLauncher {
  public:
   // `output`, if not null, receives the children's output (borrowed).
-  explicit PosixProcessLauncher(OutputCollector* output = nullptr)
-      : output_(output) {}
+  // `child_descriptor_limit`, if not zero, is the soft RLIMIT_NOFILE the
+  // children start with (the master raises its own; see RunMaster).
+  explicit PosixProcessLauncher(OutputCollector* output = nullptr,
+                                rlim_t child_descriptor_limit = 0);
+  // Joins the spawner thread. Children already started are unaffected.
+  ~PosixProcessLauncher() override;
+
   absl::StatusOr<pid_t> Launch(const SpawnSpec& spec) override;
   void Signal(pid_t pid, int signal) override;
 
  private:
+  struct Request;
+  void SpawnerLoop();
+  absl::StatusOr<pid_t> ForkExec(const SpawnSpec& spec);
+
   OutputCollector* const output_;
+  const rlim_t child_descriptor_limit_;
+  absl::Mutex mu_;
+  Request* pending_ ABSL_GUARDED_BY(mu_) = nullptr;  // at most one at a time
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread spawner_;
 };
 
 }  // namespace cluster2
