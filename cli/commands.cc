@@ -25,12 +25,22 @@
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/status.grpc.pb.h"
 #include "common/proto_time.h"
+#include "common/trusted_path.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "master/internal/run_dir.h"
 
 namespace cluster2 {
 namespace {
+
+// What cluster2ctl says of a socket it will not use (CheckTrustedSocket).
+std::string UntrustedSocketMessage(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kPermissionDenied) {
+    return absl::StrCat("permission denied: ", status.message(),
+                        " (the cluster belongs to another user)");
+  }
+  return std::string(status.message());
+}
 
 constexpr char kUsage[] = R"(usage: cluster2ctl [options] VERB [ARGS]
 
@@ -300,12 +310,16 @@ class Ctl {
     }
     if (absl::StartsWith(address_, "unix:")) {
       std::string path = address_.substr(5);
-      struct stat info;
-      if (stat(path.c_str(), &info) != 0) {
+      absl::Status socket = CheckTrustedSocket(path, geteuid());
+      if (socket.code() == absl::StatusCode::kNotFound) {
         err_ << "cluster2ctl: no master running: " << path
              << " does not exist (start one with cluster2-master, or pass "
                 "--name/--run-dir)\n";
         return kExitNoMaster;
+      }
+      if (!socket.ok()) {
+        err_ << "cluster2ctl: " << UntrustedSocketMessage(socket) << "\n";
+        return kExitFailed;
       }
     }
     auto channel =
@@ -695,12 +709,18 @@ class Ctl {
     }
     bool unix_socket = absl::StartsWith(address, "unix:");
     cache_where_ = unix_socket ? address.substr(5) : address;
-    struct stat info;
-    if (unix_socket && stat(cache_where_.c_str(), &info) != 0) {
-      err_ << "cluster2ctl: no cache server at " << cache_where_
-           << " (no such socket; start a cluster with the cache enabled, or "
-              "pass --cache-socket)\n";
-      return kExitNoMaster;
+    if (unix_socket) {
+      absl::Status socket = CheckTrustedSocket(cache_where_, geteuid());
+      if (socket.code() == absl::StatusCode::kNotFound) {
+        err_ << "cluster2ctl: no cache server at " << cache_where_
+             << " (no such socket; start a cluster with the cache enabled, or "
+                "pass --cache-socket)\n";
+        return kExitNoMaster;
+      }
+      if (!socket.ok()) {
+        err_ << "cluster2ctl: " << UntrustedSocketMessage(socket) << "\n";
+        return kExitFailed;
+      }
     }
     cache_ = v1::Cache::NewStub(
         grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));

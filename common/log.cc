@@ -1,12 +1,14 @@
 #include "common/log.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <string>
 
 #include "absl/base/const_init.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -45,8 +47,36 @@ void WriteLine(absl::string_view tag, absl::string_view who, pid_t pid,
   (void)ignored;
 }
 
-int OpenForAppend(const std::string& path) {
-  return open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+// Opens `path` for appending, refusing a symbolic link (O_NOFOLLOW) and a
+// file someone else owns or that is not a regular file: another user must
+// not be able to point the master's log at a file of their choosing or read
+// it through a file they planted.
+absl::StatusOr<int> OpenForAppend(const std::string& path) {
+  int fd = open(path.c_str(),
+                O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0) {
+    return ErrnoStatus(
+        errno, errno == ELOOP
+                   ? absl::StrCat("log file ", path, " is a symbolic link")
+                   : absl::StrCat("log file ", path));
+  }
+  struct stat info;
+  absl::Status problem;
+  if (fstat(fd, &info) != 0) {
+    problem = ErrnoStatus(errno, absl::StrCat("log file ", path));
+  } else if (!S_ISREG(info.st_mode)) {
+    problem = absl::FailedPreconditionError(
+        absl::StrCat("log file ", path, " is not a regular file"));
+  } else if (info.st_uid != geteuid()) {
+    problem = absl::FailedPreconditionError(
+        absl::StrCat("log file ", path, " belongs to uid ", info.st_uid,
+                     ", not to uid ", geteuid()));
+  }
+  if (!problem.ok()) {
+    close(fd);
+    return problem;
+  }
+  return fd;
 }
 
 }  // namespace
@@ -72,8 +102,9 @@ void LogFor(absl::string_view tag, absl::string_view who, pid_t pid,
 }
 
 absl::Status OpenLogFile(const std::string& path) {
-  int fd = OpenForAppend(path);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("log file ", path));
+  absl::StatusOr<int> opened = OpenForAppend(path);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   absl::MutexLock lock(&mu);
   if (file_fd >= 0) close(file_fd);
   file_fd = fd;

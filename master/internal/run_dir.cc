@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
+#include "common/trusted_path.h"
 
 namespace cluster2 {
 namespace {
@@ -88,9 +89,17 @@ absl::StatusOr<std::unique_ptr<RunDirectory>> RunDirectory::Open(
   if ((info.st_mode & 0777) != 0700 && chmod(path.c_str(), 0700) != 0) {
     return ErrnoStatus(errno, absl::StrCat("chmod 0700 ", path));
   }
+  // Ours and private, but a directory above it that another user controls
+  // (a /tmp/cluster2-<uid> they created first) could swap it for theirs.
+  if (absl::Status trusted = CheckTrustedDirectory(path, geteuid());
+      !trusted.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run directory: ", trusted.message()));
+  }
 
   std::string lock_path = absl::StrCat(path, "/", kLockFile);
-  int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int fd =
+      open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", lock_path));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int saved = errno;

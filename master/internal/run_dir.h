@@ -39,10 +39,12 @@ class RunDirectory {
   static constexpr absl::string_view kCacheSocket = "cache.sock";
 
   // Creates `path` (and missing parents) with mode 0700 or adopts an existing
-  // directory owned by this user (tightening its mode), takes the master
-  // lock and removes stale sockets. Errors: INVALID_ARGUMENT (path too long
-  // for its sockets), FAILED_PRECONDITION (owned by someone else, not a
-  // directory), ALREADY_EXISTS ("a master is already running ... (pid N)").
+  // directory owned by this user (tightening its mode), checks that no other
+  // user controls a directory above it (common/trusted_path.h), takes the
+  // master lock and removes stale sockets. Errors: INVALID_ARGUMENT (path
+  // too long for its sockets), FAILED_PRECONDITION (owned by someone else,
+  // under a directory another user controls, not a directory),
+  // ALREADY_EXISTS ("a master is already running ... (pid N)").
   static absl::StatusOr<std::unique_ptr<RunDirectory>> Open(std::string path);
 
   RunDirectory(const RunDirectory&) = delete;

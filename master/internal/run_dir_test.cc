@@ -115,5 +115,47 @@ TEST(DefaultRunDirTest, PrefersXdgRuntimeDir) {
   EXPECT_EQ(DefaultRunDir("web", getenv, 0), "/tmp/cluster2-0/web");
 }
 
+// Another user who created the parent first (as /tmp/cluster2-<uid>) could
+// put their own master.sock where cluster2ctl looks: such a parent is
+// refused, whoever owns the run directory itself.
+TEST_F(RunDirTest, AParentWritableByOthersIsRefused) {
+  std::string parent = base_ + "/cluster2-1000";
+  ASSERT_EQ(mkdir(parent.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(parent.c_str(), 0777), 0);
+  auto dir = RunDirectory::Open(parent + "/default");
+  ASSERT_FALSE(dir.ok());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(dir.status().message().find(parent), std::string::npos)
+      << dir.status();
+}
+
+TEST_F(RunDirTest, AParentOwnedByAnotherUserIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a directory away";
+  std::string parent = base_ + "/cluster2-1000";
+  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0);
+  std::string run = parent + "/default";
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);  // even with our own run dir in it
+  ASSERT_EQ(chown(parent.c_str(), 65534, 65534), 0);
+  auto dir = RunDirectory::Open(run);
+  ASSERT_FALSE(dir.ok());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(dir.status().message().find("belongs to uid 65534"),
+            std::string::npos)
+      << dir.status();
+}
+
+TEST_F(RunDirTest, APlantedLockSymlinkIsNotFollowed) {
+  std::string run = base_ + "/run";
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  std::string victim = base_ + "/victim";
+  ASSERT_EQ(std::system(("echo precious > " + victim).c_str()), 0);
+  ASSERT_EQ(symlink(victim.c_str(), (run + "/master.lock").c_str()), 0);
+  auto dir = RunDirectory::Open(run);
+  EXPECT_FALSE(dir.ok());
+  struct stat info;
+  ASSERT_EQ(stat(victim.c_str(), &info), 0);
+  EXPECT_EQ(info.st_size, 9);  // "precious\n", not truncated to a pid
+}
+
 }  // namespace
 }  // namespace cluster2
