@@ -58,9 +58,9 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
   auto state = std::make_unique<State>(options);
   std::vector<std::string> problems;
   if (absl::Status status = state->store.Recover(&problems); !status.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot use the data directory ", options.data_dir, ": ",
-                     status.message()));
+    // The message names the directory and why (not ours, writable by
+    // others, cannot be created).
+    return absl::FailedPreconditionError(status.message());
   }
   for (const std::string& problem : problems) LogWarning(problem);
   for (const CacheNamespaceInfo& info : state->store.Namespaces()) {

@@ -7,9 +7,21 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/log.h"
 
 namespace cluster2 {
+namespace {
+
+// A failed write to a namespace's files: "<what>: <the log's message>" with
+// the log's code (RESOURCE_EXHAUSTED for a full disk), except UNAVAILABLE,
+// which a client reads as "no server answered": INTERNAL instead.
+absl::Status PersistError(const absl::Status& status, absl::string_view what) {
+  absl::StatusCode code = status.code() == absl::StatusCode::kUnavailable
+                              ? absl::StatusCode::kInternal
+                              : status.code();
+  return absl::Status(code, absl::StrCat(what, ": ", status.message()));
+}
+
+}  // namespace
 
 absl::Status ValidateNamespaceName(const std::string& name) {
   bool valid = !name.empty() && name.size() <= 128;
@@ -60,8 +72,8 @@ absl::StatusOr<CacheNamespaceOptions> CacheStore::Use(
     if (options.persist) {
       if (absl::Status status = OpenLogLocked(space); !status.ok()) {
         namespaces_.erase(it);
-        return absl::UnavailableError(absl::StrCat(
-            "cannot persist namespace '", name, "': ", status.message()));
+        return PersistError(
+            status, absl::StrCat("cannot persist namespace '", name, "'"));
       }
     }
   }
@@ -69,14 +81,26 @@ absl::StatusOr<CacheNamespaceOptions> CacheStore::Use(
   return space.options;
 }
 
+absl::StatusOr<const DataDirectory*> CacheStore::DirectoryLocked() {
+  if (dir_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<DataDirectory>> dir =
+        DataDirectory::Open(data_dir_);
+    if (!dir.ok()) return dir.status();
+    dir_ = std::move(*dir);
+  }
+  return dir_.get();
+}
+
 absl::Status CacheStore::OpenLogLocked(Namespace& ns) {
+  absl::StatusOr<const DataDirectory*> dir = DirectoryLocked();
+  if (!dir.ok()) return dir.status();
   CacheRecord options;
   options.kind = CacheRecord::Kind::kOptions;
   options.revision = revision_;
   options.expire_micros = absl::ToInt64Microseconds(ns.options.expire);
   options.fsync = ns.options.fsync;
   absl::StatusOr<std::unique_ptr<NamespaceLog>> log =
-      NamespaceLog::Open(data_dir_, ns.name, options);
+      NamespaceLog::Open(*dir, ns.name, options);
   if (!log.ok()) return log.status();
   ns.log = std::move(*log);
   return absl::OkStatus();
@@ -84,7 +108,13 @@ absl::Status CacheStore::OpenLogLocked(Namespace& ns) {
 
 absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
   if (data_dir_.empty()) return absl::OkStatus();
-  absl::StatusOr<Recovery> recovery = RecoverAll(data_dir_);
+  absl::StatusOr<const DataDirectory*> dir;
+  {
+    absl::MutexLock lock(&mu_);
+    dir = DirectoryLocked();
+  }
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<Recovery> recovery = RecoverAll(**dir);  // never reset
   if (!recovery.ok()) return recovery.status();
   problems->insert(problems->end(), recovery->problems.begin(),
                    recovery->problems.end());
@@ -139,6 +169,7 @@ absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
         space.expiry.insert({*it->second.expires_at, &it->first});
       ++it;
     }
+    if (recovered.refused) continue;  // read-only: its files stay as they are
     if (absl::Status status = OpenLogLocked(space); !status.ok()) {
       problems->push_back(
           absl::StrCat("namespace '", space.name,
@@ -147,9 +178,12 @@ absl::Status CacheStore::Recover(std::vector<std::string>* problems) {
     }
     if (recovered.rewrite) {
       if (absl::Status status = CompactLocked(space); !status.ok()) {
-        problems->push_back(
-            absl::StrCat("namespace '", space.name,
-                         "' cannot be rewritten: ", status.message()));
+        // Its log still holds the damage: appending after it would bury
+        // the new records in it. Read-only until the next start.
+        space.log.reset();
+        problems->push_back(absl::StrCat(
+            "namespace '", space.name,
+            "' cannot be rewritten: ", status.message(), "; it is read-only"));
       }
     }
   }
@@ -401,8 +435,9 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
       record.revision = revision_ + 1;
       record.expires_unix_micros = ExpiryUnixMicros(expires_at);
       if (absl::Status status = n.log->Append(record); !status.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("cannot persist the write: ", status.message()));
+        return PersistError(
+            status,
+            absl::StrCat("cannot persist the write to namespace '", ns, "'"));
       }
       if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
     }
@@ -439,8 +474,8 @@ absl::StatusOr<CacheSetResult> CacheStore::Set(const std::string& ns,
   Complete(done);  // the value is applied either way
   if (sync != nullptr) {
     if (absl::Status status = sync->Sync(); !status.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("written but not synced to disk: ", status.message()));
+      return PersistError(status, absl::StrCat("written to namespace '", ns,
+                                               "' but not synced to disk"));
     }
   }
   return result;
@@ -522,8 +557,9 @@ absl::StatusOr<CacheDeleteResult> CacheStore::Delete(const std::string& ns,
         record.key = key;
         record.revision = revision_ + 1;
         if (absl::Status status = n.log->Append(record); !status.ok()) {
-          return absl::UnavailableError(
-              absl::StrCat("cannot persist the delete: ", status.message()));
+          return PersistError(
+              status, absl::StrCat("cannot persist the delete in namespace '",
+                                   ns, "'"));
         }
         if (n.options.fsync == FsyncPolicy::kAlways) sync = n.log.get();
       }
@@ -535,18 +571,18 @@ absl::StatusOr<CacheDeleteResult> CacheStore::Delete(const std::string& ns,
   Complete(done);
   if (sync != nullptr) {
     if (absl::Status status = sync->Sync(); !status.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("deleted but not synced to disk: ", status.message()));
+      return PersistError(status, absl::StrCat("deleted in namespace '", ns,
+                                               "' but not synced to disk"));
     }
   }
   return result;
 }
 
 absl::Status CacheStore::Unpersistable(const Namespace& ns) {
-  return absl::UnavailableError(absl::StrCat(
+  return absl::FailedPreconditionError(absl::StrCat(
       "namespace '", ns.name,
-      "' is persistent but its log could not be opened (see the cache "
-      "server's log): writes are refused rather than not persisted"));
+      "' is persistent but its log could not be opened or rewritten (see the "
+      "cache server's log): writes are refused rather than not persisted"));
 }
 
 absl::StatusOr<std::vector<std::string>> CacheStore::Keys(
@@ -699,14 +735,13 @@ void CacheStore::Maintain() {
       // proportional to the namespace's size, once its log doubled.
       uint64_t threshold = std::max<uint64_t>(1 << 20, 2 * space.bytes);
       if (space.log->log_bytes() > threshold) {
-        if (absl::Status status = CompactLocked(space); !status.ok())
-          LogError(absl::StrCat("cannot compact namespace '", name,
-                                "': ", status.message()));
+        CompactLocked(space).IgnoreError();  // the log reports its failures
       }
       if (space.options.fsync == FsyncPolicy::kEverySec)
         to_sync.push_back(space.log.get());
     }
   }
+  // A failed sync is reported by the log itself, once.
   for (NamespaceLog* log : to_sync) log->Sync().IgnoreError();
 }
 

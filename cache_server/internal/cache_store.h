@@ -30,7 +30,11 @@
 //
 // Persistence: namespaces with `persist` write every change to a
 // NamespaceLog (cache_log.h) before applying it; with FsyncPolicy::kAlways
-// the call syncs before returning. Maintain() syncs `everysec` logs and
+// the call syncs before returning. A write the log refuses fails with the
+// log's code (RESOURCE_EXHAUSTED for a full disk; never UNAVAILABLE, which
+// clients read as "no server") and is not applied; a namespace whose files
+// were refused or could not be rewritten at recovery is read-only (writes
+// get FAILED_PRECONDITION). Maintain() syncs `everysec` logs and
 // compacts logs that grew past twice their live data.
 //
 // Thread-safe. Waiter callbacks run after the store's lock is released, on
@@ -300,6 +304,9 @@ class CacheStore {
   void SetExpiryLocked(Namespace& ns, std::map<std::string, Entry>::iterator it,
                        std::optional<absl::Time> when)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The data directory, opened (and checked) on first use.
+  absl::StatusOr<const DataDirectory*> DirectoryLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens the log of a new persistent namespace.
   absl::Status OpenLogLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CompactLocked(Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -309,6 +316,8 @@ class CacheStore {
   Clock* const clock_;
   const std::string data_dir_;
   absl::Mutex mu_;
+  // Set once, never reset: logs keep pointers to it.
+  std::unique_ptr<DataDirectory> dir_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Namespace> namespaces_ ABSL_GUARDED_BY(mu_);
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
