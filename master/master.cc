@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +28,8 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "master/internal/app_check.h"
+#include "master/internal/cache_health_probe.h"
+#include "master/internal/cache_supervisor.h"
 #include "master/internal/config.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
@@ -70,6 +74,18 @@ rlim_t RaiseDescriptorLimit() {
                             limit.rlim_max, ": ", strerror(errno)));
   }
   return original;
+}
+
+// Waits up to `timeout` for child `pid` to exit and reaps it; false if it
+// is still running. Event-driven: a pidfd becomes readable at the exit.
+bool WaitForExit(pid_t pid, absl::Duration timeout) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd ready{pidfd, POLLIN, 0};
+    poll(&ready, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    close(pidfd);
+  }
+  return waitpid(pid, nullptr, WNOHANG) == pid;
 }
 
 absl::Status Fail(absl::string_view what, const absl::Status& status) {
@@ -214,10 +230,9 @@ class Master {
     if (supervisor_ == nullptr) return;
     const sigset_t signals = HandledSignals();
     while (!supervisor_->Stopped()) {
-      if (cache_respawn_at_ && *cache_respawn_at_ <= absl::Now()) {
-        SpawnCacheServer();
-      }
       absl::Time next = supervisor_->Tick();
+      if (cache_supervisor_ != nullptr)
+        next = std::min(next, cache_supervisor_->Tick());
       ecv_->Refresh();
       absl::Duration wait =
           std::min(next - absl::Now(), absl::Milliseconds(100));
@@ -414,9 +429,8 @@ class Master {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      if (pid == cache_pid_) {
-        CacheServerExited(status);
-      } else {
+      if (cache_supervisor_ == nullptr ||
+          !cache_supervisor_->ProcessExited(pid, status)) {
         supervisor_->ProcessExited(pid, status);
       }
     }
@@ -460,63 +474,63 @@ class Master {
           "(cache.enable)");
       return false;
     }
-    SpawnCacheServer();
+    CacheSupervisorOptions options;
+    options.spec.argv = {
+        cache_binary_, "--socket=" + run_dir_->File(RunDirectory::kCacheSocket),
+        "--data-dir=" + CacheDataDir()};
+    if (config_.cache().max_memory() > 0) {
+      options.spec.argv.push_back(
+          absl::StrCat("--max-memory=", config_.cache().max_memory()));
+    }
+    options.spec.env = CurrentEnvironment();
+    options.spec.log_component = "cache";
+    const auto& backoff = config_.restart_backoff();
+    options.backoff_initial = absl::Milliseconds(backoff.backoff_initial());
+    options.backoff_max = absl::Milliseconds(backoff.backoff_max());
+    options.stable_period = absl::Milliseconds(backoff.stable_period());
+    options.give_up_after = config_.crash_loop_limit();
+    options.health_timeout =
+        absl::Milliseconds(config_.cache().health_timeout());
+    options.start_timeout = absl::Milliseconds(config_.cache().start_timeout());
+    cache_supervisor_ = std::make_unique<CacheServerSupervisor>(
+        std::move(options), launcher_.get(), &clock_);
+    cache_supervisor_->Start();
+    cache_probe_ = std::make_unique<CacheHealthProbe>(
+        run_dir_->Address(RunDirectory::kCacheSocket), absl::Seconds(1),
+        [this] { return cache_supervisor_->pid(); },
+        [this](pid_t pid) { cache_supervisor_->HealthAnswered(pid); });
     return true;
   }
 
-  // cache.persistPath, by default "<run_dir>.cache": beside the run
-  // directory (which is removed at exit), so it outlives the master.
+  // cache.persistPath, by default under $XDG_STATE_HOME (DefaultCacheDataDir):
+  // it must outlive the master and survive a reboot. Warns if it does not.
   std::string CacheDataDir() const {
-    return config_.cache().persist_path().empty()
-               ? run_dir_->path() + ".cache"
-               : config_.cache().persist_path();
-  }
-
-  void SpawnCacheServer() {
-    cache_respawn_at_.reset();
-    SpawnSpec spec;
-    spec.argv = {cache_binary_,
-                 "--socket=" + run_dir_->File(RunDirectory::kCacheSocket),
-                 "--data-dir=" + CacheDataDir()};
-    if (config_.cache().max_memory() > 0) {
-      spec.argv.push_back(
-          absl::StrCat("--max-memory=", config_.cache().max_memory()));
+    std::string dir =
+        config_.cache().persist_path().empty()
+            ? DefaultCacheDataDir(config_.name(), std::getenv, geteuid())
+            : config_.cache().persist_path();
+    if (OnTmpfs(dir)) {
+      LogWarning(absl::StrCat(
+          "cache.persistPath ", dir,
+          " is on tmpfs: persistent namespaces will not survive a reboot"));
     }
-    spec.env = CurrentEnvironment();
-    spec.log_component = "cache";
-    absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
-    if (!pid.ok()) {
-      LogError(absl::StrCat("cache server: ", pid.status().message()));
-      cache_respawn_at_ = absl::Now() + absl::Seconds(1);
-      return;
-    }
-    cache_pid_ = *pid;
-    cache_started_ = absl::Now();
-    LogInfo(absl::StrCat("cache server started: pid ", *pid));
+    return dir;
   }
 
-  void CacheServerExited(int status) {
-    cache_pid_ = 0;
-    if (supervisor_->Stopping()) return;
-    LogWarning(
-        absl::StrCat("cache server ended (status ", status, "): restarting"));
-    // At once after a stable run, else after a second: no spinning.
-    cache_respawn_at_ = absl::Now() - cache_started_ > absl::Seconds(10)
-                            ? absl::Now()
-                            : absl::Now() + absl::Seconds(1);
-    if (*cache_respawn_at_ <= absl::Now()) SpawnCacheServer();
-  }
-
+  // Stops the standalone cache server: SIGTERM, then SIGKILL after 5 s.
   void StopCacheServer() {
     in_process_cache_.reset();
-    if (cache_pid_ <= 0) return;
-    kill(cache_pid_, SIGTERM);
-    for (int i = 0; i < 100; ++i) {  // up to 5 s, then kill
-      if (waitpid(cache_pid_, nullptr, WNOHANG) == cache_pid_) return;
-      absl::SleepFor(absl::Milliseconds(50));
+    cache_probe_.reset();
+    if (cache_supervisor_ == nullptr) return;
+    pid_t pid = cache_supervisor_->Stop();
+    if (pid <= 0) return;
+    kill(pid, SIGTERM);
+    if (!WaitForExit(pid, absl::Seconds(5))) {
+      LogWarning(absl::StrCat("cache server pid ", pid,
+                              " did not stop within 5s of SIGTERM: killed"));
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
     }
-    kill(cache_pid_, SIGKILL);
-    waitpid(cache_pid_, nullptr, 0);
   }
 
   v1::ClusterConfig config_;
@@ -525,10 +539,8 @@ class Master {
   std::vector<int> app_sockets_;
   std::string cache_binary_;
   std::unique_ptr<CacheServer> in_process_cache_;  // cache.mode "master"
-  pid_t cache_pid_ = 0;
-  absl::Time cache_started_;
-  std::optional<absl::Time>
-      cache_respawn_at_;  // one shared, or one per slot (reuseport)
+  std::unique_ptr<CacheServerSupervisor> cache_supervisor_;  // standalone
+  std::unique_ptr<CacheHealthProbe> cache_probe_;  // with cache_supervisor_
   int mon_socket_ = -1;
   std::unique_ptr<OutputCollector> output_;  // workers' stdout/stderr
   std::unique_ptr<PosixProcessLauncher> launcher_;

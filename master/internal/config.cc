@@ -204,6 +204,8 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   auto* cache = config->mutable_cache();
   if (!cache->has_enable()) cache->set_enable(true);
   if (cache->mode().empty()) cache->set_mode("standalone");
+  if (cache->health_timeout() == 0) cache->set_health_timeout(5000);
+  if (cache->start_timeout() == 0) cache->set_start_timeout(60000);
   if (config->debug().web_port() == 0)
     config->mutable_debug()->set_web_port(8082);
   auto* nanny = config->mutable_nanny();

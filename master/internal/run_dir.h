@@ -29,6 +29,19 @@ std::string DefaultRunDir(absl::string_view name,
                           const std::function<const char*(const char*)>& getenv,
                           unsigned uid);
 
+// The default directory of the cache's persistence files of cluster `name`:
+// $XDG_STATE_HOME/cluster2/<name> when XDG_STATE_HOME is set (absolute),
+// else /var/lib/cluster2/<name> for root, else
+// $HOME/.local/state/cluster2/<name>. Not under the run directory: that is
+// on tmpfs, and "persistent" data must survive a reboot.
+std::string DefaultCacheDataDir(
+    absl::string_view name,
+    const std::function<const char*(const char*)>& getenv, unsigned uid);
+
+// True if `path`, or the nearest directory above it that exists, is on a
+// tmpfs (its contents vanish at reboot).
+bool OnTmpfs(const std::string& path);
+
 // INVALID_ARGUMENT if `path` cannot be a Unix socket address.
 absl::Status CheckSocketPath(absl::string_view path);
 

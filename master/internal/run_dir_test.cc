@@ -157,5 +157,26 @@ TEST_F(RunDirTest, APlantedLockSymlinkIsNotFollowed) {
   EXPECT_EQ(info.st_size, 9);  // "precious\n", not truncated to a pid
 }
 
+TEST(DefaultCacheDataDirTest, SurvivesRebootsAndFollowsXdg) {
+  std::map<std::string, const char*> env = {{"HOME", "/home/ada"}};
+  auto getenv = [&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second;
+  };
+  EXPECT_EQ(DefaultCacheDataDir("web", getenv, 1000),
+            "/home/ada/.local/state/cluster2/web");
+  EXPECT_EQ(DefaultCacheDataDir("web", getenv, 0), "/var/lib/cluster2/web");
+  env["XDG_STATE_HOME"] = "/srv/state";
+  EXPECT_EQ(DefaultCacheDataDir("web", getenv, 1000),
+            "/srv/state/cluster2/web");
+  EXPECT_EQ(DefaultCacheDataDir("web", getenv, 0), "/srv/state/cluster2/web");
+}
+
+TEST(OnTmpfsTest, DevShmIsTmpfsAndAMissingPathIsJudgedByItsParent) {
+  if (!OnTmpfs("/dev/shm")) GTEST_SKIP() << "no tmpfs at /dev/shm here";
+  EXPECT_TRUE(OnTmpfs("/dev/shm/not/yet/created"));
+  EXPECT_FALSE(OnTmpfs("/proc/self"));
+}
+
 }  // namespace
 }  // namespace cluster2

@@ -15,6 +15,7 @@ TestCluster::TestCluster(int workers, std::vector<std::string> flags,
                                    "--host=127.0.0.1",
                                    absl::StrCat("--monPort=", mon_port_),
                                    "--runDir=" + run_dir_,
+                                   "--cache.persistPath=" + run_dir_ + ".cache",
                                    "--heartbeatInterval=200",
                                    "--stopTimeout=5000"};
   argv.insert(argv.end(), flags.begin(), flags.end());
