@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
@@ -96,6 +97,64 @@ absl::Status FieldError(absl::string_view field, absl::string_view problem) {
       absl::StrCat("field '", field, "': ", problem));
 }
 
+// Every number in ClusterConfig is an integer, but protobuf's JSON parser
+// takes 1e3 or 1000.0 for one: a typo or a unit mix-up would pass silently.
+// Refuses any number literal with a fraction or an exponent, naming the
+// field it belongs to. (Anything else malformed is left to protobuf.)
+absl::Status CheckIntegerLiterals(absl::string_view json) {
+  std::vector<std::string> path;  // keys of the enclosing objects
+  std::vector<char> nesting;      // '{' or '['
+  std::string last_key;
+  bool expect_key = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') {
+      std::string text;
+      for (++i; i < json.size() && json[i] != '"'; ++i) {
+        if (json[i] == '\\') ++i;
+        if (i < json.size()) text.push_back(json[i]);
+      }
+      if (expect_key) last_key = text;
+      continue;
+    }
+    if (c == '{') {
+      if (!nesting.empty() && nesting.back() == '{') path.push_back(last_key);
+      nesting.push_back('{');
+      expect_key = true;
+    } else if (c == '[') {
+      if (!nesting.empty() && nesting.back() == '{') path.push_back(last_key);
+      nesting.push_back('[');
+      expect_key = false;
+    } else if (c == '}' || c == ']') {
+      if (!nesting.empty()) nesting.pop_back();
+      if (!nesting.empty() && nesting.back() == '{' && !path.empty())
+        path.pop_back();
+      expect_key = false;
+    } else if (c == ':') {
+      expect_key = false;
+    } else if (c == ',') {
+      expect_key = !nesting.empty() && nesting.back() == '{';
+    } else if (c == '-' || absl::ascii_isdigit(static_cast<unsigned char>(c))) {
+      size_t end = i;
+      while (end < json.size() &&
+             (absl::ascii_isalnum(static_cast<unsigned char>(json[end])) ||
+              json[end] == '.' || json[end] == '-' || json[end] == '+')) {
+        ++end;
+      }
+      absl::string_view number = json.substr(i, end - i);
+      if (number.find_first_of(".eE") != absl::string_view::npos) {
+        std::vector<std::string> field = path;
+        if (!nesting.empty() && nesting.back() == '{')
+          field.push_back(last_key);
+        return FieldError(absl::StrJoin(field, "."),
+                          absl::StrCat("must be a whole number, not ", number));
+      }
+      i = end - 1;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string JsonFieldPath(absl::string_view proto_path) {
@@ -113,6 +172,7 @@ std::string JsonFieldPath(absl::string_view proto_path) {
 }
 
 absl::StatusOr<v1::ClusterConfig> ParseConfigJson(absl::string_view json) {
+  CLUSTER2_RETURN_IF_ERROR(CheckIntegerLiterals(json));
   v1::ClusterConfig config;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;

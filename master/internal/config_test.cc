@@ -55,6 +55,32 @@ TEST(ParseConfigJsonTest, NamesAFieldWithTheWrongType) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ParseConfigJsonTest, RefusesNumbersThatAreNotWholeNumbers) {
+  auto config = ParseConfigJson(R"({"noWorkers": 1e3})");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(config.status().message(),
+            "field 'noWorkers': must be a whole number, not 1e3");
+  EXPECT_EQ(
+      ParseConfigJson(R"({"name": "a.5", "ecv": {"monitorInterval": 2.5}})")
+          .status()
+          .message(),
+      "field 'ecv.monitorInterval': must be a whole number, not 2.5");
+  EXPECT_EQ(ParseConfigJson(R"({"cache": {"maxMemory": 1E9}, "port": 1})")
+                .status()
+                .message(),
+            "field 'cache.maxMemory': must be a whole number, not 1E9");
+  // Strings with dots and exponents, and plain integers, are fine.
+  auto fine = ParseConfigJson(
+      R"({"name": "v1.0e3", "command": ["w", "2.5"], "noWorkers": 12})");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->no_workers(), 12u);
+  v1::ClusterConfig flags;
+  absl::Status flag = ApplyConfigFlag("noWorkers", "1e3", &flags);
+  EXPECT_EQ(flag.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(flag.message().find("must be a whole number"), std::string::npos)
+      << flag;
+}
+
 TEST(ParseConfigJsonTest, MalformedJsonIsOneLine) {
   auto config = ParseConfigJson("{\"port\": 9090,\n");
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
