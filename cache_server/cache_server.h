@@ -16,7 +16,9 @@ namespace cluster2 {
 struct CacheServerOptions {
   // The socket to serve on ("<run_dir>/cache.sock"). Required.
   std::string socket_path;
-  // Where persistent namespaces are kept; empty: none can be persistent.
+  // Where persistent namespaces are kept; empty (the default): none can be
+  // persistent. Created 0700 if missing; Start fails (FAILED_PRECONDITION)
+  // unless it belongs to this process's user and nobody else can write it.
   std::string data_dir;
   // Largest value accepted, bytes. Default 4 MiB.
   size_t max_value_bytes = 4 << 20;
