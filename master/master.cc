@@ -33,6 +33,7 @@
 #include "master/internal/config.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
+#include "master/internal/hello_gate.h"
 #include "master/internal/listener.h"
 #include "master/internal/master_events.h"
 #include "master/internal/monitor_server.h"
@@ -87,6 +88,10 @@ bool WaitForExit(pid_t pid, absl::Duration timeout) {
   }
   return waitpid(pid, nullptr, WNOHANG) == pid;
 }
+
+// Sessions that may wait for their hello at once: workers say it first
+// thing, so only strays and floods are ever turned away.
+constexpr size_t kMaxSessionsBeforeHello = 64;
 
 absl::Status Fail(absl::string_view what, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(what, status.message()));
@@ -295,8 +300,10 @@ class Master {
     registry_->RegisterLocal(
         "workers", [this] { return WorkerTable(); }, nullptr);
     events_ = std::make_unique<MasterEvents>(router_.get(), registry_.get());
+    hello_gate_ = std::make_unique<HelloGate>(
+        kMaxSessionsBeforeHello, absl::Milliseconds(config_.hello_timeout()));
     session_service_ = std::make_unique<WorkerSessionService>(
-        supervisor_.get(), router_.get(), registry_.get());
+        supervisor_.get(), router_.get(), registry_.get(), hello_gate_.get());
     emitter_service_ = std::make_unique<EmitterService>(router_.get());
     ecv_service_ = std::make_unique<EcvService>(ecv_.get());
     status_service_ = std::make_unique<StatusService>(registry_.get());
@@ -549,7 +556,8 @@ class Master {
   std::unique_ptr<Ecv> ecv_;
   std::unique_ptr<EventRouter> router_;
   std::unique_ptr<StatusRegistry> registry_;
-  std::unique_ptr<MasterEvents> events_;  // the embedding app's side
+  std::unique_ptr<MasterEvents> events_;   // the embedding app's side
+  std::unique_ptr<HelloGate> hello_gate_;  // before the session service
   std::unique_ptr<WorkerSessionService> session_service_;
   std::unique_ptr<EmitterService> emitter_service_;
   std::unique_ptr<EcvService> ecv_service_;

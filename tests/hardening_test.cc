@@ -4,12 +4,15 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cluster2/v1/cache.grpc.pb.h"
+#include "cluster2/v1/worker_session.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
@@ -86,6 +89,63 @@ TEST(HardeningTest, ACacheServerThatCannotStartIsGivenUpVisibly) {
       << cluster.master().Stderr();
   EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(), "restarting in "));
   EXPECT_EQ(cluster.ReadyCount(), 1u) << "the workers keep serving";
+}
+
+int ThreadCount(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "Threads:")) return std::atoi(line.c_str() + 8);
+  }
+  return -1;
+}
+
+// A WorkerSession stream that never says hello held a master thread
+// forever (3,000 of them: 3,020 threads). Now at most 64 may wait, each for
+// helloTimeout; the rest are refused at once.
+TEST(HardeningTest, SessionsWithoutHelloAreBoundedAndCut) {
+  Cluster cluster(1, {"--helloTimeout=1000"});
+  ASSERT_EQ(cluster.WaitReady(1).size(), 1u) << cluster.master().Stderr();
+  const pid_t master = cluster.master().pid();
+  const int baseline = ThreadCount(master);
+  auto stub = v1::WorkerSession::NewStub(
+      grpc::CreateChannel("unix:" + cluster.run_dir() + "/master.sock",
+                          grpc::InsecureChannelCredentials()));
+  constexpr int kStreams = 300;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<
+      grpc::ClientReaderWriter<v1::WorkerMessage, v1::MasterMessage>>>
+      streams;
+  for (int i = 0; i < kStreams; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(std::chrono::system_clock::now() +
+                                  std::chrono::seconds(30));
+    streams.push_back(stub->Attach(contexts.back().get()));
+  }
+  int refused = 0;
+  int cut = 0;
+  for (auto& stream : streams) {
+    v1::MasterMessage message;
+    while (stream->Read(&message)) {
+    }
+    grpc::Status status = stream->Finish();
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++refused;
+    if (status.error_code() == grpc::StatusCode::CANCELLED) ++cut;
+  }
+  EXPECT_EQ(refused + cut, kStreams)
+      << "refused " << refused << ", cut " << cut;
+  EXPECT_GE(refused, kStreams - 64);
+  EXPECT_GE(cut, 1);
+  // The threads they held are given back (gRPC keeps a few idle ones).
+  int threads = 0;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        threads = ThreadCount(master);
+        return threads <= baseline + 16;
+      },
+      absl::Seconds(10)))
+      << "baseline " << baseline << ", now " << threads;
+  EXPECT_EQ(cluster.ReadyCount(), 1u);
 }
 
 }  // namespace

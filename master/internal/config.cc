@@ -253,6 +253,7 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (config->heartbeat_interval() == 0) config->set_heartbeat_interval(5000);
   if (config->stop_timeout() == 0) config->set_stop_timeout(60000);
   if (config->timeout() == 0) config->set_timeout(60000);
+  if (config->hello_timeout() == 0) config->set_hello_timeout(10000);
   auto* ecv = config->mutable_ecv();
   if (ecv->root().empty()) ecv->set_root("/ecv");
   if (ecv->mode().empty()) ecv->set_mode("control");

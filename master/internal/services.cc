@@ -209,7 +209,15 @@ grpc::Status WorkerSessionService::Attach(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) {
   v1::WorkerMessage message;
-  if (!stream->Read(&message)) return grpc::Status::OK;  // gone before hello
+  std::optional<uint64_t> ticket =
+      hello_gate_->Admit([context] { context->TryCancel(); });
+  if (!ticket) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "too many sessions are waiting to say hello");
+  }
+  const bool said_something = stream->Read(&message);
+  hello_gate_->Release(*ticket);
+  if (!said_something) return grpc::Status::OK;  // gone (or cut) before hello
   if (!message.has_hello()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first message of a session must be hello");

@@ -15,6 +15,7 @@
 #include "cluster2/v1/worker_session.grpc.pb.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
+#include "master/internal/hello_gate.h"
 #include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
@@ -24,12 +25,17 @@ namespace cluster2 {
 void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker);
 HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat);
 
-// WorkerSession.Attach: one stream per worker. Borrows its arguments.
+// WorkerSession.Attach: one stream per worker. A stream must say hello
+// within the gate's timeout, and only so many may wait for theirs (see
+// HelloGate). Borrows its arguments.
 class WorkerSessionService final : public v1::WorkerSession::Service {
  public:
   WorkerSessionService(Supervisor* supervisor, EventRouter* router,
-                       StatusRegistry* registry)
-      : supervisor_(supervisor), router_(router), registry_(registry) {}
+                       StatusRegistry* registry, HelloGate* hello_gate)
+      : supervisor_(supervisor),
+        router_(router),
+        registry_(registry),
+        hello_gate_(hello_gate) {}
 
   grpc::Status Attach(
       grpc::ServerContext* context,
@@ -40,6 +46,7 @@ class WorkerSessionService final : public v1::WorkerSession::Service {
   Supervisor* const supervisor_;
   EventRouter* const router_;
   StatusRegistry* const registry_;
+  HelloGate* const hello_gate_;
 };
 
 // Emitter: events for clients that are not workers. Borrows `router`.
