@@ -13,6 +13,7 @@
 #include "cache_server/internal/cache_service.h"
 #include "cache_server/internal/cache_store.h"
 #include "common/clock.h"
+#include "common/keepalive.h"
 #include "common/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -78,6 +79,7 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
   // RESOURCE_EXHAUSTED from gRPC itself.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::max<size_t>(4 * options.max_value_bytes + (1 << 20), 8 << 20)));
+  AllowClientKeepalive(&builder);
   builder.RegisterService(&state->service);
   state->server = builder.BuildAndStart();
   if (state->server == nullptr) {

@@ -441,5 +441,27 @@ TEST_F(CacheVerbsTest, AStoppedServerIsExitThree) {
                           "enabled, or pass --cache-socket)\n");
 }
 
+// A frozen server (SIGSTOP, a deadlock) keeps its connection open and
+// answers nothing: without keepalive, `cache watch` waited forever.
+TEST_F(CacheVerbsTest, AWatchOfAFrozenServerEnds) {
+  Background watch(this, {"watch", "ns"});
+  // One round trip of another command: the watch has connected by then.
+  // (Had it not, its handshake with the frozen server would time out
+  // within gRPC's 20 s connect deadline and end it the same way.)
+  ASSERT_EQ(Cache({"set", "ns", "a", "1"}).code, kExitOk);
+  server_->Signal(SIGSTOP);
+  // Keepalive: a ping every 5 s, 5 s to answer it.
+  bool ended = WaitUntil([&] { return watch.done(); }, absl::Seconds(30));
+  server_->Signal(SIGCONT);
+  if (!ended) {
+    ADD_FAILURE() << "the watch of a frozen server did not end";
+    StopServer();
+  }
+  const Result& watched = watch.result();
+  EXPECT_EQ(watched.code, kExitNoMaster) << watched.err;
+  EXPECT_TRUE(absl::StartsWith(watched.err, "cluster2ctl: no cache server at"))
+      << watched.err;
+}
+
 }  // namespace
 }  // namespace cluster2

@@ -24,6 +24,7 @@
 #include "cluster2/v1/ecv.grpc.pb.h"
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/status.grpc.pb.h"
+#include "common/keepalive.h"
 #include "common/proto_time.h"
 #include "common/trusted_path.h"
 #include "google/protobuf/util/json_util.h"
@@ -722,8 +723,10 @@ class Ctl {
         return kExitFailed;
       }
     }
-    cache_ = v1::Cache::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ChannelArguments args;
+    SetClientKeepalive(&args);  // `cache watch` ends if the server freezes
+    cache_ = v1::Cache::NewStub(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
     return kExitOk;
   }
 

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "common/grpc_status.h"
+#include "common/keepalive.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
 
@@ -855,6 +856,7 @@ class ClientImpl final : public CacheClient {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    SetClientKeepalive(&args);  // a frozen server ends the watch streams
     return grpc::CreateCustomChannel(address,
                                      grpc::InsecureChannelCredentials(), args);
   }
