@@ -2,16 +2,23 @@
 // live updates) and the Ecv RPCs through cluster2ctl.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -32,31 +39,83 @@ using ::cluster2::testing::RunCommand;
 using ::cluster2::testing::TempDir;
 using ::cluster2::testing::WaitUntil;
 
-// A raw HTTP request (any method) on a new connection; the whole response.
-std::string HttpRequest(int port, const std::string& method,
-                        const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+struct RawResponse {
+  int status = 0;    // 0 if no complete status line came
+  std::string head;  // the status line and headers
+  std::string body;
+};
+
+// A socket connected to 127.0.0.1:port from `source` (an address of
+// 127/8), with `timeout` on connect, send and receive; -1 on failure.
+int Connect(int port, const char* source, absl::Duration timeout) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   sockaddr_in address{};
   address.sin_family = AF_INET;
+  inet_pton(AF_INET, source, &address.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) !=
       0) {
     close(fd);
-    return "";
+    return -1;
   }
-  std::string request = absl::StrCat(
-      method, " ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  return fd;
+}
+
+// A raw HTTP request (any method, `headers` each "Name: value") on a new
+// connection from 127.0.0.1; "Host: 127.0.0.1:port" unless `headers` has
+// one.
+RawResponse HttpRequest(int port, const std::string& method,
+                        const std::string& path,
+                        const std::vector<std::string>& headers = {},
+                        absl::Duration timeout = absl::Seconds(5)) {
+  RawResponse result;
+  int fd = Connect(port, "127.0.0.1", timeout);
+  if (fd < 0) return result;
+  std::string request = absl::StrCat(method, " ", path, " HTTP/1.1\r\n");
+  bool has_host = false;
+  for (const std::string& header : headers) {
+    absl::StrAppend(&request, header, "\r\n");
+    has_host = has_host || absl::StartsWithIgnoreCase(header, "Host:");
+  }
+  if (!has_host) absl::StrAppend(&request, "Host: 127.0.0.1:", port, "\r\n");
+  absl::StrAppend(&request, "Connection: close\r\n\r\n");
   ssize_t ignored = write(fd, request.data(), request.size());
   (void)ignored;
+  // Until the end, a read timing out or `timeout` (a stream never ends).
+  absl::Time deadline = absl::Now() + timeout;
   std::string response;
   char buffer[4096];
   ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
+  while (absl::Now() < deadline && (n = read(fd, buffer, sizeof(buffer))) > 0) {
+    response.append(buffer, n);
+  }
   close(fd);
-  return response;
+  size_t head_end = response.find("\r\n\r\n");
+  if (head_end == std::string::npos || response.size() < 12 ||
+      !absl::StartsWith(response, "HTTP/1.1 ") ||
+      !absl::SimpleAtoi(response.substr(9, 3), &result.status)) {
+    return result;
+  }
+  result.head = response.substr(0, head_end);
+  result.body = response.substr(head_end + 4);
+  return result;
+}
+
+// The control token the monitor page carries ("" if none).
+std::string PageToken(const std::string& page) {
+  const std::string kMarker = "name=\"cluster2-token\" content=\"";
+  size_t start = page.find(kMarker);
+  if (start == std::string::npos) return "";
+  start += kMarker.size();
+  return page.substr(start, page.find('"', start) - start);
 }
 
 TEST(MonitorTest, EcvIsUpOnceReadyAndMarkDownDrainsWith404) {
@@ -86,8 +145,8 @@ TEST(MonitorTest, EcvIsUpOnceReadyAndMarkDownDrainsWith404) {
       << "marked down still serves";
 
   // The HTTP switch, from loopback.
-  std::string response = HttpRequest(cluster.mon_port(), "GET", "/ecv/markUp");
-  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 200")) << response;
+  RawResponse response = HttpRequest(cluster.mon_port(), "POST", "/ecv/markUp");
+  EXPECT_EQ(response.status, 200) << response.head;
   EXPECT_EQ(HttpGet(cluster.mon_port(), "/ecv").status, 200);
   EXPECT_TRUE(absl::StrContains(cluster.master().Stderr(),
                                 "ECV marked down by grpc: cluster2ctl"))
@@ -104,8 +163,7 @@ TEST(MonitorTest, MonitorModeFollowsTheAppCheckThroughTheSharedPort) {
       WaitUntil([&] { return HttpGet(good.mon_port(), "/ecv").status == 200; },
                 absl::Seconds(10)))
       << good.master().Stderr();
-  EXPECT_EQ(HttpRequest(good.mon_port(), "GET", "/ecv/markDown").substr(0, 12),
-            "HTTP/1.1 409");
+  EXPECT_EQ(HttpRequest(good.mon_port(), "POST", "/ecv/markDown").status, 409);
   Cluster bad(1, {"--ecv.mode=monitor", "--ecv.monitor=/missing",
                   "--ecv.monitorInterval=100"});
   ASSERT_TRUE(WaitUntil(
@@ -196,14 +254,236 @@ TEST(MonitorTest, PageAndLiveStateFollowAKilledWorker) {
   EXPECT_TRUE(absl::StrContains(page.body, "new EventSource('/api/events')"));
   std::string state = HttpGet(cluster.mon_port(), "/api/state").body;
   EXPECT_TRUE(absl::StrContains(state, "\"health\":\"up\"")) << state;
+  EXPECT_EQ(HttpRequest(cluster.mon_port(), "POST", "/api/recycle").status,
+            400);
   EXPECT_EQ(
-      HttpRequest(cluster.mon_port(), "POST", "/api/recycle").substr(0, 12),
-      "HTTP/1.1 400");
-  EXPECT_EQ(HttpRequest(cluster.mon_port(), "POST", "/api/recycle?pid=1")
-                .substr(0, 12),
-            "HTTP/1.1 404");
-  EXPECT_EQ(HttpRequest(cluster.mon_port(), "GET", "/nope").substr(0, 12),
-            "HTTP/1.1 404");
+      HttpRequest(cluster.mon_port(), "POST", "/api/recycle?pid=1").status,
+      404);
+  EXPECT_EQ(HttpRequest(cluster.mon_port(), "GET", "/nope").status, 404);
+}
+
+TEST(MonitorTest, StateChangesNeedAPostAndABrowserNeedsTheToken) {
+  Cluster cluster(2);
+  const int port = cluster.mon_port();
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet(port, "/ecv").status == 200; },
+                        absl::Seconds(10)))
+      << cluster.master().Stderr();
+
+  // A GET (an <img src>, a link) changes nothing.
+  RawResponse get = HttpRequest(port, "GET", "/ecv/markDown");
+  EXPECT_EQ(get.status, 405);
+  EXPECT_TRUE(absl::StrContains(get.head, "\r\nAllow: POST")) << get.head;
+  EXPECT_EQ(HttpRequest(port, "GET", "/api/markdown").status, 405);
+  EXPECT_EQ(HttpRequest(port, "GET", "/api/restart").status, 405);
+  EXPECT_EQ(HttpGet(port, "/ecv").status, 200);
+
+  // Another site's form or fetch: no token, or a wrong one.
+  EXPECT_EQ(HttpRequest(port, "POST", "/ecv/markDown",
+                        {"Origin: http://evil.example"})
+                .status,
+            403);
+  EXPECT_EQ(HttpRequest(port, "POST", "/api/markdown",
+                        {"Origin: null", "Sec-Fetch-Site: cross-site",
+                         "Content-Type: application/x-www-form-urlencoded"})
+                .status,
+            403);
+  EXPECT_EQ(HttpRequest(port, "POST", "/api/markdown",
+                        {"Referer: http://evil.example/"})
+                .status,
+            403);
+  EXPECT_EQ(HttpRequest(port, "POST", "/ecv/markDown",
+                        {"X-Cluster2-Token: 00000000000000000000000000000000"})
+                .status,
+            403);
+  EXPECT_EQ(HttpGet(port, "/ecv").status, 200);
+
+  // The page carries the token only when asked for by a name that cannot be
+  // another site's (DNS rebinding).
+  std::string token = PageToken(HttpGet(port, "/").body);
+  EXPECT_EQ(token.size(), 32u) << token;
+  EXPECT_EQ(PageToken(HttpRequest(port, "GET", "/",
+                                  {absl::StrCat("Host: localhost:", port)})
+                          .body),
+            token);
+  RawResponse rebound = HttpRequest(port, "GET", "/", {"Host: evil.example"});
+  EXPECT_EQ(rebound.status, 200);
+  EXPECT_EQ(PageToken(rebound.body), "");
+
+  // The page's own POST, with the token.
+  RawResponse page_post = HttpRequest(
+      port, "POST", "/api/markdown",
+      {absl::StrCat("Origin: http://127.0.0.1:", port),
+       "Sec-Fetch-Site: same-origin", "X-Cluster2-Token: " + token});
+  EXPECT_EQ(page_post.status, 200) << page_post.body;
+  EXPECT_EQ(HttpGet(port, "/ecv").status, 404);
+
+  // A script's plain POST (curl -X POST): no browser headers, no token.
+  EXPECT_EQ(HttpRequest(port, "POST", "/ecv/markUp").status, 200);
+  EXPECT_EQ(HttpGet(port, "/ecv").status, 200);
+}
+
+// Raises this process's soft limit on open files to the hard one: a flood
+// needs more than the usual 1,024.
+void RaiseOpenFileLimit() {
+  rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = limit.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+}
+
+// `count` connections to 127.0.0.1:port from 127.0.0.2 (an attacker
+// distinct from the load balancer, which asks from 127.0.0.1), held until
+// destroyed. The server may close any of them.
+class ConnectionFlood {
+ public:
+  ConnectionFlood(int port, int count) {
+    for (int i = 0; i < count; ++i) {
+      int fd = Connect(port, "127.0.0.2", absl::Seconds(2));
+      if (fd >= 0) fds_.push_back(fd);
+    }
+  }
+  ~ConnectionFlood() {
+    StopTrickle();
+    for (int fd : fds_) close(fd);
+  }
+  size_t size() const { return fds_.size(); }
+
+  // Slowloris: from now on one more byte of an endless request header on
+  // every connection every 300 ms.
+  void StartTrickle() {
+    trickle_ = std::thread([this] {
+      const std::string header = "GET /ecv HTTP/1.1\r\nX-Slow: ";
+      for (size_t sent = 0;
+           !stop_.WaitForNotificationWithTimeout(absl::Milliseconds(300));
+           ++sent) {
+        char byte = sent < header.size() ? header[sent] : 'a';
+        for (int fd : fds_) send(fd, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
+    });
+  }
+
+ private:
+  void StopTrickle() {
+    if (!trickle_.joinable()) return;
+    stop_.Notify();
+    trickle_.join();
+  }
+
+  std::vector<int> fds_;
+  absl::Notification stop_;
+  std::thread trickle_;
+};
+
+// GET /ecv answers 200 within a second, three times.
+void ExpectEcvAnswersFast(int port) {
+  for (int i = 0; i < 3; ++i) {
+    absl::Time start = absl::Now();
+    RawResponse ecv = HttpRequest(port, "GET", "/ecv", {}, absl::Seconds(1));
+    EXPECT_EQ(ecv.status, 200);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  }
+}
+
+TEST(MonitorTest, EcvAndMetricsAnswerThroughAFloodOfIdleConnections) {
+  RaiseOpenFileLimit();
+  Cluster cluster(1);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return HttpGet(cluster.mon_port(), "/ecv").status == 200; },
+      absl::Seconds(10)))
+      << cluster.master().Stderr();
+  ConnectionFlood flood(cluster.mon_port(), 1100);
+  ASSERT_GE(flood.size(), 1000u) << "the flood did not connect";
+  ExpectEcvAnswersFast(cluster.mon_port());
+  RawResponse metrics = HttpRequest(cluster.mon_port(), "GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_TRUE(absl::StrContains(metrics.body, "cluster2_ecv_up 1"));
+}
+
+TEST(MonitorTest, EcvAnswersThroughASlowlorisFlood) {
+  RaiseOpenFileLimit();
+  Cluster cluster(1);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return HttpGet(cluster.mon_port(), "/ecv").status == 200; },
+      absl::Seconds(10)))
+      << cluster.master().Stderr();
+  ConnectionFlood flood(cluster.mon_port(), 1100);
+  ASSERT_GE(flood.size(), 1000u) << "the flood did not connect";
+  flood.StartTrickle();
+  ExpectEcvAnswersFast(cluster.mon_port());
+  EXPECT_EQ(HttpRequest(cluster.mon_port(), "GET", "/metrics").status, 200);
+}
+
+// A client of /api/events on its own connection.
+class EventStreamClient {
+ public:
+  explicit EventStreamClient(int port)
+      : fd_(Connect(port, "127.0.0.1", absl::Seconds(5))) {
+    std::string request = absl::StrCat(
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:", port, "\r\n\r\n");
+    if (fd_ >= 0) send(fd_, request.data(), request.size(), MSG_NOSIGNAL);
+  }
+  ~EventStreamClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  // Reads until what came so far (from the start) contains `text`; false
+  // at `deadline` or the end of the stream.
+  bool ReadUntil(absl::string_view text, absl::Time deadline) {
+    while (!absl::StrContains(received_.substr(consumed_), text)) {
+      if (fd_ < 0 || absl::Now() > deadline) return false;
+      pollfd ready{fd_, POLLIN, 0};
+      int wait_ms =
+          static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (poll(&ready, 1, std::max(wait_ms, 0)) <= 0) continue;
+      char buffer[4096];
+      ssize_t n = read(fd_, buffer, sizeof(buffer));
+      if (n <= 0) return false;
+      received_.append(buffer, n);
+    }
+    consumed_ = received_.size();
+    return true;
+  }
+  const std::string& received() const { return received_; }
+
+ private:
+  int fd_;
+  std::string received_;
+  size_t consumed_ = 0;
+};
+
+TEST(MonitorTest, EventStreamsAreBoundedAndHoldNoThread) {
+  Cluster cluster(1);
+  const int port = cluster.mon_port();
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet(port, "/ecv").status == 200; },
+                        absl::Seconds(10)))
+      << cluster.master().Stderr();
+  // More streams than the server has threads; each gets the state.
+  constexpr int kStreams = 16;  // MonitorServer's limit
+  std::vector<std::unique_ptr<EventStreamClient>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    streams.push_back(std::make_unique<EventStreamClient>(port));
+    ASSERT_TRUE(
+        streams.back()->ReadUntil("data: {", absl::Now() + absl::Seconds(5)))
+        << i << ": " << streams.back()->received();
+  }
+  ExpectEcvAnswersFast(port);
+  RawResponse refused =
+      HttpRequest(port, "GET", "/api/events", {}, absl::Seconds(2));
+  EXPECT_EQ(refused.status, 503) << refused.head;
+  // A change reaches every stream.
+  ASSERT_EQ(HttpRequest(port, "POST", "/api/markdown").status, 200);
+  for (auto& stream : streams) {
+    EXPECT_TRUE(stream->ReadUntil("\"health\":\"marked down\"",
+                                  absl::Now() + absl::Seconds(3)))
+        << stream->received();
+  }
+  // A closed stream frees its place.
+  streams.pop_back();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        EventStreamClient stream(port);
+        return stream.ReadUntil("data: {", absl::Now() + absl::Seconds(1));
+      },
+      absl::Seconds(5)));
 }
 
 }  // namespace

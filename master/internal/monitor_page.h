@@ -1,14 +1,20 @@
 // The monitor page served at / and /debug: plain HTML, CSS and JavaScript,
-// no build step. It renders /api/state and follows /api/events.
+// no build step. It renders /api/state and follows /api/events; its buttons
+// POST with the control token (monitor_routes.h), which MonitorServer puts
+// in place of kMonitorPageTokenPlaceholder (or an empty string, for a Host
+// that may not have it: then the buttons say so).
 #ifndef CLUSTER2_MASTER_INTERNAL_MONITOR_PAGE_H_
 #define CLUSTER2_MASTER_INTERNAL_MONITOR_PAGE_H_
 
 namespace cluster2 {
 
+inline constexpr char kMonitorPageTokenPlaceholder[] = "@CONTROL_TOKEN@";
+
 inline constexpr char kMonitorPage[] = R"HTML(<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="cluster2-token" content="@CONTROL_TOKEN@">
 <title>cluster2 monitor</title>
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -21,13 +27,14 @@ inline constexpr char kMonitorPage[] = R"HTML(<!doctype html>
   .state-ready { color: #0a0; } .state-failed, .state-exited { color: #c00; }
   button { margin-right: .5em; }
   #updated { color: #888; font-size: 12px; }
+  #error { color: #c00; }
 </style>
 </head>
 <body>
 <h1>cluster2 <span id="name"></span></h1>
 <p>ECV: <span id="ecv">?</span> <span id="ecv-by"></span>
   <button id="markup">markUp</button><button id="markdown">markDown</button>
-  <button id="restart">rolling restart</button></p>
+  <button id="restart">rolling restart</button> <span id="error"></span></p>
 <table id="workers">
   <thead><tr><th>slot</th><th>pid</th><th>state</th><th>uptime</th><th>restarts</th>
   <th>rss</th><th>cpu</th><th>requests</th><th>lag</th><th>note</th><th></th></tr></thead>
@@ -37,6 +44,20 @@ inline constexpr char kMonitorPage[] = R"HTML(<!doctype html>
 <ul id="statuses"></ul>
 <p id="updated"></p>
 <script>
+var token = document.querySelector('meta[name="cluster2-token"]').content;
+// A state change: POST with the control token; a refusal is shown.
+function control(url) {
+  if (!token) {
+    document.getElementById('error').textContent =
+        'open this page by IP address, localhost or the host name to use the buttons';
+    return;
+  }
+  fetch(url, {method: 'POST', headers: {'X-Cluster2-Token': token}}).then(function (r) {
+    return r.text().then(function (text) {
+      document.getElementById('error').textContent = r.ok ? '' : r.status + ' ' + text;
+    });
+  });
+}
 function mib(b) { return b ? (b / 1048576).toFixed(1) + ' MiB' : '-'; }
 function secs(s) { return s === undefined ? '-' : Number(s).toFixed(1) + ' s'; }
 function render(state) {
@@ -61,7 +82,7 @@ function render(state) {
     if (w.pid) {
       var b = document.createElement('button');
       b.textContent = 'recycle';
-      b.onclick = function () { fetch('/api/recycle?pid=' + w.pid, {method: 'POST'}); };
+      b.onclick = function () { control('/api/recycle?pid=' + w.pid); };
       td.appendChild(b);
     }
     tr.appendChild(td);
@@ -77,7 +98,7 @@ function render(state) {
   document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 ['markup', 'markdown', 'restart'].forEach(function (action) {
-  document.getElementById(action).onclick = function () { fetch('/api/' + action, {method: 'POST'}); };
+  document.getElementById(action).onclick = function () { control('/api/' + action); };
 });
 fetch('/api/state').then(function (r) { return r.json(); }).then(render);
 var events = new EventSource('/api/events');

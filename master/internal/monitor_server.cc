@@ -3,16 +3,24 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "common/status.h"
@@ -28,8 +36,6 @@ struct MonitorServer::Request {
 };
 
 namespace {
-
-std::atomic<bool> g_stopping{false};  // ends server-sent event streams
 
 std::string JsonString(absl::string_view text) {
   std::string out = "\"";
@@ -90,49 +96,56 @@ std::string Peer(MHD_Connection* connection) {
   return text;
 }
 
-int Respond(MHD_Connection* connection, unsigned status,
-            const std::string& body, const char* content_type) {
+int Respond(
+    MHD_Connection* connection, unsigned status, const std::string& body,
+    const char* content_type,
+    std::initializer_list<std::pair<const char*, const char*>> headers = {}) {
   MHD_Response* response = MHD_create_response_from_buffer(
       body.size(), const_cast<char*>(body.data()), MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(response, "Content-Type", content_type);
   MHD_add_response_header(response, "Cache-Control", "no-store");
+  for (const auto& [name, value] : headers)
+    MHD_add_response_header(response, name, value);
   int result = MHD_queue_response(connection, status, response);
   MHD_destroy_response(response);
   return result;
 }
 
-// One server-sent events stream: the state JSON whenever it changes, and a
-// comment every 10 s to keep proxies from timing the stream out.
-struct EventStream {
-  MonitorServer* server;
-  std::string pending;
-  std::string last;
-  absl::Time last_sent;
-};
-
-ssize_t StreamEvents(void* cls, uint64_t, char* buffer, size_t max) {
-  auto* stream = static_cast<EventStream*>(cls);
-  while (stream->pending.empty()) {
-    if (g_stopping.load()) return MHD_CONTENT_READER_END_OF_STREAM;
-    std::string state = stream->server->StateJson();
-    if (state != stream->last) {
-      stream->pending = absl::StrCat("data: ", state, "\n\n");
-      stream->last = state;
-      stream->last_sent = absl::Now();
-    } else if (absl::Now() - stream->last_sent > absl::Seconds(10)) {
-      stream->pending = ": keep-alive\n\n";
-      stream->last_sent = absl::Now();
-    } else {
-      absl::SleepFor(absl::Milliseconds(500));
-    }
-  }
-  size_t n = std::min(max, stream->pending.size());
-  std::memcpy(buffer, stream->pending.data(), n);
-  stream->pending.erase(0, n);
-  return static_cast<ssize_t>(n);
+// Whether the client of `connection` has closed it: a suspended stream's
+// connection is not watched by libmicrohttpd, and an event stream's client
+// sends nothing after its request.
+bool PeerClosed(MHD_Connection* connection) {
+  const MHD_ConnectionInfo* info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (info == nullptr) return true;
+  char byte;
+  ssize_t n = recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 ||
+         (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-void FreeStream(void* cls) { delete static_cast<EventStream*>(cls); }
+// The descriptors one connection may take: kMaxConnections, or half the
+// open-file limit if that is lower (the master needs the rest).
+unsigned ConnectionLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
+      limit.rlim_cur == RLIM_INFINITY) {
+    return MonitorServer::kMaxConnections;
+  }
+  rlim_t half = limit.rlim_cur / 2;
+  return static_cast<unsigned>(std::max<rlim_t>(
+      64, std::min<rlim_t>(MonitorServer::kMaxConnections, half)));
+}
+
+MonitorRoutePolicy PolicyFor(const MonitorOptions& options, std::string token) {
+  MonitorRoutePolicy policy;
+  policy.ecv_root = options.ecv_root;
+  policy.mark_up = options.mark_up;
+  policy.mark_down = options.mark_down;
+  policy.allow_remote_control = options.allow_remote_control;
+  policy.token = std::move(token);
+  return policy;
+}
 
 MHD_Result Dispatch(void* cls, MHD_Connection* connection, const char* url,
                     const char* method, const char*, const char*,
@@ -153,19 +166,136 @@ MHD_Result Dispatch(void* cls, MHD_Connection* connection, const char* url,
 
 }  // namespace
 
+// The /api/events streams. Each sends the state JSON whenever it changes,
+// and a comment every 10 s to keep proxies from timing the stream out. A
+// stream with nothing to send suspends its connection (libmicrohttpd's
+// threads are a small pool: none may wait); "monitor-events" resumes the
+// suspended ones every 500 ms, and each then looks for a change.
+//
+// Thread-safe. Lock order: mu_, then libmicrohttpd's own (the reader
+// suspends under mu_); "monitor-events" resumes outside mu_. A connection
+// in suspended_ is suspended and only "monitor-events" resumes it, so it
+// cannot be closed (and freed) before.
+class MonitorServer::EventStreams {
+ public:
+  explicit EventStreams(MonitorServer* server)
+      : server_(server), resumer_([this] { ResumeLoop(); }) {}
+  ~EventStreams() { Stop(); }
+
+  // Resumes every suspended stream, ends each at its next read, and joins
+  // "monitor-events". Call before stopping libmicrohttpd, which must not
+  // find a suspended connection.
+  void Stop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (resumer_.joinable()) resumer_.join();
+  }
+
+  // A new stream's response for `connection` (the caller queues and
+  // releases it), or nullptr if kMaxEventStreams are open.
+  MHD_Response* Open(MHD_Connection* connection) {
+    if (open_.fetch_add(1) >= kMaxEventStreams) {
+      open_.fetch_sub(1);
+      return nullptr;
+    }
+    auto* stream = new Stream{this, connection, "", "", absl::Now()};
+    MHD_Response* response = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 16384, &Read, stream, &Free);
+    if (response == nullptr) Free(stream);
+    return response;
+  }
+
+ private:
+  struct Stream {
+    EventStreams* streams;
+    MHD_Connection* connection;
+    std::string pending;  // to send
+    std::string last;     // the state last sent
+    absl::Time last_sent;
+  };
+
+  // libmicrohttpd's content reader: bytes to send, 0 with the connection
+  // suspended, or the end.
+  static ssize_t Read(void* cls, uint64_t, char* buffer, size_t max) {
+    auto* stream = static_cast<Stream*>(cls);
+    EventStreams* self = stream->streams;
+    if (stream->pending.empty()) {
+      if (PeerClosed(stream->connection))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      std::string state = self->server_->StateJson();
+      absl::Time now = absl::Now();
+      if (state != stream->last) {
+        stream->pending = absl::StrCat("data: ", state, "\n\n");
+        stream->last = std::move(state);
+        stream->last_sent = now;
+      } else if (now - stream->last_sent >= absl::Seconds(10)) {
+        stream->pending = ": keep-alive\n\n";
+        stream->last_sent = now;
+      }
+    }
+    if (stream->pending.empty()) {
+      absl::MutexLock lock(&self->mu_);
+      if (self->stopping_) return MHD_CONTENT_READER_END_OF_STREAM;
+      MHD_suspend_connection(stream->connection);
+      self->suspended_.push_back(stream->connection);
+      return 0;
+    }
+    size_t n = std::min(max, stream->pending.size());
+    std::memcpy(buffer, stream->pending.data(), n);
+    stream->pending.erase(0, n);
+    return static_cast<ssize_t>(n);
+  }
+
+  static void Free(void* cls) {
+    auto* stream = static_cast<Stream*>(cls);
+    stream->streams->open_.fetch_sub(1);
+    delete stream;
+  }
+
+  // "monitor-events": every 500 ms (at once when stopping), resumes the
+  // suspended streams.
+  void ResumeLoop() {
+    pthread_setname_np(pthread_self(), "monitor-events");
+    for (bool stopping = false; !stopping;) {
+      std::vector<MHD_Connection*> due;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                             absl::Milliseconds(500));
+        due.swap(suspended_);
+        stopping = stopping_;
+      }
+      for (MHD_Connection* connection : due) MHD_resume_connection(connection);
+    }
+  }
+
+  MonitorServer* const server_;
+  std::atomic<int> open_{0};  // streams not yet freed
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<MHD_Connection*> suspended_ ABSL_GUARDED_BY(mu_);
+  std::thread resumer_;  // "monitor-events"; last, started last
+};
+
 absl::StatusOr<std::unique_ptr<MonitorServer>> MonitorServer::Start(
     int listen_fd, MonitorOptions options, Ecv* ecv, Supervisor* supervisor,
     StatusRegistry* registry, EventRouter* router) {
-  if (listen(listen_fd, 64) != 0)
+  absl::StatusOr<std::string> token = NewControlToken();
+  if (!token.ok()) return token.status();
+  if (listen(listen_fd, 128) != 0)
     return ErrnoStatus(errno, "listen on the monitor port");
   std::unique_ptr<MonitorServer> server(
-      new MonitorServer(std::move(options), ecv, supervisor, registry, router));
-  g_stopping = false;
+      new MonitorServer(std::move(options), *std::move(token), ecv, supervisor,
+                        registry, router));
   server->daemon_ = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-          MHD_USE_ITC,
-      0, nullptr, nullptr, &Dispatch, server.get(), MHD_OPTION_LISTEN_SOCKET,
-      listen_fd, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_END);
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME, 0,
+      nullptr, nullptr, &Dispatch, server.get(), MHD_OPTION_LISTEN_SOCKET,
+      listen_fd, MHD_OPTION_THREAD_POOL_SIZE, kThreadPoolSize,
+      MHD_OPTION_CONNECTION_LIMIT, ConnectionLimit(),
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerAddress,
+      MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds, MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     return absl::InternalError("cannot start the monitor HTTP server");
   }
@@ -176,14 +306,20 @@ struct MonitorServer::CacheProbe {
   std::unique_ptr<v1::Cache::Stub> stub;
 };
 
-MonitorServer::MonitorServer(MonitorOptions options, Ecv* ecv,
-                             Supervisor* supervisor, StatusRegistry* registry,
-                             EventRouter* router)
+MonitorServer::MonitorServer(MonitorOptions options, std::string token,
+                             Ecv* ecv, Supervisor* supervisor,
+                             StatusRegistry* registry, EventRouter* router)
     : options_(std::move(options)),
+      policy_(PolicyFor(options_, token)),
+      page_with_token_(absl::StrReplaceAll(
+          kMonitorPage, {{kMonitorPageTokenPlaceholder, token}})),
+      page_without_token_(absl::StrReplaceAll(
+          kMonitorPage, {{kMonitorPageTokenPlaceholder, ""}})),
       ecv_(ecv),
       supervisor_(supervisor),
       registry_(registry),
-      router_(router) {
+      router_(router),
+      event_streams_(std::make_unique<EventStreams>(this)) {
   if (!options_.cache_address.empty()) {
     // Scrapes come before the cache server is up, and after its restarts:
     // reconnect quickly, not with gRPC's default backoff of seconds.
@@ -198,92 +334,130 @@ MonitorServer::MonitorServer(MonitorOptions options, Ecv* ecv,
 }
 
 MonitorServer::~MonitorServer() {
-  g_stopping = true;
+  event_streams_->Stop();
   if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
 }
 
 int MonitorServer::Handle(Request& request) {
   MHD_Connection* connection = request.connection;
-  const std::string& url = request.url;
-  bool get = request.method == "GET" || request.method == "HEAD";
-  bool post = request.method == "POST";
-
-  if (get && url == options_.ecv_root) {
-    Ecv::State state = ecv_->Get();
-    return Respond(connection, Ecv::HttpStatus(state),
-                   Ecv::Body(state, options_.ip, options_.hostname,
-                             options_.port, absl::Now()),
-                   "text/plain");
-  }
-  bool mark_up = url == options_.mark_up || (post && url == "/api/markup");
-  bool mark_down =
-      url == options_.mark_down || (post && url == "/api/markdown");
-  bool control =
-      mark_up || mark_down || url == "/api/restart" || url == "/api/recycle";
-  if (control && !(get || post)) {
-    return Respond(connection, 405, "method not allowed\n", "text/plain");
-  }
-  if (control && !options_.allow_remote_control && !FromLoopback(connection)) {
-    return Respond(connection, 403,
-                   "changing state is allowed from loopback only "
-                   "(ecv.allowRemoteControl)\n",
-                   "text/plain");
-  }
-  std::string who = absl::StrCat("http ", Peer(connection));
-  if (mark_up || mark_down) {
-    absl::StatusOr<Ecv::State> state =
-        mark_up ? ecv_->MarkUp(who) : ecv_->MarkDown(who);
-    if (!state.ok())
-      return Respond(connection, 409,
-                     std::string(state.status().message()) + "\n",
+  auto header = [connection](const char* name) {
+    const char* value =
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name);
+    return value == nullptr ? std::nullopt
+                            : std::optional<absl::string_view>(value);
+  };
+  MonitorRequest facts;
+  facts.method = request.method;
+  facts.path = request.url;
+  facts.from_loopback = FromLoopback(connection);
+  facts.origin = header("Origin");
+  facts.sec_fetch_site = header("Sec-Fetch-Site");
+  facts.referer = header("Referer");
+  facts.token = header(kControlTokenHeader);
+  const MonitorDecision decision = ClassifyRequest(facts, policy_);
+  const unsigned refusal = HttpStatus(decision.verdict);
+  switch (decision.verdict) {
+    case MonitorVerdict::kServe:
+      break;
+    case MonitorVerdict::kMethodNotAllowed:
+      return Respond(connection, refusal, "method not allowed\n", "text/plain",
+                     {{"Allow", AllowedMethods(decision.route)}});
+    case MonitorVerdict::kRemoteControlRefused:
+      return Respond(connection, refusal,
+                     "changing state is allowed from loopback only "
+                     "(ecv.allowRemoteControl)\n",
                      "text/plain");
-    return Respond(connection, 200,
-                   Ecv::Body(*state, options_.ip, options_.hostname,
-                             options_.port, absl::Now()),
-                   "text/plain");
+    case MonitorVerdict::kBrowserWithoutToken:
+      return Respond(connection, refusal,
+                     "a browser's request to change state needs the "
+                     "monitor page's X-Cluster2-Token\n",
+                     "text/plain");
+    case MonitorVerdict::kWrongToken:
+      return Respond(connection, refusal, "wrong X-Cluster2-Token\n",
+                     "text/plain");
   }
-  if (post && url == "/api/restart") {
-    auto pids = supervisor_->Restart(0, 0);
-    if (!pids.ok())
-      return Respond(connection, 409,
-                     std::string(pids.status().message()) + "\n", "text/plain");
-    return Respond(connection, 202, "rolling restart begun\n", "text/plain");
-  }
-  if (post && url == "/api/recycle") {
-    const char* pid_text =
-        MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "pid");
-    int pid = 0;
-    if (pid_text == nullptr || !absl::SimpleAtoi(pid_text, &pid)) {
-      return Respond(connection, 400, "pid=N is required\n", "text/plain");
+
+  std::string who = absl::StrCat("http ", Peer(connection));
+  switch (decision.route) {
+    case MonitorRoute::kEcv: {
+      Ecv::State state = ecv_->Get();
+      return Respond(connection, Ecv::HttpStatus(state),
+                     Ecv::Body(state, options_.ip, options_.hostname,
+                               options_.port, absl::Now()),
+                     "text/plain");
     }
-    absl::Status status = supervisor_->Recycle(pid, who);
-    if (!status.ok()) {
-      return Respond(connection,
-                     status.code() == absl::StatusCode::kNotFound ? 404 : 409,
-                     std::string(status.message()) + "\n", "text/plain");
+    case MonitorRoute::kMarkUp:
+    case MonitorRoute::kMarkDown: {
+      absl::StatusOr<Ecv::State> state = decision.route == MonitorRoute::kMarkUp
+                                             ? ecv_->MarkUp(who)
+                                             : ecv_->MarkDown(who);
+      if (!state.ok())
+        return Respond(connection, 409,
+                       std::string(state.status().message()) + "\n",
+                       "text/plain");
+      return Respond(connection, 200,
+                     Ecv::Body(*state, options_.ip, options_.hostname,
+                               options_.port, absl::Now()),
+                     "text/plain");
     }
-    return Respond(connection, 202, "recycle begun\n", "text/plain");
-  }
-  if (get && url == "/metrics") {
-    return Respond(connection, 200, Metrics(), "text/plain; version=0.0.4");
-  }
-  if (get && (url == "/" || url == "/debug")) {
-    return Respond(connection, 200, kMonitorPage, "text/html; charset=utf-8");
-  }
-  if (get && url == "/api/state") {
-    return Respond(connection, 200, StateJson(), "application/json");
-  }
-  if (get && url == "/api/events") {
-    auto* stream = new EventStream{this, "", "", absl::Now()};
-    MHD_Response* response = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, 16384, &StreamEvents, stream, &FreeStream);
-    MHD_add_response_header(response, "Content-Type", "text/event-stream");
-    MHD_add_response_header(response, "Cache-Control", "no-store");
-    int result = MHD_queue_response(connection, 200, response);
-    MHD_destroy_response(response);
-    return result;
+    case MonitorRoute::kRestart: {
+      auto pids = supervisor_->Restart(0, 0);
+      if (!pids.ok())
+        return Respond(connection, 409,
+                       std::string(pids.status().message()) + "\n",
+                       "text/plain");
+      return Respond(connection, 202, "rolling restart begun\n", "text/plain");
+    }
+    case MonitorRoute::kRecycle: {
+      const char* pid_text =
+          MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "pid");
+      std::optional<int> pid =
+          pid_text == nullptr ? std::nullopt : ParsePid(pid_text);
+      if (!pid.has_value())
+        return Respond(connection, 400, "pid=N is required\n", "text/plain");
+      absl::Status status = supervisor_->Recycle(*pid, who);
+      if (!status.ok()) {
+        return Respond(connection,
+                       status.code() == absl::StatusCode::kNotFound ? 404 : 409,
+                       std::string(status.message()) + "\n", "text/plain");
+      }
+      return Respond(connection, 202, "recycle begun\n", "text/plain");
+    }
+    case MonitorRoute::kMetrics:
+      return Respond(connection, 200, Metrics(), "text/plain; version=0.0.4");
+    case MonitorRoute::kPage: {
+      bool with_token =
+          HostMayReceiveToken(header("Host").value_or(""), options_.hostname);
+      // No framing: another site could overlay the buttons (clickjacking).
+      return Respond(connection, 200,
+                     with_token ? page_with_token_ : page_without_token_,
+                     "text/html; charset=utf-8",
+                     {{"X-Frame-Options", "DENY"},
+                      {"Content-Security-Policy", "frame-ancestors 'none'"}});
+    }
+    case MonitorRoute::kState:
+      return Respond(connection, 200, StateJson(), "application/json");
+    case MonitorRoute::kEvents:
+      return OpenEventStream(connection);
+    case MonitorRoute::kNotFound:
+      break;
   }
   return Respond(connection, 404, "not found\n", "text/plain");
+}
+
+int MonitorServer::OpenEventStream(MHD_Connection* connection) {
+  MHD_Response* response = event_streams_->Open(connection);
+  if (response == nullptr) {
+    return Respond(
+        connection, 503,
+        absl::StrCat("at most ", kMaxEventStreams, " event streams at once\n"),
+        "text/plain", {{"Retry-After", "10"}});
+  }
+  MHD_add_response_header(response, "Content-Type", "text/event-stream");
+  MHD_add_response_header(response, "Cache-Control", "no-store");
+  int result = MHD_queue_response(connection, 200, response);
+  MHD_destroy_response(response);
+  return result;
 }
 
 std::string MonitorServer::StateJson() {

@@ -1,17 +1,39 @@
 // MonitorServer: the master's HTTP server on monPort (libmicrohttpd).
 //
 //   GET  <ecv.root>              the ECV (see ecv.h)
-//   GET|POST <ecv.markUp/markDown> mark the cluster up / down
+//   POST <ecv.markUp/markDown>   mark the cluster up / down
 //   GET  /metrics                Prometheus text format
 //   GET  /, /debug               the monitor page (plain HTML/CSS/JS)
 //   GET  /api/state              workers, ECV and statuses as JSON
 //   GET  /api/events             the same, pushed as server-sent events
 //   POST /api/restart, /api/recycle?pid=N, /api/markup, /api/markdown
 //
-// Changing state over HTTP is allowed from loopback addresses only, unless
-// `allow_remote_control`; others get 403.
+// Who may change state (monitor_routes.h has the rule): POST only (405 with
+// "Allow: POST" otherwise), from loopback unless `allow_remote_control`,
+// and a request with any browser header (Origin, Sec-Fetch-Site, Referer)
+// must carry the control token in X-Cluster2-Token: 128 random bits drawn
+// at Start, embedded in the monitor page. A plain `curl -X POST` passes.
 //
-// Thread-safe: one thread per connection (server-sent events hold theirs).
+// Limits, so that a flood of connections cannot silence the ECV:
+//   - epoll, so descriptors past 1,024 are served (select cannot);
+//   - kThreadPoolSize threads serve every connection; none ever waits on a
+//     stream (a handler blocks at most on /metrics' 300 ms cache probe);
+//   - at most kMaxConnections connections at once (fewer if the descriptor
+//     limit is low: half of it) and kMaxConnectionsPerAddress from one
+//     client address: a flood from one address leaves the load balancer's
+//     checks, from another address, their places. Connections past a limit
+//     are accepted and closed at once;
+//   - a connection idle for kIdleTimeoutSeconds is closed;
+//   - at most kMaxEventStreams /api/events streams (503 past that).
+// A flood from many addresses at once can still take every place; the
+// monitor port is for the load balancer's network (monHost), not the world.
+//
+// Threads: libmicrohttpd's kThreadPoolSize threads run Handle and the
+// event streams' content reader; a stream with nothing to send suspends
+// its connection, and one thread, "monitor-events", resumes the suspended
+// streams every 500 ms so they look for a change. The destructor stops
+// "monitor-events", resuming every stream, before it stops libmicrohttpd.
+// Thread-safe: Handle, Metrics and StateJson may run on any thread.
 #ifndef CLUSTER2_MASTER_INTERNAL_MONITOR_SERVER_H_
 #define CLUSTER2_MASTER_INTERNAL_MONITOR_SERVER_H_
 
@@ -22,9 +44,11 @@
 #include "absl/status/statusor.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
+#include "master/internal/monitor_routes.h"
 #include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
+struct MHD_Connection;
 struct MHD_Daemon;
 
 namespace cluster2 {
@@ -53,6 +77,13 @@ class MonitorServer {
       StatusRegistry* registry, EventRouter* router);
   ~MonitorServer();
 
+  // The limits described above.
+  static constexpr unsigned kThreadPoolSize = 4;
+  static constexpr unsigned kMaxConnections = 1000;
+  static constexpr unsigned kMaxConnectionsPerAddress = 32;
+  static constexpr unsigned kIdleTimeoutSeconds = 10;
+  static constexpr int kMaxEventStreams = 16;
+
   // Request handling, public for the C callback; not for other callers.
   struct Request;
   int Handle(Request& request);
@@ -63,19 +94,30 @@ class MonitorServer {
   std::string StateJson();
 
  private:
-  MonitorServer(MonitorOptions options, Ecv* ecv, Supervisor* supervisor,
-                StatusRegistry* registry, EventRouter* router);
+  MonitorServer(MonitorOptions options, std::string token, Ecv* ecv,
+                Supervisor* supervisor, StatusRegistry* registry,
+                EventRouter* router);
+
+  // The answer to a /api/events request: a stream, or 503 past the limit.
+  int OpenEventStream(MHD_Connection* connection);
 
   // The cache server's figures (cluster2_cache_*); cluster2_cache_up 0 if
   // it does not answer within a fraction of a second.
   void AppendCacheMetrics(std::string* text);
 
   const MonitorOptions options_;
+  const MonitorRoutePolicy policy_;
+  // The monitor page with the control token, and without (for a Host that
+  // may not have it).
+  const std::string page_with_token_;
+  const std::string page_without_token_;
   Ecv* const ecv_;
   Supervisor* const supervisor_;
   StatusRegistry* const registry_;
   EventRouter* const router_;
-  MHD_Daemon* daemon_ = nullptr;
+  class EventStreams;  // the suspended streams and "monitor-events"
+  std::unique_ptr<EventStreams> event_streams_;
+  MHD_Daemon* daemon_ = nullptr;             // stopped after event_streams_
   struct CacheProbe;                         // a stub of the cache server
   std::unique_ptr<CacheProbe> cache_probe_;  // with cache_address
 };
