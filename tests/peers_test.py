@@ -2,8 +2,9 @@
 """The monitor port against real peers, all from Debian: HAProxy health
 checks on the ECV (markDown drains, markUp restores, no request fails), a
 real Prometheus scraping /metrics, and headless Chromium showing the monitor
-page and its live update after a worker is killed (screenshot kept in the
-test's outputs)."""
+page, its live update after a worker is killed and its markDown/markUp
+buttons (a POST with the page's control token; screenshot kept in the test's
+outputs)."""
 import base64
 import hashlib
 import json
@@ -303,6 +304,17 @@ class BrowserTest(unittest.TestCase):
                 lambda: str(victim) not in tools.evaluate(rows) and len(tools.evaluate(rows)) == 2,
                 15), tools.evaluate(rows))
             self.assertEqual(tools.evaluate("document.getElementById('ecv').textContent"), "up")
+            # The page's buttons POST with the control token: markDown drains.
+            tools.evaluate("document.getElementById('markdown').click()")
+            self.assertTrue(wait_until(
+                lambda: tools.evaluate("document.getElementById('ecv').textContent") == "marked down",
+                10), tools.evaluate("document.getElementById('error').textContent"))
+            with self.assertRaises(urllib.error.HTTPError) as drained:
+                get(f"http://127.0.0.1:{cluster.mon_port}/ecv")
+            self.assertEqual(drained.exception.code, 404)
+            tools.evaluate("document.getElementById('markup').click()")
+            self.assertTrue(wait_until(
+                lambda: tools.evaluate("document.getElementById('ecv').textContent") == "up", 10))
             shot = tools.call("Page.captureScreenshot", format="png")["data"]
             with open(os.path.join(OUTPUTS, "monitor_page.png"), "wb") as png:
                 png.write(base64.b64decode(shot))
