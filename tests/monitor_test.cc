@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -484,6 +486,13 @@ TEST(MonitorTest, EventStreamsAreBoundedAndHoldNoThread) {
         return stream.ReadUntil("data: {", absl::Now() + absl::Seconds(1));
       },
       absl::Seconds(5)));
+  // The master stops cleanly with streams open: libmicrohttpd must not be
+  // stopped with a connection suspended.
+  cluster.master().Signal(SIGTERM);
+  std::optional<int> status = cluster.master().Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << "master did not stop";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << *status << cluster.master().Stderr();
 }
 
 }  // namespace
