@@ -415,6 +415,23 @@ TEST(MonitorTest, EcvAnswersThroughASlowlorisFlood) {
   EXPECT_EQ(HttpRequest(cluster.mon_port(), "GET", "/metrics").status, 200);
 }
 
+TEST(MonitorTest, AnIdleConnectionIsClosedAfterTenSeconds) {
+  Cluster cluster(1);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return HttpGet(cluster.mon_port(), "/ecv").status == 200; },
+      absl::Seconds(10)))
+      << cluster.master().Stderr();
+  int fd = Connect(cluster.mon_port(), "127.0.0.2", absl::Seconds(15));
+  ASSERT_GE(fd, 0);
+  absl::Time start = absl::Now();
+  char byte;
+  ssize_t n = read(fd, &byte, 1);  // the server's close, or our timeout
+  absl::Duration held = absl::Now() - start;
+  close(fd);
+  EXPECT_EQ(n, 0) << "not closed by the server within 15 s";
+  EXPECT_GE(held, absl::Seconds(9));
+}
+
 // A client of /api/events on its own connection.
 class EventStreamClient {
  public:

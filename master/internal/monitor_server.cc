@@ -124,8 +124,8 @@ bool PeerClosed(MHD_Connection* connection) {
          (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-// The descriptors one connection may take: kMaxConnections, or half the
-// open-file limit if that is lower (the master needs the rest).
+// The connections the server may hold at once: kMaxConnections, or half
+// the open-file limit if that is lower (the master needs the rest).
 unsigned ConnectionLimit() {
   rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
