@@ -26,10 +26,10 @@
 #include "cluster2/v1/status.grpc.pb.h"
 #include "common/keepalive.h"
 #include "common/proto_time.h"
+#include "common/run_paths.h"
 #include "common/trusted_path.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
-#include "master/internal/run_dir.h"
 
 namespace cluster2 {
 namespace {
@@ -307,7 +307,7 @@ class Ctl {
           !options_.run_dir.empty()
               ? options_.run_dir
               : DefaultRunDir(options_.name, std::getenv, geteuid());
-      address_ = absl::StrCat("unix:", dir, "/", RunDirectory::kMasterSocket);
+      address_ = absl::StrCat("unix:", dir, "/", kMasterSocketName);
     }
     if (absl::StartsWith(address_, "unix:")) {
       std::string path = address_.substr(5);
@@ -706,7 +706,7 @@ class Ctl {
           !options_.run_dir.empty()
               ? options_.run_dir
               : DefaultRunDir(options_.name, std::getenv, geteuid());
-      address = absl::StrCat("unix:", dir, "/", RunDirectory::kCacheSocket);
+      address = absl::StrCat("unix:", dir, "/", kCacheSocketName);
     }
     bool unix_socket = absl::StartsWith(address, "unix:");
     cache_where_ = unix_socket ? address.substr(5) : address;

@@ -9,47 +9,21 @@
 #ifndef CLUSTER2_MASTER_INTERNAL_RUN_DIR_H_
 #define CLUSTER2_MASTER_INTERNAL_RUN_DIR_H_
 
-#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/run_paths.h"
 
 namespace cluster2 {
-
-// Longest path a Unix socket address can hold (sizeof(sun_path) - 1).
-inline constexpr size_t kMaxSocketPath = 107;
-
-// The default run directory of cluster `name`: $XDG_RUNTIME_DIR/cluster2/<name>
-// when XDG_RUNTIME_DIR is set, else /tmp/cluster2-<uid>/<name>. `getenv` is
-// injected for tests.
-std::string DefaultRunDir(absl::string_view name,
-                          const std::function<const char*(const char*)>& getenv,
-                          unsigned uid);
-
-// The default directory of the cache's persistence files of cluster `name`:
-// $XDG_STATE_HOME/cluster2/<name> when XDG_STATE_HOME is set (absolute),
-// else /var/lib/cluster2/<name> for root, else
-// $HOME/.local/state/cluster2/<name>. Not under the run directory: that is
-// on tmpfs, and "persistent" data must survive a reboot.
-std::string DefaultCacheDataDir(
-    absl::string_view name,
-    const std::function<const char*(const char*)>& getenv, unsigned uid);
-
-// True if `path`, or the nearest directory above it that exists, is on a
-// tmpfs (its contents vanish at reboot).
-bool OnTmpfs(const std::string& path);
-
-// INVALID_ARGUMENT if `path` cannot be a Unix socket address.
-absl::Status CheckSocketPath(absl::string_view path);
 
 class RunDirectory {
  public:
   // Socket names the master creates; the longest decides the length check.
-  static constexpr absl::string_view kMasterSocket = "master.sock";
-  static constexpr absl::string_view kCacheSocket = "cache.sock";
+  static constexpr absl::string_view kMasterSocket = kMasterSocketName;
+  static constexpr absl::string_view kCacheSocket = kCacheSocketName;
 
   // Creates `path` (and missing parents) with mode 0700 or adopts an existing
   // directory owned by this user (tightening its mode), checks that no other
