@@ -94,6 +94,14 @@ std::optional<int> ParsePid(absl::string_view text) {
 }
 
 bool HostMayReceiveToken(absl::string_view host, absl::string_view hostname) {
+  // Only the characters of names, addresses and ports: inet_pton stops at
+  // a NUL, which would let "127.0.0.1\0.evil.example" pass.
+  for (char c : host) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '-' && c != ':' && c != '[' && c != ']') {
+      return false;
+    }
+  }
   absl::string_view name = host;
   if (absl::ConsumePrefix(&name, "[")) {  // [IPv6]:port
     size_t end = name.find(']');

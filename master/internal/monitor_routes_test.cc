@@ -159,6 +159,10 @@ TEST(MonitorRoutesTest, OnlyAddressesLocalhostAndTheHostNameGetTheToken) {
     EXPECT_FALSE(HostMayReceiveToken(host, "node1")) << host;
   }
   EXPECT_FALSE(HostMayReceiveToken("", ""));
+  // Found by the fuzz target: inet_pton stops at a NUL.
+  EXPECT_FALSE(HostMayReceiveToken(
+      absl::string_view("127.0.0.1\0.evil.example", 23), "node1"));
+  EXPECT_FALSE(HostMayReceiveToken("127.0.0.1 x", "node1"));
 }
 
 TEST(MonitorRoutesTest, TokenMatchesOnlyTheWholeToken) {
