@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "worker/events.h"
+#include "events/events.h"
 
 namespace cluster2 {
 

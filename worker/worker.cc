@@ -18,8 +18,8 @@
 #include "cluster2/v1/worker_session.grpc.pb.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
+#include "events/listeners.h"
 #include "grpcpp/grpcpp.h"
-#include "worker/internal/listeners.h"
 #include "worker/internal/process_stats.h"
 
 namespace cluster2 {

@@ -33,8 +33,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "events/events.h"
 #include "google/protobuf/struct.pb.h"
-#include "worker/events.h"
 
 namespace cluster2 {
 

@@ -18,7 +18,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "worker/listen.h"
+#include "embed/listen.h"
 
 namespace {
 

@@ -28,7 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster2/v1/emitter.pb.h"
-#include "worker/internal/listeners.h"
+#include "events/listeners.h"
 
 namespace cluster2 {
 

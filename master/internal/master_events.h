@@ -14,10 +14,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "events/listeners.h"
 #include "master/internal/event_router.h"
 #include "master/internal/status_registry.h"
 #include "master/master_context.h"
-#include "worker/internal/listeners.h"
 
 namespace cluster2 {
 

@@ -13,7 +13,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "worker/listen.h"
+#include "embed/listen.h"
 
 namespace {
 

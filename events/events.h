@@ -1,8 +1,8 @@
 // The types of cluster2's emitter and status, shared by the worker library
 // (cluster2::Worker) and the master's side of an embedding app
 // (cluster2::MasterContext).
-#ifndef CLUSTER2_WORKER_EVENTS_H_
-#define CLUSTER2_WORKER_EVENTS_H_
+#ifndef CLUSTER2_EVENTS_EVENTS_H_
+#define CLUSTER2_EVENTS_EVENTS_H_
 
 #include <cstdint>
 #include <functional>
@@ -56,4 +56,4 @@ struct StatusEntry {
 
 }  // namespace cluster2
 
-#endif  // CLUSTER2_WORKER_EVENTS_H_
+#endif  // CLUSTER2_EVENTS_EVENTS_H_

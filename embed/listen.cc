@@ -1,4 +1,4 @@
-#include "worker/listen.h"
+#include "embed/listen.h"
 
 #include <limits.h>
 #include <unistd.h>

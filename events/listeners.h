@@ -1,10 +1,10 @@
 // ListenerSet: the event listeners of one process (a worker or the master),
-// and the conversions between the public event types (worker/events.h) and
+// and the conversions between the public event types (events/events.h) and
 // the protos. Used by cluster2::Worker and the master's MasterContext.
 //
 // Thread-safe.
-#ifndef CLUSTER2_WORKER_INTERNAL_LISTENERS_H_
-#define CLUSTER2_WORKER_INTERNAL_LISTENERS_H_
+#ifndef CLUSTER2_EVENTS_LISTENERS_H_
+#define CLUSTER2_EVENTS_LISTENERS_H_
 
 #include <cstdint>
 #include <map>
@@ -16,7 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster2/v1/emitter.pb.h"
-#include "worker/events.h"
+#include "events/events.h"
 
 namespace cluster2 {
 
@@ -61,4 +61,4 @@ class ListenerSet {
 
 }  // namespace cluster2
 
-#endif  // CLUSTER2_WORKER_INTERNAL_LISTENERS_H_
+#endif  // CLUSTER2_EVENTS_LISTENERS_H_

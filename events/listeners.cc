@@ -1,4 +1,4 @@
-#include "worker/internal/listeners.h"
+#include "events/listeners.h"
 
 #include <utility>
 

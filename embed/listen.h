@@ -13,8 +13,8 @@
 // itself (/proc/self/exe, same arguments) as the worker command. Started by
 // the master, it is a worker: it attaches and runs `serve`. gRPC never
 // crosses a fork: the master fork+execs.
-#ifndef CLUSTER2_WORKER_LISTEN_H_
-#define CLUSTER2_WORKER_LISTEN_H_
+#ifndef CLUSTER2_EMBED_LISTEN_H_
+#define CLUSTER2_EMBED_LISTEN_H_
 
 #include <functional>
 #include <memory>
@@ -53,4 +53,4 @@ int Listen(int argc, char** argv, ListenOptions options);
 
 }  // namespace cluster2
 
-#endif  // CLUSTER2_WORKER_LISTEN_H_
+#endif  // CLUSTER2_EMBED_LISTEN_H_
