@@ -8,7 +8,7 @@ PACKAGES=(
   # build: Debian's Bazel and the system libraries it wraps as @system
   bazel-bootstrap g++ make
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
-  prometheus-cpp-dev libmicrohttpd-dev
+  prometheus-cpp-dev libmicrohttpd-dev libcli11-dev
   # tests
   libgtest-dev libgmock-dev python3
   # a real non-C++ peer: Python's gRPC on the protos (tests, examples/python)
