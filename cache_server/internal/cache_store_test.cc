@@ -5,41 +5,44 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "cache_server/cache_errors.h"
+#include "common/fake_clock.h"
 #include "gtest/gtest.h"
 
 namespace cluster2 {
 namespace {
-
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1700000000);
-};
 
 class CacheStoreTest : public ::testing::Test {
  protected:
   CacheStoreTest() : store_({16, 64}, &clock_) {
     bool conflict;
     EXPECT_TRUE(store_.Use("ns", {}, &conflict).ok());
+    for (const char* client : {"a", "b", "c", "loader", "late", "dead", "alive",
+                               "patient", "holder", "waiter"})
+      EXPECT_TRUE(store_.OpenHold(client).ok());
+    for (int i = 0; i < 8; ++i)
+      EXPECT_TRUE(store_.OpenHold("waiter" + std::to_string(i)).ok());
+    for (int i = 0; i < 8; ++i)
+      EXPECT_TRUE(store_.OpenHold("p" + std::to_string(i)).ok());
   }
 
-  // Parks a get-or-load; the result lands in `results` by index.
-  uint64_t Park(const std::string& client,
-                std::vector<CacheGetResult>* results) {
+  // Parks a get-or-load; the result lands in `results` by index (an error
+  // as a result with `error` set).
+  uint64_t Park(const std::string& client, std::vector<CacheGetResult>* results,
+                std::vector<absl::Status>* errors = nullptr,
+                absl::Duration wait = absl::InfiniteDuration()) {
     uint64_t id = 0;
     auto got = store_.GetOrLease(
         "ns", "k", client, absl::Seconds(30),
-        [results](const CacheGetResult& r) { results->push_back(r); }, &id);
+        [results, errors](absl::StatusOr<CacheGetResult> r) {
+          if (r.ok()) {
+            results->push_back(*r);
+          } else if (errors != nullptr) {
+            errors->push_back(r.status());
+          }
+        },
+        &id, wait);
     EXPECT_TRUE(got.ok());
     EXPECT_FALSE(got->has_value()) << "expected to be parked";
     return id;
@@ -179,8 +182,8 @@ TEST_F(CacheStoreTest, ConcurrentCallersOnOneMissLoadExactlyOnce) {
         uint64_t id = 0;
         auto got = store_.GetOrLease(
             "ns", "k", "p" + std::to_string(process), absl::Seconds(30),
-            [&](const CacheGetResult& r) {
-              if (r.found && r.value == "once") ++answered;
+            [&](absl::StatusOr<CacheGetResult> r) {
+              if (r.ok() && r->found && r->value == "once") ++answered;
             },
             &id);
         if (got.ok() && got->has_value()) {
@@ -244,7 +247,7 @@ TEST_F(CacheStoreTest, ADeadHolderPassesItsLeaseAtOnceAndALapsedOneOnSweep) {
           .ok());
   std::vector<CacheGetResult> results;
   Park("alive", &results);
-  store_.ReleaseClient("dead");
+  store_.EndHold("dead");
   ASSERT_EQ(results.size(), 1u);
   EXPECT_FALSE(results[0].lease_token.empty())
       << "the waiter loads instead, at once";
@@ -262,24 +265,26 @@ TEST_F(CacheStoreTest, ADeadHolderNeverGetsItsOwnLeaseBack) {
   // Two threads of one process: one holds the lease, one is parked; a
   // third caller is another process. The process dies.
   auto first = store_.GetOrLease(
-      "ns", "k", "dead", absl::Seconds(30), [](const CacheGetResult&) {},
-      nullptr);
+      "ns", "k", "dead", absl::Seconds(30),
+      [](absl::StatusOr<CacheGetResult>) {}, nullptr);
   ASSERT_TRUE(first.ok() && first->has_value());
   std::vector<CacheGetResult> own, other;
-  Park("dead", &own);
+  std::vector<absl::Status> own_errors;
+  Park("dead", &own, &own_errors);
   Park("alive", &other);
-  store_.ReleaseClient("dead");
-  ASSERT_EQ(own.size(), 1u);
-  EXPECT_TRUE(own[0].hold_lost) << "its own parked call is told, not served";
-  EXPECT_TRUE(own[0].lease_token.empty());
+  store_.EndHold("dead");
+  EXPECT_TRUE(own.empty()) << "its own parked call is told, not served";
+  ASSERT_EQ(own_errors.size(), 1u);
+  EXPECT_EQ(own_errors[0].code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(GetCacheError(own_errors[0]), CacheError::kHoldLost);
   ASSERT_EQ(other.size(), 1u);
   EXPECT_FALSE(other[0].lease_token.empty()) << "the other process loads";
 }
 
 TEST_F(CacheStoreTest, DeleteRevokesALoadUnderWay) {
   auto first = store_.GetOrLease(
-      "ns", "k", "holder", absl::Seconds(30), [](const CacheGetResult&) {},
-      nullptr);
+      "ns", "k", "holder", absl::Seconds(30),
+      [](absl::StatusOr<CacheGetResult>) {}, nullptr);
   ASSERT_TRUE(first.ok() && first->has_value());
   std::string stale_token = (*first)->lease_token;
   std::vector<CacheGetResult> waiter;
@@ -301,8 +306,8 @@ TEST_F(CacheStoreTest, DeleteRevokesALoadUnderWay) {
 
 TEST_F(CacheStoreTest, CancelWaiterSaysWhetherItWasStillParked) {
   auto first = store_.GetOrLease(
-      "ns", "k", "holder", absl::Seconds(30), [](const CacheGetResult&) {},
-      nullptr);
+      "ns", "k", "holder", absl::Seconds(30),
+      [](absl::StatusOr<CacheGetResult>) {}, nullptr);
   ASSERT_TRUE(first.ok());
   std::vector<CacheGetResult> results;
   uint64_t id = Park("waiter", &results);
@@ -313,12 +318,12 @@ TEST_F(CacheStoreTest, CancelWaiterSaysWhetherItWasStillParked) {
   EXPECT_FALSE(store_.CancelWaiter(id)) << "it was answered already";
   uint64_t other = 0;
   auto again = store_.GetOrLease(
-      "ns", "j", "holder", absl::Seconds(30), [](const CacheGetResult&) {},
-      nullptr);
+      "ns", "j", "holder", absl::Seconds(30),
+      [](absl::StatusOr<CacheGetResult>) {}, nullptr);
   ASSERT_TRUE(again.ok());
   auto parked = store_.GetOrLease(
-      "ns", "j", "waiter", absl::Seconds(30), [](const CacheGetResult&) {},
-      &other);
+      "ns", "j", "waiter", absl::Seconds(30),
+      [](absl::StatusOr<CacheGetResult>) {}, &other);
   ASSERT_TRUE(parked.ok() && !parked->has_value());
   EXPECT_TRUE(store_.CancelWaiter(other));
 }
@@ -334,6 +339,80 @@ TEST_F(CacheStoreTest, ACancelledWaiterIsNotCalled) {
   ASSERT_TRUE(
       store_.Set("ns", "k", "v", absl::ZeroDuration(), false, token).ok());
   EXPECT_TRUE(results.empty());
+}
+
+TEST_F(CacheStoreTest, AParkedCallsWaitEndsByItsTimerNotByPolling) {
+  auto first = store_.GetOrLease("ns", "k", "holder", absl::Seconds(30),
+                                 nullptr, nullptr);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  std::vector<CacheGetResult> results;
+  std::vector<absl::Status> errors;
+  Park("waiter", &results, &errors, absl::Seconds(10));
+  EXPECT_EQ(store_.timers_for_test().size(), 1u);
+  clock_.Advance(absl::Seconds(9));
+  EXPECT_EQ(store_.timers_for_test().RunDue(), 0u);
+  EXPECT_TRUE(errors.empty());
+  // Given up a tenth (at most 100 ms) before the caller's own deadline.
+  clock_.Advance(absl::Milliseconds(900));
+  EXPECT_EQ(store_.timers_for_test().RunDue(), 1u);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(GetCacheError(errors[0]), CacheError::kWaitExpired);
+  EXPECT_EQ(store_.Namespaces("ns")[0].waiting, 0u);
+  // An answered call's timer is cancelled.
+  Park("waiter", &results, &errors, absl::Seconds(10));
+  ASSERT_TRUE(store_
+                  .Set("ns", "k", "v", absl::ZeroDuration(), false,
+                       (*first)->lease_token)
+                  .ok());
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(store_.timers_for_test().size(), 0u);
+}
+
+TEST_F(CacheStoreTest, ErrorsCarryTheirCacheError) {
+  EXPECT_EQ(GetCacheError(store_.Get("nope", "k").status()),
+            CacheError::kNamespaceNotFound);
+  EXPECT_EQ(GetCacheError(store_.Keys("nope", "", 1, "").status()),
+            CacheError::kNamespaceNotFound);
+  auto no_hold = store_.GetOrLease("ns", "k", "stranger", absl::Seconds(1),
+                                   nullptr, nullptr);
+  EXPECT_EQ(no_hold.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(GetCacheError(no_hold.status()), CacheError::kHoldMissing);
+  absl::Status twice = store_.OpenHold("a");
+  EXPECT_EQ(twice.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(GetCacheError(twice), CacheError::kHoldInUse);
+  auto stale = store_.Set("ns", "k", "v", absl::ZeroDuration(), false, "old");
+  EXPECT_EQ(GetCacheError(stale.status()), CacheError::kLeaseNotHeld);
+  auto big = store_.Set("ns", "k", std::string(65, 'v'), absl::ZeroDuration(),
+                        false, "");
+  EXPECT_EQ(GetCacheError(big.status()), CacheError::kValueTooLarge);
+  bool conflict;
+  EXPECT_EQ(GetCacheError(store_.Use("p", {true}, &conflict).status()),
+            CacheError::kPersistenceUnavailable);
+  EXPECT_FALSE(GetCacheError(store_.Get("ns", "").status()).has_value())
+      << "a malformed key is INVALID_ARGUMENT, no reason needed";
+}
+
+TEST_F(CacheStoreTest, CountersFollowReadsAndLoads) {
+  store_.Get("ns", "k").IgnoreError();  // a miss
+  auto lease =
+      store_.GetOrLease("ns", "k", "a", absl::Seconds(30), nullptr, nullptr);
+  std::vector<CacheGetResult> results;
+  Park("b", &results);
+  ASSERT_TRUE(store_
+                  .ReleaseLease("ns", "k", (*lease)->lease_token, "",
+                                /*retry=*/true)
+                  .ok());  // b loads
+  ASSERT_TRUE(store_
+                  .Set("ns", "k", "v", absl::ZeroDuration(), false,
+                       results[0].lease_token)
+                  .ok());
+  store_.Get("ns", "k").IgnoreError();  // a hit
+  CacheCounters counters = store_.Namespaces("ns")[0].counters;
+  EXPECT_EQ(counters.misses, 1u);
+  EXPECT_EQ(counters.loads, 2u);
+  EXPECT_EQ(counters.hits, 1u);
+  EXPECT_EQ(counters.errors, 0u);
 }
 
 // Collects what a watch delivers.
