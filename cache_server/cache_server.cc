@@ -1,5 +1,6 @@
 #include "cache_server/cache_server.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -92,6 +93,7 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
     while (!raw->stop.WaitForNotificationWithTimeout(absl::Seconds(1)))
       raw->store.Maintain();
   });
+  pthread_setname_np(state->maintenance.native_handle(), "maintenance");
   LogInfo(absl::StrCat("serving on unix:", options.socket_path,
                        options.data_dir.empty()
                            ? " (no data directory: nothing persists)"

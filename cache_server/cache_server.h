@@ -28,8 +28,11 @@ struct CacheServerOptions {
 };
 
 // A running cache server: its store (recovered from data_dir), its gRPC
-// server and a once-a-second maintenance thread (expiry sweep, everysec
-// fsync, compaction). Thread-safe.
+// server (callback API: no thread per call, stream or parked get-or-load)
+// and two threads of its own: "maintenance", once a second (expiry sweep,
+// lapsed leases, everysec fsync, compaction), and the store's
+// "cache-timers" (the wait deadlines of parked get-or-load calls).
+// Thread-safe.
 class CacheServer {
  public:
   // Recovers the persistent namespaces (problems found in the files are

@@ -57,7 +57,7 @@ class LeaseTable {
 
   // On a key without a lease: grants `client_id` a lease for `ttl` and
   // returns its token. Otherwise parks `waiter`, returns "" and sets
-  // `*waiter_id` (never 0). `timer` is kept for the Completion.
+  // `*waiter_id` (never 0).
   std::string Acquire(const Key& key, const std::string& client_id,
                       absl::Duration ttl, absl::Time now, Waiter waiter,
                       uint64_t* waiter_id);
