@@ -30,7 +30,7 @@
 #include "absl/time/clock.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
-#include "worker/cache.h"
+#include "cache_client/cache.h"
 
 namespace {
 

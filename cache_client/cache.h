@@ -11,13 +11,18 @@
 //
 // Every operation comes in two forms: blocking, bounded by `wait` (then
 // DEADLINE_EXCEEDED), and asynchronous, with a callback that runs exactly
-// once on one of the client's threads (it must not block), or on the
-// calling thread when the near-cache answers. An asynchronous get-or-load
-// issued while the client's Hold stream is not (yet) open waits for it.
-// Namespaces must not outlive their client. Get, Set and
-// Delete from all threads of a process are gathered into Batch calls while
-// earlier ones are in flight, so many concurrent operations cost few round
-// trips.
+// once on the client's I/O thread (it must not block), or on the calling
+// thread when the near-cache answers. A blocking call made on the I/O
+// thread (from a callback) fails at once with FAILED_PRECONDITION instead
+// of deadlocking. An asynchronous get-or-load issued while the client's
+// Hold stream is not (yet) open waits for it. Namespaces and watches must
+// not outlive their client. Get, Set and Delete from all threads of a
+// process are gathered into batches on one Pipeline stream while earlier
+// ones are in flight, so many concurrent operations cost few round trips;
+// an operation started from a callback joins the next batch.
+//
+// Threads: one per client, "cache-io", which drives every gRPC call of the
+// client (the Pipeline, the Hold and every watch) and runs the callbacks.
 //
 // Get-or-load is single-flight across the cluster: the first caller of a
 // missing key gets a lease and runs the loader; every other caller, in any
@@ -51,8 +56,8 @@
 // It is not linearizable: two processes may briefly see different values.
 //
 // Thread-safe.
-#ifndef CLUSTER2_WORKER_CACHE_H_
-#define CLUSTER2_WORKER_CACHE_H_
+#ifndef CLUSTER2_CACHE_CLIENT_CACHE_H_
+#define CLUSTER2_CACHE_CLIENT_CACHE_H_
 
 #include <cstdint>
 #include <functional>
@@ -118,7 +123,8 @@ struct CacheNamespaceStats {
   uint64_t keys = 0, bytes = 0, waiting = 0;
 };
 
-// A running watch; destroying it stops it.
+// A running watch; destroying it stops it: no event is delivered after the
+// destructor returns (it may also be destroyed from its own callback).
 class CacheWatch {
  public:
   virtual ~CacheWatch() = default;
@@ -171,8 +177,9 @@ class CacheNamespace {
   virtual absl::StatusOr<std::vector<std::string>> Keys(
       const std::string& prefix = "") = 0;
 
-  // Calls `on_event` (on the watch's own thread, in revision order) for each
-  // change of `key` (empty: every key) after `from_revision` (0: from now).
+  // Calls `on_event` (on the client's I/O thread, in revision order; it must
+  // not block) for each change of `key` (empty: every key) after
+  // `from_revision` (0: from now).
   virtual std::unique_ptr<CacheWatch> Watch(
       const std::string& key,
       std::function<void(const CacheWatchEvent&)> on_event,
@@ -215,4 +222,4 @@ class CacheClient {
 
 }  // namespace cluster2
 
-#endif  // CLUSTER2_WORKER_CACHE_H_
+#endif  // CLUSTER2_CACHE_CLIENT_CACHE_H_

@@ -1,4 +1,4 @@
-// End-to-end: the worker library's cache client (worker/cache.h) against
+// End-to-end: the worker library's cache client (cache_client/cache.h) against
 // the real cluster2-cache, with real worker processes (cache_worker) for
 // the cluster-wide single-flight cases, and SIGKILLs of the server for
 // persistence and watch resumption.
@@ -23,7 +23,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
-#include "worker/cache.h"
+#include "cache_client/cache.h"
 
 namespace cluster2 {
 namespace {

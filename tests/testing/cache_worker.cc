@@ -25,7 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "worker/cache.h"
+#include "cache_client/cache.h"
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> flags = {
