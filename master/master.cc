@@ -36,28 +36,19 @@
 #include "master/internal/hello_gate.h"
 #include "master/internal/listener.h"
 #include "master/internal/master_events.h"
+#include "master/internal/master_options.h"
 #include "master/internal/monitor_server.h"
 #include "master/internal/output_collector.h"
 #include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
 #include "master/internal/services.h"
+#include "master/internal/signals.h"
 #include "master/internal/spawn.h"
 #include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
 namespace cluster2 {
 namespace {
-
-// Signals the master's loop handles; blocked in every thread.
-sigset_t HandledSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int signal : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
-                     SIGUSR2, SIGTTIN, SIGTTOU}) {
-    sigaddset(&set, signal);
-  }
-  return set;
-}
 
 // The soft limit on open descriptors raised to the hard one (as nginx's
 // worker_rlimit_nofile and systemd's services do): the master holds a
@@ -162,45 +153,13 @@ class Master {
       config_.set_mon_port(reserved->port);
     }
 
-    SupervisorOptions options;
-    options.workers = config_.no_workers();
-    options.command.assign(config_.command().begin(), config_.command().end());
-    options.base_env = CurrentEnvironment();
-    for (const auto& [key, value] : config_.env()) {
-      options.extra_env.push_back(absl::StrCat(key, "=", value));
-    }
-    options.cwd = config_.cwd();
-    options.environment.cluster_name = config_.name();
-    options.environment.master_address =
-        run_dir_->Address(RunDirectory::kMasterSocket);
-    if (StartCacheServer()) {
-      options.environment.cache_address =
-          run_dir_->Address(RunDirectory::kCacheSocket);
-    }
-    options.listen_fds = app_sockets_;
-    options.heartbeat_interval =
-        absl::Milliseconds(config_.heartbeat_interval());
-    options.start_timeout = absl::Milliseconds(config_.timeout());
-    options.hung_tolerance =
-        config_.nanny().enable()
-            ? absl::Milliseconds(config_.nanny().tolerance())
-            : absl::ZeroDuration();
-    options.crash_loop_limit = config_.crash_loop_limit();
-    options.backoff_initial =
-        absl::Milliseconds(config_.restart_backoff().backoff_initial());
-    options.backoff_max =
-        absl::Milliseconds(config_.restart_backoff().backoff_max());
-    options.stable_period =
-        absl::Milliseconds(config_.restart_backoff().stable_period());
-    options.surge = config_.surge();
-    options.pause_supported = config_.balance() == "shared";
-    options.policies = PoliciesFromConfig(config_);
-    options.policies.insert(options.policies.end(), extra_policies_.begin(),
-                            extra_policies_.end());
-    options.recycle_budget = config_.recycle().budget();
-    options.recycle_window =
-        absl::Milliseconds(config_.recycle().budget_window());
-    options.stop_timeout = absl::Milliseconds(config_.stop_timeout());
+    MasterEndpoints endpoints;
+    endpoints.master_address = run_dir_->Address(RunDirectory::kMasterSocket);
+    if (StartCacheServer())
+      endpoints.cache_address = run_dir_->Address(RunDirectory::kCacheSocket);
+    endpoints.listen_fds = app_sockets_;
+    SupervisorOptions options = SupervisorOptionsFromConfig(
+        config_, endpoints, CurrentEnvironment(), extra_policies_);
     supervisor_ = std::make_unique<Supervisor>(std::move(options),
                                                launcher_.get(), &clock_);
 
@@ -230,23 +189,15 @@ class Master {
     return supervisor_->Start();
   }
 
-  // The event loop: signals and supervisor timers, until every worker is gone.
+  // The event loop: signals and timers, until every worker is gone.
   void Run() {
     if (supervisor_ == nullptr) return;
-    const sigset_t signals = HandledSignals();
     while (!supervisor_->Stopped()) {
       absl::Time next = supervisor_->Tick();
       if (cache_supervisor_ != nullptr)
         next = std::min(next, cache_supervisor_->Tick());
       ecv_->Refresh();
-      absl::Duration wait =
-          std::min(next - absl::Now(), absl::Milliseconds(100));
-      if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
-      timespec timeout = absl::ToTimespec(wait);
-      siginfo_t info;
-      int signal = sigtimedwait(&signals, &info, &timeout);
-      if (signal < 0) continue;  // timeout or EINTR
-      HandleSignal(signal);
+      if (int signal = WaitForSignal(next); signal != 0) HandleSignal(signal);
     }
     LogInfo("all workers have exited; master stops");
     StopCacheServer();
@@ -334,32 +285,19 @@ class Master {
   }
 
   absl::Status StartMonitor() {
-    MonitorOptions options;
-    options.ecv_root = config_.ecv().root();
-    options.mark_up = config_.ecv().mark_up();
-    options.mark_down = config_.ecv().mark_down();
-    options.allow_remote_control = config_.ecv().allow_remote_control();
-    options.ip = ServiceAddress(config_.host());
     char hostname[256] = {};
     gethostname(hostname, sizeof(hostname) - 1);
-    options.hostname = hostname;
-    options.port = config_.port();
-    options.cluster_name = config_.name();
-    if (config_.cache().enable())
-      options.cache_address = run_dir_->Address(RunDirectory::kCacheSocket);
+    MonitorOptions options = MonitorOptionsFromConfig(
+        config_, ServiceAddress(config_.host()), hostname,
+        config_.cache().enable() ? run_dir_->Address(RunDirectory::kCacheSocket)
+                                 : std::string());
     CLUSTER2_ASSIGN_OR_RETURN(
         monitor_, MonitorServer::Start(mon_socket_, std::move(options),
                                        ecv_.get(), supervisor_.get(),
                                        registry_.get(), router_.get()));
     mon_socket_ = -1;  // the monitor server owns it now
     if (config_.ecv().mode() == "monitor") {
-      AppCheckOptions check;
-      check.host = config_.host();
-      check.port = config_.port();
-      check.path = config_.ecv().monitor();
-      check.expected_status = static_cast<int>(config_.ecv().monitor_status());
-      check.body_contains = config_.ecv().monitor_body();
-      check.interval = absl::Milliseconds(config_.ecv().monitor_interval());
+      AppCheckOptions check = AppCheckOptionsFromConfig(config_);
       app_check_ = std::make_unique<AppCheck>(std::move(check), ecv_.get());
     }
     return absl::OkStatus();
@@ -383,31 +321,26 @@ class Master {
   }
 
   void HandleSignal(int signal) {
-    switch (signal) {
-      case SIGCHLD:
+    const bool stopping = supervisor_->Stopping();
+    switch (ActionFor(signal, stopping)) {
+      case SignalAction::kReap:
         ReapChildren();
         break;
-      case SIGTERM:
-      case SIGINT:
-        if (supervisor_->Stopping()) {
-          RequestStop(/*fast=*/true, absl::ZeroDuration(),
-                      absl::StrCat("second ", strsignal(signal)));
-        } else {
-          RequestStop(/*fast=*/false,
-                      absl::Milliseconds(config_.stop_timeout()),
-                      strsignal(signal));
-        }
+      case SignalAction::kGracefulStop:
+        RequestStop(/*fast=*/false, absl::Milliseconds(config_.stop_timeout()),
+                    strsignal(signal));
         break;
-      case SIGQUIT:
-        RequestStop(/*fast=*/true, absl::ZeroDuration(), strsignal(signal));
+      case SignalAction::kFastStop:
+        RequestStop(/*fast=*/true, absl::ZeroDuration(),
+                    absl::StrCat(stopping ? "second " : "", strsignal(signal)));
         break;
-      case SIGHUP:
+      case SignalAction::kRollingRestart:
         if (auto pids = supervisor_->Restart(0, 0); !pids.ok()) {
           LogWarning(absl::StrCat("SIGHUP: ", pids.status().message()));
         }
         break;
-      case SIGTTIN:
-      case SIGTTOU: {
+      case SignalAction::kScaleUp:
+      case SignalAction::kScaleDown: {
         unsigned workers = supervisor_->desired_workers();
         workers = signal == SIGTTIN ? workers + 1 : workers - 1;
         if (auto scaled = supervisor_->Scale(workers); !scaled.ok()) {
@@ -416,18 +349,17 @@ class Master {
         }
         break;
       }
-      case SIGUSR2:
-        break;  // a wake-up
-      case SIGUSR1:
+      case SignalAction::kReopenLog:
         if (absl::Status status = ReopenLogFile(); !status.ok()) {
           LogError(absl::StrCat("SIGUSR1: ", status.message()));
         } else {
           LogInfo("log file reopened (SIGUSR1)");
         }
         break;
-      default:
-        LogWarning(absl::StrCat("signal ", strsignal(signal),
-                                " is not handled yet; ignored"));
+      case SignalAction::kWake:
+        break;
+      case SignalAction::kIgnore:
+        LogWarning(absl::StrCat("signal ", strsignal(signal), " ignored"));
         break;
     }
   }
@@ -481,24 +413,9 @@ class Master {
           "(cache.enable)");
       return false;
     }
-    CacheSupervisorOptions options;
-    options.spec.argv = {
-        cache_binary_, "--socket=" + run_dir_->File(RunDirectory::kCacheSocket),
-        "--data-dir=" + CacheDataDir()};
-    if (config_.cache().max_memory() > 0) {
-      options.spec.argv.push_back(
-          absl::StrCat("--max-memory=", config_.cache().max_memory()));
-    }
-    options.spec.env = CurrentEnvironment();
-    options.spec.log_component = "cache";
-    const auto& backoff = config_.restart_backoff();
-    options.backoff_initial = absl::Milliseconds(backoff.backoff_initial());
-    options.backoff_max = absl::Milliseconds(backoff.backoff_max());
-    options.stable_period = absl::Milliseconds(backoff.stable_period());
-    options.give_up_after = config_.crash_loop_limit();
-    options.health_timeout =
-        absl::Milliseconds(config_.cache().health_timeout());
-    options.start_timeout = absl::Milliseconds(config_.cache().start_timeout());
+    CacheSupervisorOptions options = CacheSupervisorOptionsFromConfig(
+        config_, cache_binary_, run_dir_->File(RunDirectory::kCacheSocket),
+        CacheDataDir(), CurrentEnvironment());
     cache_supervisor_ = std::make_unique<CacheServerSupervisor>(
         std::move(options), launcher_.get(), &clock_);
     cache_supervisor_->Start();
@@ -569,81 +486,6 @@ class Master {
 };
 
 }  // namespace
-
-std::string MasterUsage() {
-  return R"(usage: cluster2-master [--config FILE] [--key=value ...] [-- COMMAND [ARGS...]]
-
-Runs COMMAND as N workers sharing one listening port (fd 3, LISTEN_FDS=1).
-Configuration (docs/configuration.md) comes from the JSON file, then flags:
-  --noWorkers=N          number of workers (default: CPU count)
-  --port=P               service port (default 8080; 0 = any free port)
-  --host=ADDR            bind address (default 0.0.0.0)
-  --monPort=P            monitor port (default 8081)
-  --name=NAME            cluster name (default "default")
-  --runDir=DIR           socket directory (default $XDG_RUNTIME_DIR/cluster2/NAME
-                         or /tmp/cluster2-UID/NAME)
-  --heartbeatInterval=MS, --stopTimeout=MS, --timeout=MS, --ecv.mode=..., ...
-Any field of ClusterConfig is a flag; nested fields use dots.
-Signals: TERM/INT graceful stop, QUIT fast stop, HUP rolling restart,
-TTIN/TTOU one worker more/less, USR1 reopen the log file.
-)";
-}
-
-absl::StatusOr<v1::ClusterConfig> ConfigFromArgs(
-    const std::vector<std::string>& args) {
-  std::string config_file;
-  std::vector<std::pair<std::string, std::string>> flags;
-  std::vector<std::string> command;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--") {
-      command.assign(args.begin() + i + 1, args.end());
-      break;
-    }
-    if (arg == "--help" || arg == "-h")
-      return absl::FailedPreconditionError(MasterUsage());
-    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument '", arg,
-                       "' (the worker command goes after '--')"));
-    }
-    std::string key = arg.substr(2);
-    std::string value;
-    if (size_t equals = key.find('='); equals != std::string::npos) {
-      value = key.substr(equals + 1);
-      key.resize(equals);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", key, " needs a value"));
-    }
-    key = absl::StrReplaceAll(key, {{"-", "_"}});
-    if (key == "config") {
-      config_file = value;
-    } else {
-      flags.emplace_back(key, value);
-    }
-  }
-  v1::ClusterConfig config;
-  if (!config_file.empty()) {
-    CLUSTER2_ASSIGN_OR_RETURN(config, LoadConfigFile(config_file));
-  }
-  for (const auto& [key, value] : flags) {
-    CLUSTER2_RETURN_IF_ERROR(ApplyConfigFlag(key, value, &config));
-  }
-  if (!command.empty()) {
-    config.clear_command();
-    for (const std::string& part : command) config.add_command(part);
-  }
-  return CompleteConfig(std::move(config));
-}
-
-absl::StatusOr<v1::ClusterConfig> CompleteConfig(v1::ClusterConfig config) {
-  ApplyConfigDefaults(std::thread::hardware_concurrency(), &config);
-  CLUSTER2_RETURN_IF_ERROR(ValidateConfig(config));
-  return config;
-}
 
 int RunMaster(const v1::ClusterConfig& config,
               std::vector<std::shared_ptr<RecyclePolicy>> policies,

@@ -278,11 +278,11 @@ class Worker::Impl {
     replies_.erase(it);
     awaited_.erase(sequence);
     if (!reply.error().empty()) {
-      bool too_big =
-          reply.error().find("bytes; the limit") != std::string::npos &&
-          reply.error().find("args") != std::string::npos;
-      return too_big ? absl::ResourceExhaustedError(reply.error())
-                     : absl::InvalidArgumentError(reply.error());
+      return absl::Status(
+          reply.error_code() == 0
+              ? absl::StatusCode::kInvalidArgument
+              : static_cast<absl::StatusCode>(reply.error_code()),
+          reply.error());
     }
     Worker::EmitResult result;
     result.delivered = reply.delivered();

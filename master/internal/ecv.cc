@@ -101,11 +101,16 @@ void Ecv::SetMonitorResult(bool ok, const std::string& detail) {
   bool changed;
   {
     absl::MutexLock lock(&mu_);
-    std::string why = monitor_ok_ != ok || !monitor_checked_
-                          ? absl::StrCat("monitor: ", detail)
-                          : "";
+    // The reason shown is the latest check's, whenever it says something
+    // new: a first check that failed before the workers were up ("no
+    // answer") must not hide the app's real answer ("status 404") later.
+    std::string why =
+        !monitor_checked_ || monitor_ok_ != ok || monitor_detail_ != detail
+            ? absl::StrCat("monitor: ", detail)
+            : "";
     monitor_checked_ = true;
     monitor_ok_ = ok;
+    monitor_detail_ = detail;
     changed = UpdateLocked(&state, why);
   }
   if (changed) {

@@ -88,6 +88,7 @@ class Ecv {
   bool marked_down_ ABSL_GUARDED_BY(mu_);
   bool monitor_ok_ ABSL_GUARDED_BY(mu_) = false;
   bool monitor_checked_ ABSL_GUARDED_BY(mu_) = false;
+  std::string monitor_detail_ ABSL_GUARDED_BY(mu_);  // of the last check
   Health last_health_ ABSL_GUARDED_BY(mu_) = Health::kDown;
   absl::Time changed_at_ ABSL_GUARDED_BY(mu_);
   std::string changed_by_ ABSL_GUARDED_BY(mu_) = "startup";

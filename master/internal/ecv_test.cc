@@ -86,5 +86,20 @@ TEST_F(EcvTest, MonitorModeFollowsTheCheckAndRefusesMarks) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// The reason follows the latest check even when the health does not flip:
+// a first check that beat the workers' start-up ("no answer") was stuck as
+// the reason while the app went on answering 404 (a flaky monitor_test).
+TEST_F(EcvTest, MonitorReasonFollowsTheLatestCheck) {
+  Ecv ecv = Make("monitor");
+  ready_ = 1;
+  started_ = true;
+  ecv.SetMonitorResult(false, "connect: Connection refused");
+  EXPECT_EQ(ecv.Get().changed_by, "monitor: connect: Connection refused");
+  ecv.SetMonitorResult(false, "status 404, expected 200");
+  EXPECT_EQ(ecv.Get().health, Ecv::Health::kDown);
+  EXPECT_EQ(ecv.Get().changed_by, "monitor: status 404, expected 200");
+  EXPECT_TRUE(changes_.empty()) << "down all along: no change published";
+}
+
 }  // namespace
 }  // namespace cluster2

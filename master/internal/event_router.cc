@@ -47,7 +47,7 @@ absl::StatusOr<RouteResult> EventRouter::Route(v1::Event event,
   // Resolve the targets to a set of processes (0 = the master).
   std::set<pid_t> processes;
   RouteResult result;
-  auto add_worker = [&](pid_t pid) {
+  auto add_worker = [&](pid_t pid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (workers_.count(pid) > 0) {
       processes.insert(pid);
     } else {

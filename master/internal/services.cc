@@ -257,6 +257,7 @@ grpc::Status WorkerSessionService::Attach(
             reply.add_unknown_pids(unknown);
         } else {
           reply.set_error(std::string(routed.status().message()));
+          reply.set_error_code(static_cast<int32_t>(routed.status().code()));
         }
         channel->SendEmitReply(std::move(reply));
         break;

@@ -607,9 +607,10 @@ absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
     }
   }
   restart_queue_.erase(
-      std::remove_if(
-          restart_queue_.begin(), restart_queue_.end(),
-          [&](const auto& entry) { return slots_[entry.first].retired; }),
+      std::remove_if(restart_queue_.begin(), restart_queue_.end(),
+                     [&](const auto& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                       return slots_[entry.first].retired;
+                     }),
       restart_queue_.end());
   if (workers > previous) all_ready_ = false;
   LogInfo(absl::StrCat("scaled from ", previous, " to ", workers, " workers"));

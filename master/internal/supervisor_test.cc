@@ -11,19 +11,11 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "common/fake_clock.h"
 #include "gtest/gtest.h"
 
 namespace cluster2 {
 namespace {
-
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() override { return now_; }
-  void Advance(absl::Duration duration) { now_ += duration; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1700000000);
-};
 
 // Records launches and signals instead of touching processes.
 class FakeLauncher final : public ProcessLauncher {

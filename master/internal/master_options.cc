@@ -1,0 +1,99 @@
+#include "master/internal/master_options.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "master/internal/recycle_policies.h"
+
+namespace cluster2 {
+
+SupervisorOptions SupervisorOptionsFromConfig(
+    const v1::ClusterConfig& config, const MasterEndpoints& endpoints,
+    std::vector<std::string> base_env,
+    const std::vector<std::shared_ptr<RecyclePolicy>>& extra_policies) {
+  SupervisorOptions options;
+  options.workers = config.no_workers();
+  options.command.assign(config.command().begin(), config.command().end());
+  options.base_env = std::move(base_env);
+  for (const auto& [key, value] : config.env()) {
+    options.extra_env.push_back(absl::StrCat(key, "=", value));
+  }
+  options.cwd = config.cwd();
+  options.environment.cluster_name = config.name();
+  options.environment.master_address = endpoints.master_address;
+  options.environment.cache_address = endpoints.cache_address;
+  options.listen_fds = endpoints.listen_fds;
+  options.heartbeat_interval = absl::Milliseconds(config.heartbeat_interval());
+  options.start_timeout = absl::Milliseconds(config.timeout());
+  options.hung_tolerance = config.nanny().enable()
+                               ? absl::Milliseconds(config.nanny().tolerance())
+                               : absl::ZeroDuration();
+  options.crash_loop_limit = config.crash_loop_limit();
+  const auto& backoff = config.restart_backoff();
+  options.backoff_initial = absl::Milliseconds(backoff.backoff_initial());
+  options.backoff_max = absl::Milliseconds(backoff.backoff_max());
+  options.stable_period = absl::Milliseconds(backoff.stable_period());
+  options.surge = config.surge();
+  // Pausing stops accepting on the one shared socket; with a socket per
+  // slot (reuseport) the kernel would keep queueing on a paused worker's.
+  options.pause_supported = config.balance() == "shared";
+  options.policies = PoliciesFromConfig(config);
+  options.policies.insert(options.policies.end(), extra_policies.begin(),
+                          extra_policies.end());
+  options.recycle_budget = config.recycle().budget();
+  options.recycle_window = absl::Milliseconds(config.recycle().budget_window());
+  options.stop_timeout = absl::Milliseconds(config.stop_timeout());
+  return options;
+}
+
+CacheSupervisorOptions CacheSupervisorOptionsFromConfig(
+    const v1::ClusterConfig& config, const std::string& binary,
+    const std::string& socket_path, const std::string& data_dir,
+    std::vector<std::string> env) {
+  CacheSupervisorOptions options;
+  options.spec.argv = {binary, "--socket=" + socket_path,
+                       "--data-dir=" + data_dir};
+  if (config.cache().max_memory() > 0) {
+    options.spec.argv.push_back(
+        absl::StrCat("--max-memory=", config.cache().max_memory()));
+  }
+  options.spec.env = std::move(env);
+  options.spec.log_component = "cache";
+  const auto& backoff = config.restart_backoff();
+  options.backoff_initial = absl::Milliseconds(backoff.backoff_initial());
+  options.backoff_max = absl::Milliseconds(backoff.backoff_max());
+  options.stable_period = absl::Milliseconds(backoff.stable_period());
+  options.give_up_after = config.crash_loop_limit();
+  options.health_timeout = absl::Milliseconds(config.cache().health_timeout());
+  options.start_timeout = absl::Milliseconds(config.cache().start_timeout());
+  return options;
+}
+
+MonitorOptions MonitorOptionsFromConfig(const v1::ClusterConfig& config,
+                                        std::string ip, std::string hostname,
+                                        std::string cache_address) {
+  MonitorOptions options;
+  options.ecv_root = config.ecv().root();
+  options.mark_up = config.ecv().mark_up();
+  options.mark_down = config.ecv().mark_down();
+  options.allow_remote_control = config.ecv().allow_remote_control();
+  options.ip = std::move(ip);
+  options.hostname = std::move(hostname);
+  options.port = config.port();
+  options.cluster_name = config.name();
+  options.cache_address = std::move(cache_address);
+  return options;
+}
+
+AppCheckOptions AppCheckOptionsFromConfig(const v1::ClusterConfig& config) {
+  AppCheckOptions check;
+  check.host = config.host();
+  check.port = config.port();
+  check.path = config.ecv().monitor();
+  check.expected_status = static_cast<int>(config.ecv().monitor_status());
+  check.body_contains = config.ecv().monitor_body();
+  check.interval = absl::Milliseconds(config.ecv().monitor_interval());
+  return check;
+}
+
+}  // namespace cluster2
