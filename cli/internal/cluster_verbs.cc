@@ -1,0 +1,296 @@
+// The verbs of the Cluster service: workers, worker, config, restart,
+// recycle, scale, pause, resume, shutdown.
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "cli/exit_codes.h"
+#include "cli/internal/output.h"
+#include "cli/internal/verb.h"
+#include "cli/tables.h"
+#include "cluster2/v1/cluster.grpc.pb.h"
+#include "google/protobuf/struct.pb.h"
+
+namespace cluster2::ctl {
+namespace {
+
+// Connects to the master and makes a Cluster stub; nullptr after printing
+// why not (the exit code in *code).
+std::unique_ptr<v1::Cluster::Stub> ClusterStub(VerbContext& ctl, int* code) {
+  *code = ctl.ConnectMaster();
+  if (*code != kExitOk) return nullptr;
+  return v1::Cluster::NewStub(ctl.master());
+}
+
+int Workers(VerbContext& ctl) {
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::ListWorkersResponse response;
+  grpc::Status status = stub->ListWorkers(&context, {}, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  ctl.out() << (ctl.json() ? ToJson(response)
+                           : FormatWorkersTable(response, absl::Now()));
+  return kExitOk;
+}
+
+int OneWorker(const std::string& pid_text, VerbContext& ctl) {
+  int pid = 0;
+  if (!absl::SimpleAtoi(pid_text, &pid)) return ctl.Usage("worker takes PID");
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::GetWorkerRequest request;
+  request.set_pid(pid);
+  v1::Worker response;
+  grpc::Status status = stub->GetWorker(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+  } else {
+    v1::ListWorkersResponse one;
+    *one.add_workers() = response;
+    ctl.out() << FormatWorkersTable(one, absl::Now());
+  }
+  return kExitOk;
+}
+
+// The configuration is JSON in either output format.
+int Config(VerbContext& ctl) {
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::GetConfigResponse response;
+  grpc::Status status = stub->GetConfig(&context, {}, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  ctl.out() << ToJson(response.config());
+  return kExitOk;
+}
+
+struct RestartArgs {
+  std::string pid = "0";
+  std::string surge = "0";
+};
+
+int Restart(const RestartArgs& args, VerbContext& ctl) {
+  int pid = 0;
+  unsigned surge = 0;
+  if (!absl::SimpleAtoi(args.pid, &pid) ||
+      !absl::SimpleAtoi(args.surge, &surge)) {
+    return ctl.Usage("restart takes [--pid PID] [--surge N]");
+  }
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::RestartRequest request;
+  request.set_pid(pid);
+  request.set_surge(surge);
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::RestartResponse response;
+  grpc::Status status = stub->Restart(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+  } else {
+    ctl.out() << "replacing " << response.pids_size() << " worker(s):";
+    for (int replaced : response.pids()) ctl.out() << " " << replaced;
+    ctl.out() << "\n";
+  }
+  return kExitOk;
+}
+
+struct RecycleArgs {
+  std::string pid;
+  std::string reason = "manual";
+};
+
+int Recycle(const RecycleArgs& args, VerbContext& ctl) {
+  int pid = 0;
+  if (!absl::SimpleAtoi(args.pid, &pid))
+    return ctl.Usage("recycle takes PID [--reason TEXT]");
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::RecycleRequest request;
+  request.set_pid(pid);
+  request.set_reason(args.reason);
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::RecycleResponse response;
+  grpc::Status status = stub->Recycle(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    // RecycleResponse is empty: say what was asked, like the table does.
+    google::protobuf::Struct done;
+    (*done.mutable_fields())["ok"].set_bool_value(true);
+    (*done.mutable_fields())["pid"].set_number_value(pid);
+    (*done.mutable_fields())["reason"].set_string_value(args.reason);
+    ctl.out() << ToJson(done);
+  } else {
+    ctl.out() << "replacing worker pid " << pid << "\n";
+  }
+  return kExitOk;
+}
+
+int Scale(const std::string& workers_text, VerbContext& ctl) {
+  unsigned workers = 0;
+  if (!absl::SimpleAtoi(workers_text, &workers))
+    return ctl.Usage("scale takes the number of workers");
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::ScaleRequest request;
+  request.set_workers(workers);
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::ScaleResponse response;
+  grpc::Status status = stub->Scale(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+  } else {
+    ctl.out() << "scaled from " << response.previous() << " to "
+              << response.workers() << " workers\n";
+  }
+  return kExitOk;
+}
+
+int ChangePause(bool pause, const std::string& pid_text, VerbContext& ctl) {
+  int pid = 0;
+  if (!absl::SimpleAtoi(pid_text, &pid))
+    return ctl.Usage(pause ? "pause takes PID" : "resume takes PID");
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::Worker response;
+  grpc::Status status;
+  if (pause) {
+    v1::PauseRequest request;
+    request.set_pid(pid);
+    status = stub->Pause(&context, request, &response);
+  } else {
+    v1::ResumeRequest request;
+    request.set_pid(pid);
+    status = stub->Resume(&context, request, &response);
+  }
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+  } else {
+    ctl.out() << "worker pid " << pid << (pause ? " paused\n" : " resumed\n");
+  }
+  return kExitOk;
+}
+
+int Shutdown(bool fast, VerbContext& ctl) {
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::ShutdownRequest request;
+  request.set_fast(fast);
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::ShutdownResponse response;
+  grpc::Status status = stub->Shutdown(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    // ShutdownResponse is empty: say what began, like the table does.
+    google::protobuf::Struct done;
+    (*done.mutable_fields())["ok"].set_bool_value(true);
+    (*done.mutable_fields())["stop"].set_string_value(fast ? "fast"
+                                                           : "graceful");
+    ctl.out() << ToJson(done);
+  } else {
+    ctl.out() << (fast ? "fast stop begun\n" : "graceful stop begun\n");
+  }
+  return kExitOk;
+}
+
+// A verb of one required positional, e.g. PID.
+Verb OnePositional(std::string path, std::string name, std::string what,
+                   std::string help,
+                   std::function<int(const std::string&, VerbContext&)> run) {
+  std::string synopsis = name;
+  return {std::move(path), std::move(synopsis), std::move(help), "",
+          [name, what, run](CLI::App& command) -> VerbHandler {
+            auto value = std::make_shared<std::string>();
+            command.add_option(name, *value, what)->required();
+            return [value, run](VerbContext& ctl) { return run(*value, ctl); };
+          }};
+}
+
+}  // namespace
+
+std::vector<Verb> ClusterVerbs() {
+  return {
+      {"workers", "",
+       "list the workers (id, pid, state, uptime, restarts, heartbeat)", "",
+       [](CLI::App&) -> VerbHandler { return Workers; }},
+      OnePositional("worker", "PID", "the worker's process id", "one worker",
+                    OneWorker),
+      {"config", "", "the effective configuration (JSON)", "",
+       [](CLI::App&) -> VerbHandler { return Config; }},
+      {"restart", "[--pid PID] [--surge N]",
+       "rolling restart: each worker is replaced by a successor that is "
+       "ready before it drains (all workers, or one)",
+       "",
+       [](CLI::App& command) -> VerbHandler {
+         auto args = std::make_shared<RestartArgs>();
+         command
+             .add_option("--pid", args->pid, "only this worker (default: all)")
+             ->type_name("PID");
+         command
+             .add_option("--surge", args->surge,
+                         "extra workers started at once (default 0)")
+             ->type_name("N");
+         return [args](VerbContext& ctl) { return Restart(*args, ctl); };
+       }},
+      {"recycle", "PID [--reason TEXT]",
+       "replace one worker now, the same safe way", "",
+       [](CLI::App& command) -> VerbHandler {
+         auto args = std::make_shared<RecycleArgs>();
+         command.add_option("PID", args->pid, "the worker's process id")
+             ->required();
+         command
+             .add_option("--reason", args->reason,
+                         "recorded with the replacement (default \"manual\")")
+             ->type_name("TEXT");
+         return [args](VerbContext& ctl) { return Recycle(*args, ctl); };
+       }},
+      OnePositional("scale", "N", "the number of workers",
+                    "set the number of workers", Scale),
+      OnePositional("pause", "PID", "the worker's process id",
+                    "the worker stops accepting new connections (others serve)",
+                    [](const std::string& pid, VerbContext& ctl) {
+                      return ChangePause(true, pid, ctl);
+                    }),
+      OnePositional("resume", "PID", "the worker's process id",
+                    "the paused worker accepts again",
+                    [](const std::string& pid, VerbContext& ctl) {
+                      return ChangePause(false, pid, ctl);
+                    }),
+      {"shutdown", "[--fast]",
+       "stop the cluster (graceful drain, or kill at once)", "",
+       [](CLI::App& command) -> VerbHandler {
+         auto fast = std::make_shared<bool>(false);
+         command
+             .add_flag("--fast", *fast,
+                       "kill the workers at once instead of draining them")
+             ->disable_flag_override();
+         return [fast](VerbContext& ctl) { return Shutdown(*fast, ctl); };
+       }},
+  };
+}
+
+}  // namespace cluster2::ctl

@@ -1,0 +1,208 @@
+// The verbs about cluster2ctl itself: `completion bash|zsh` prints a shell
+// completion script generated from the command tree (so from the verb
+// table), `help [VERB ...]` prints a verb's help.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli/exit_codes.h"
+#include "cli/internal/verb.h"
+#include "cli/version.h"
+
+namespace cluster2::ctl {
+namespace {
+
+const CLI::App& Root(const CLI::App& command) {
+  const CLI::App* app = &command;
+  while (app->get_parent() != nullptr) app = app->get_parent();
+  return *app;
+}
+
+// The literal choices of a type name such as "always|everysec|no"; none for
+// a placeholder ("N", "PID").
+std::vector<std::string> Choices(const std::string& type_name) {
+  std::vector<std::string> choices;
+  if (type_name.find('|') == std::string::npos) return choices;
+  for (absl::string_view choice : absl::StrSplit(type_name, '|')) {
+    if (!choice.empty() && absl::ascii_islower(choice[0]))
+      choices.emplace_back(choice);
+  }
+  return choices;
+}
+
+struct Completions {
+  // "" for the root, "/cache/set" for `cache set`: the words it offers,
+  // its verbs then its options.
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_path;
+  // "--fsync": its choices.
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_option;
+};
+
+// The names of `app`'s options ("--ttl", "-o"), without its help flag if
+// `with_help` is false; their choices into `completions`.
+std::vector<std::string> OptionNames(const CLI::App& app, bool with_help,
+                                     Completions* completions) {
+  std::vector<std::string> names;
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->get_positional()) continue;
+    if (!with_help && option == app.get_help_ptr()) continue;
+    std::vector<std::string> choices = Choices(option->get_type_name());
+    for (const std::string& name : option->get_lnames())
+      names.push_back("--" + name);
+    for (const std::string& name : option->get_snames())
+      names.push_back("-" + name);
+    if (!choices.empty() && completions != nullptr) {
+      for (const std::string& name : option->get_lnames())
+        completions->by_option.push_back({"--" + name, choices});
+      for (const std::string& name : option->get_snames())
+        completions->by_option.push_back({"-" + name, choices});
+    }
+  }
+  return names;
+}
+
+// Adds `app` (at `path`) and the commands below it; `globals` are the
+// options every verb accepts.
+void Collect(const CLI::App& app, const std::string& path,
+             const std::vector<std::string>& globals,
+             Completions* completions) {
+  std::vector<std::string> words;
+  for (const CLI::App* child : app.get_subcommands({}))
+    words.push_back(child->get_name());
+  for (const CLI::Option* option : app.get_options()) {
+    if (!option->get_positional()) continue;
+    std::vector<std::string> choices = Choices(option->get_type_name());
+    words.insert(words.end(), choices.begin(), choices.end());
+  }
+  std::vector<std::string> own = OptionNames(app, true, completions);
+  words.insert(words.end(), own.begin(), own.end());
+  words.insert(words.end(), globals.begin(), globals.end());
+  completions->by_path.push_back({path, words});
+  for (const CLI::App* child : app.get_subcommands({}))
+    Collect(*child, path + "/" + child->get_name(), globals, completions);
+}
+
+// A bash function completing verbs, each verb's options, the global options
+// (accepted after a verb too) and the choices of options such as -o.
+std::string BashScript(const CLI::App& root) {
+  Completions completions;
+  std::vector<std::string> globals = OptionNames(root, false, nullptr);
+  completions.by_path.push_back({"", {}});
+  for (const CLI::App* child : root.get_subcommands({})) {
+    completions.by_path.front().second.push_back(child->get_name());
+    Collect(*child, "/" + child->get_name(), globals, &completions);
+  }
+  std::vector<std::string> root_options = OptionNames(root, true, &completions);
+  auto& root_words = completions.by_path.front().second;
+  root_words.insert(root_words.end(), root_options.begin(), root_options.end());
+  std::vector<std::string> verb_paths;
+  std::string words_cases;
+  for (const auto& [path, words] : completions.by_path) {
+    if (!path.empty()) verb_paths.push_back(path);
+    absl::StrAppend(&words_cases, "    \"", path, "\") words=\"",
+                    absl::StrJoin(words, " "), "\" ;;\n");
+  }
+  std::string option_cases;
+  for (const auto& [option, choices] : completions.by_option) {
+    absl::StrAppend(&option_cases, "    ", option,
+                    ") COMPREPLY=($(compgen -W \"", absl::StrJoin(choices, " "),
+                    "\" -- \"$cur\")); return ;;\n");
+  }
+  return absl::StrCat(
+      "# bash completion for ", kCluster2ctlVersion,
+      ", generated by `cluster2ctl completion bash`.\n"
+      "# Use: source <(cluster2ctl completion bash)\n"
+      "_cluster2ctl() {\n"
+      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" "
+      "prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n"
+      "  local path=\"\" words=\"\" i\n"
+      "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
+      "    case \"$path/${COMP_WORDS[i]}\" in\n"
+      "      ",
+      absl::StrJoin(verb_paths, "|"),
+      ") path=\"$path/${COMP_WORDS[i]}\" ;;\n"
+      "    esac\n"
+      "  done\n"
+      "  case \"$prev\" in\n",
+      option_cases,
+      "    --run-dir|--cache-socket) COMPREPLY=($(compgen -f -- \"$cur\")); "
+      "return ;;\n"
+      "  esac\n"
+      "  case \"$path\" in\n",
+      words_cases,
+      "  esac\n"
+      "  COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+      "}\n"
+      "complete -F _cluster2ctl cluster2ctl\n");
+}
+
+int Completion(const CLI::App& root, const std::string& shell,
+               VerbContext& ctl) {
+  if (shell == "bash") {
+    ctl.out() << BashScript(root);
+  } else if (shell == "zsh") {
+    // zsh runs the bash function through its bash completion emulation.
+    ctl.out() << "#compdef cluster2ctl\n"
+              << "# Use, after compinit: source <(cluster2ctl completion zsh)\n"
+              << "autoload -U +X bashcompinit && bashcompinit\n"
+              << BashScript(root);
+  } else {
+    return ctl.Usage("completion takes bash or zsh");
+  }
+  return kExitOk;
+}
+
+// The help of the verb `words` names (the verb list for none).
+int Help(const CLI::App& root, const std::vector<std::string>& words,
+         VerbContext& ctl) {
+  const CLI::App* app = &root;
+  for (const std::string& word : words) {
+    const CLI::App* child = nullptr;
+    for (const CLI::App* sub : app->get_subcommands({}))
+      if (sub->get_name() == word) child = sub;
+    if (child == nullptr) {
+      return ctl.Usage(
+          absl::StrCat("no verb '", absl::StrJoin(words, " "), "'"));
+    }
+    app = child;
+  }
+  ctl.out() << app->get_formatter()->make_help(app, app->get_name(),
+                                               CLI::AppFormatMode::Normal);
+  return kExitOk;
+}
+
+}  // namespace
+
+std::vector<Verb> CompletionVerbs() {
+  return {
+      {"completion", "bash|zsh",
+       "print a shell completion script: source <(cluster2ctl completion "
+       "bash)",
+       "",
+       [](CLI::App& command) -> VerbHandler {
+         auto shell = std::make_shared<std::string>();
+         command.add_option("SHELL", *shell, "the shell")
+             ->type_name("bash|zsh")
+             ->required();
+         const CLI::App* root = &Root(command);
+         return [root, shell](VerbContext& ctl) {
+           return Completion(*root, *shell, ctl);
+         };
+       }},
+      {"help", "[VERB ...]", "the help of a verb (this text for none)", "",
+       [](CLI::App& command) -> VerbHandler {
+         auto words = std::make_shared<std::vector<std::string>>();
+         command.add_option("VERB", *words, "a verb, e.g. cache set");
+         const CLI::App* root = &Root(command);
+         return [root, words](VerbContext& ctl) {
+           return Help(*root, *words, ctl);
+         };
+       }},
+  };
+}
+
+}  // namespace cluster2::ctl

@@ -1,0 +1,140 @@
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "cli/exit_codes.h"
+#include "cli/internal/verb.h"
+#include "common/keepalive.h"
+#include "common/run_paths.h"
+#include "common/trusted_path.h"
+
+namespace cluster2::ctl {
+namespace {
+
+// What cluster2ctl says of a socket it will not use (CheckTrustedSocket).
+std::string UntrustedSocketMessage(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kPermissionDenied) {
+    return absl::StrCat("permission denied: ", status.message(),
+                        " (the cluster belongs to another user)");
+  }
+  return std::string(status.message());
+}
+
+}  // namespace
+
+VerbContext::VerbContext(GlobalOptions options, std::ostream& out,
+                         std::ostream& err)
+    : options_(std::move(options)), out_(out), err_(err) {}
+
+int VerbContext::Usage(absl::string_view problem) {
+  err_ << "cluster2ctl: " << problem << " (see cluster2ctl --help)\n";
+  return kExitUsage;
+}
+
+int VerbContext::ConnectMaster() {
+  master_address_ = options_.master;
+  if (master_address_.empty() && options_.run_dir.empty()) {
+    const char* env = std::getenv("CLUSTER2_MASTER");
+    if (env != nullptr) master_address_ = env;
+  }
+  if (master_address_.empty()) {
+    std::string dir =
+        !options_.run_dir.empty()
+            ? options_.run_dir
+            : DefaultRunDir(options_.name, std::getenv, geteuid());
+    master_address_ = absl::StrCat("unix:", dir, "/", kMasterSocketName);
+  }
+  if (absl::StartsWith(master_address_, "unix:")) {
+    std::string path = master_address_.substr(5);
+    absl::Status socket = CheckTrustedSocket(path, geteuid());
+    if (socket.code() == absl::StatusCode::kNotFound) {
+      err_ << "cluster2ctl: no master running: " << path
+           << " does not exist (start one with cluster2-master, or pass "
+              "--name/--run-dir)\n";
+      return kExitNoMaster;
+    }
+    if (!socket.ok()) {
+      err_ << "cluster2ctl: " << UntrustedSocketMessage(socket) << "\n";
+      return kExitFailed;
+    }
+  }
+  master_ =
+      grpc::CreateChannel(master_address_, grpc::InsecureChannelCredentials());
+  return kExitOk;
+}
+
+int VerbContext::ConnectCache() {
+  std::string address;
+  const char* env = std::getenv("CLUSTER2_CACHE");
+  if (!options_.cache_socket.empty()) {
+    address = absl::StartsWith(options_.cache_socket, "unix:")
+                  ? options_.cache_socket
+                  : absl::StrCat("unix:", options_.cache_socket);
+  } else if (options_.run_dir.empty() && env != nullptr && *env != '\0') {
+    address = env;
+  } else {
+    std::string dir =
+        !options_.run_dir.empty()
+            ? options_.run_dir
+            : DefaultRunDir(options_.name, std::getenv, geteuid());
+    address = absl::StrCat("unix:", dir, "/", kCacheSocketName);
+  }
+  bool unix_socket = absl::StartsWith(address, "unix:");
+  cache_where_ = unix_socket ? address.substr(5) : address;
+  if (unix_socket) {
+    absl::Status socket = CheckTrustedSocket(cache_where_, geteuid());
+    if (socket.code() == absl::StatusCode::kNotFound) {
+      err_ << "cluster2ctl: no cache server at " << cache_where_
+           << " (no such socket; start a cluster with the cache enabled, or "
+              "pass --cache-socket)\n";
+      return kExitNoMaster;
+    }
+    if (!socket.ok()) {
+      err_ << "cluster2ctl: " << UntrustedSocketMessage(socket) << "\n";
+      return kExitFailed;
+    }
+  }
+  grpc::ChannelArguments args;
+  SetClientKeepalive(&args);  // `cache watch` ends if the server freezes
+  cache_ = v1::Cache::NewStub(grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args));
+  return kExitOk;
+}
+
+void VerbContext::SetDeadline(grpc::ClientContext* context) const {
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoNanoseconds(options_.timeout));
+}
+
+int VerbContext::FailMaster(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    err_ << "cluster2ctl: no master running at " << master_address_ << " ("
+         << status.error_message() << ")\n";
+    return kExitNoMaster;
+  }
+  err_ << "cluster2ctl: " << status.error_message() << "\n";
+  return kExitFailed;
+}
+
+int VerbContext::FailCache(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    err_ << "cluster2ctl: no cache server at " << cache_where_ << " ("
+         << status.error_message() << ")\n";
+    return kExitNoMaster;
+  }
+  std::string message = status.error_message();
+  if (message.empty()) {  // e.g. UNIMPLEMENTED from a server without the RPC
+    message =
+        absl::StrCat("the cache server answered ",
+                     absl::StatusCodeToString(
+                         static_cast<absl::StatusCode>(status.error_code())));
+  }
+  err_ << "cluster2ctl: " << message << "\n";
+  return kExitFailed;
+}
+
+}  // namespace cluster2::ctl
