@@ -1,43 +1,53 @@
 #include "cache_client/internal/errors.h"
 
-#include "absl/strings/match.h"
+#include <optional>
+#include <string>
+
+#include "cache_server/cache_errors.h"
 #include "common/grpc_status.h"
 
-// TODO(cache server): the server does not mark its errors yet. The client
-// needs, per failed unary call, the trailing metadata "cluster2-cache-error"
-// and, per failed op of a Batch/Pipeline, BatchResponse.Result.reason
-// (cluster2.v1.CacheErrorReason), naming NAMESPACE_NOT_FOUND, HOLD_MISSING,
-// HOLD_LOST and LEASE_NOT_HELD (cache_server/cache_errors.h, in progress).
-// Once they are on the wire, attach them here with WithCacheError and test
-// GetCacheError below; until then NOT_FOUND and FAILED_PRECONDITION are
-// told apart by the only other thing they carry, their message, and only in
-// this file.
-
 namespace cluster2::cache_internal {
+namespace {
+
+bool Is(const absl::Status& status, CacheError error) {
+  std::optional<CacheError> reason = GetCacheError(status);
+  return reason.has_value() && *reason == error;
+}
+
+}  // namespace
 
 absl::Status StatusOfCall(const grpc::Status& status,
-                          const grpc::ClientContext&) {
-  return FromGrpcStatus(status);
+                          const grpc::ClientContext& context) {
+  absl::Status result = FromGrpcStatus(status);
+  if (result.ok()) return result;
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(std::string(kCacheErrorTrailer));
+  if (it == trailers.end()) return result;
+  std::optional<CacheError> reason =
+      ParseCacheError(absl::string_view(it->second.data(), it->second.size()));
+  return reason ? WithCacheError(std::move(result), *reason) : result;
 }
 
 absl::Status StatusOfResult(const v1::BatchResponse::Result& result) {
-  return absl::Status(static_cast<absl::StatusCode>(result.code()),
+  absl::Status status(static_cast<absl::StatusCode>(result.code()),
                       result.message());
+  if (status.ok() || result.reason() == v1::CACHE_ERROR_REASON_UNSPECIFIED)
+    return status;
+  return WithCacheError(std::move(status),
+                        static_cast<CacheError>(result.reason()));
 }
 
 bool IsNamespaceNotFound(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kNotFound &&
-         absl::StartsWith(status.message(), "no namespace");
+  return Is(status, CacheError::kNamespaceNotFound);
 }
 
-// Until the reasons are on the wire, these two rely on the only
-// FAILED_PRECONDITION a lease Get and a lease Set can get.
 bool IsHoldMissing(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kFailedPrecondition;
+  return Is(status, CacheError::kHoldMissing) ||
+         Is(status, CacheError::kHoldLost);
 }
 
 bool IsLeaseNotHeld(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kFailedPrecondition;
+  return Is(status, CacheError::kLeaseNotHeld);
 }
 
 }  // namespace cluster2::cache_internal
