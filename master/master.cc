@@ -31,6 +31,7 @@
 #include "master/internal/cache_health_probe.h"
 #include "master/internal/cache_supervisor.h"
 #include "master/internal/config.h"
+#include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
 #include "master/internal/hello_gate.h"
@@ -162,6 +163,9 @@ class Master {
         config_, endpoints, CurrentEnvironment(), extra_policies_);
     supervisor_ = std::make_unique<Supervisor>(std::move(options),
                                                launcher_.get(), &clock_);
+    debug_ = std::make_unique<DebugSession>(
+        DebugOptionsFromConfig(config_, *executable), RealDebugProbes(),
+        supervisor_.get(), launcher_.get(), &clock_);
 
     ecv_ = std::make_unique<Ecv>(
         config_.ecv().mode(), config_.ecv().disable(), &clock_,
@@ -254,12 +258,14 @@ class Master {
     hello_gate_ = std::make_unique<HelloGate>(
         kMaxSessionsBeforeHello, absl::Milliseconds(config_.hello_timeout()));
     session_service_ = std::make_unique<WorkerSessionService>(
-        supervisor_.get(), router_.get(), registry_.get(), hello_gate_.get());
+        supervisor_.get(), router_.get(), registry_.get(), hello_gate_.get(),
+        debug_.get());
     emitter_service_ = std::make_unique<EmitterService>(router_.get());
     ecv_service_ = std::make_unique<EcvService>(ecv_.get());
     status_service_ = std::make_unique<StatusService>(registry_.get());
     cluster_service_ = std::make_unique<ClusterService>(
-        supervisor_.get(), config_, [this](bool fast, absl::Duration grace) {
+        supervisor_.get(), debug_.get(), config_,
+        [this](bool fast, absl::Duration grace) {
           RequestStop(fast, grace, "Cluster.Shutdown");
           kill(getpid(), SIGUSR2);  // wake the loop
         });
@@ -371,6 +377,7 @@ class Master {
       if (cache_supervisor_ == nullptr ||
           !cache_supervisor_->ProcessExited(pid, status)) {
         supervisor_->ProcessExited(pid, status);
+        debug_->ProcessExited(pid);
       }
     }
   }
@@ -470,6 +477,7 @@ class Master {
   std::unique_ptr<PosixProcessLauncher> launcher_;
   RealClock clock_;
   std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<DebugSession> debug_;
   std::unique_ptr<Ecv> ecv_;
   std::unique_ptr<EventRouter> router_;
   std::unique_ptr<StatusRegistry> registry_;

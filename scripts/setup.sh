@@ -13,6 +13,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev python3
   # a real non-C++ peer: Python's gRPC on the protos (tests, examples/python)
   python3-grpcio python3-protobuf
+  # debugging workers: gdbserver (debug), gdb (stacks), debugpy (Python workers)
+  gdb gdbserver python3-debugpy
   # real peers of the monitor port: promtool/Prometheus, HAProxy, a browser
   prometheus haproxy chromium
   # demo and benchmarks

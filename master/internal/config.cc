@@ -269,6 +269,12 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (cache->start_timeout() == 0) cache->set_start_timeout(60000);
   if (config->debug().web_port() == 0)
     config->mutable_debug()->set_web_port(8082);
+  if (config->debug().host().empty())
+    config->mutable_debug()->set_host("127.0.0.1");
+  if (config->debug().fresh_prefix().empty()) {
+    config->mutable_debug()->add_fresh_prefix("gdbserver");
+    config->mutable_debug()->add_fresh_prefix("{address}");
+  }
   auto* nanny = config->mutable_nanny();
   if (!nanny->has_enable()) nanny->set_enable(true);
   if (nanny->tolerance() == 0)

@@ -96,4 +96,19 @@ AppCheckOptions AppCheckOptionsFromConfig(const v1::ClusterConfig& config) {
   return check;
 }
 
+DebugOptions DebugOptionsFromConfig(const v1::ClusterConfig& config,
+                                    std::string worker_executable) {
+  DebugOptions options;
+  options.host = config.debug().host();
+  options.port = static_cast<uint16_t>(config.debug().web_port());
+  options.fresh_prefix.assign(config.debug().fresh_prefix().begin(),
+                              config.debug().fresh_prefix().end());
+  options.worker_executable = std::move(worker_executable);
+  options.env = CurrentEnvironment();
+  // The paused worker's in-flight requests show in its next heartbeat.
+  options.settle_timeout =
+      2 * absl::Milliseconds(config.heartbeat_interval()) + absl::Seconds(1);
+  return options;
+}
+
 }  // namespace cluster2

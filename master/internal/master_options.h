@@ -13,6 +13,7 @@
 #include "cluster2/v1/config.pb.h"
 #include "master/internal/app_check.h"
 #include "master/internal/cache_supervisor.h"
+#include "master/internal/debug_session.h"
 #include "master/internal/monitor_server.h"
 #include "master/internal/supervisor.h"
 #include "master/recycle_policy.h"
@@ -45,6 +46,12 @@ CacheSupervisorOptions CacheSupervisorOptionsFromConfig(
 MonitorOptions MonitorOptionsFromConfig(const v1::ClusterConfig& config,
                                         std::string ip, std::string hostname,
                                         std::string cache_address);
+
+// Debug sessions (debug.*): where debuggers listen, the fresh worker's
+// prefix, and the worker's program `worker_executable`; heartbeat-scaled
+// settle time.
+DebugOptions DebugOptionsFromConfig(const v1::ClusterConfig& config,
+                                    std::string worker_executable);
 
 // ecv.mode "monitor": the check of the app through the service port.
 AppCheckOptions AppCheckOptionsFromConfig(const v1::ClusterConfig& config);

@@ -29,6 +29,8 @@ v1::WorkerState StateToProto(WorkerState state) {
       return v1::WORKER_STATE_EXITED;
     case WorkerState::kFailed:
       return v1::WORKER_STATE_FAILED;
+    case WorkerState::kDebugging:
+      return v1::WORKER_STATE_DEBUGGING;
   }
   return v1::WORKER_STATE_UNSPECIFIED;
 }
@@ -96,6 +98,15 @@ class SessionChannel final : public WorkerChannel,
   void SendResume() override {
     v1::MasterMessage message;
     message.mutable_resume();
+    Enqueue(std::move(message));
+  }
+
+  void SendOpenDebugger(absl::string_view protocol, absl::string_view host,
+                        uint16_t port) override {
+    v1::MasterMessage message;
+    message.mutable_open_debugger()->set_protocol(std::string(protocol));
+    message.mutable_open_debugger()->set_host(std::string(host));
+    message.mutable_open_debugger()->set_port(port);
     Enqueue(std::move(message));
   }
 
@@ -171,6 +182,8 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
   worker->set_attached(snapshot.attached);
   worker->set_last_exit(snapshot.last_exit);
   worker->set_reason(snapshot.reason);
+  for (const std::string& protocol : snapshot.debug_protocols)
+    worker->add_debug_protocols(protocol);
   if (snapshot.heartbeat) {
     const HeartbeatFigures& figures = *snapshot.heartbeat;
     v1::Heartbeat* heartbeat = worker->mutable_last_heartbeat();
@@ -224,8 +237,12 @@ grpc::Status WorkerSessionService::Attach(
   }
   const std::string token = message.hello().token();
   auto channel = std::make_unique<SessionChannel>(context, stream);
+  SessionHello hello;
+  hello.pid = message.hello().pid();
+  hello.debug_protocols.assign(message.hello().debug_protocols().begin(),
+                               message.hello().debug_protocols().end());
   absl::StatusOr<AttachedWorker> attached =
-      supervisor_->Attach(token, channel.get());
+      supervisor_->Attach(token, channel.get(), std::move(hello));
   if (!attached.ok()) return ToGrpcStatus(attached.status());
   const pid_t pid = attached->pid;
   router_->AddWorker(pid, channel.get());
@@ -277,6 +294,10 @@ grpc::Status WorkerSessionService::Attach(
         registry_->Answer(pid, message.status_answer().id(),
                           message.status_answer().value(),
                           message.status_answer().error());
+        break;
+      case v1::WorkerMessage::kDebuggerOpened:
+        debug_->DebuggerOpened(pid, message.debugger_opened().url(),
+                               message.debugger_opened().error());
         break;
       case v1::WorkerMessage::kHello:
         result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -375,6 +396,68 @@ grpc::Status ClusterService::ChangePause(pid_t pid, bool pause,
   absl::StatusOr<WorkerSnapshot> snapshot = supervisor_->WorkerByPid(pid);
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
   ToProto(*snapshot, response);
+  return grpc::Status::OK;
+}
+
+namespace {
+
+void ToProto(const DebugInfo& info, v1::DebugResponse* response) {
+  response->set_address(info.address);
+  response->set_instructions(info.Instructions());
+  response->set_pid(info.pid);
+  response->set_protocol(info.protocol);
+  response->set_url(info.url);
+  response->set_executable(info.executable);
+  response->set_fresh(info.fresh);
+  response->set_gdbserver_pid(info.gdbserver_pid);
+}
+
+}  // namespace
+
+grpc::Status ClusterService::Debug(grpc::ServerContext*,
+                                   const v1::DebugRequest* request,
+                                   v1::DebugResponse* response) {
+  if (request->stack_dump()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "stack_dump is replaced by Cluster.Stacks");
+  }
+  if ((request->end() ? 1 : 0) + (request->fresh() ? 1 : 0) +
+          (request->pid() != 0 ? 1 : 0) >
+      1) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "give one of pid, fresh and end");
+  }
+  absl::StatusOr<DebugInfo> info;
+  if (request->end()) {
+    info = debug_->End();
+  } else if (request->fresh()) {
+    info = debug_->OpenFresh();
+  } else if (request->pid() != 0) {
+    info = debug_->Open(request->pid(), request->protocol());
+  } else if (std::optional<DebugInfo> current = debug_->Current()) {
+    info = *current;
+  } else {
+    info = absl::NotFoundError("no debug session is open");
+  }
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  ToProto(*info, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Stacks(grpc::ServerContext*,
+                                    const v1::StacksRequest* request,
+                                    v1::StacksResponse* response) {
+  absl::StatusOr<StackDump> dump = debug_->Stacks(request->pid());
+  if (!dump.ok()) return ToGrpcStatus(dump.status());
+  for (const ThreadStack& thread : dump->threads) {
+    v1::StacksResponse::Thread* out = response->add_threads();
+    out->set_number(thread.number);
+    out->set_lwp(thread.lwp);
+    out->set_name(thread.name);
+    for (const std::string& frame : thread.frames) out->add_frames(frame);
+  }
+  response->set_text(dump->text);
+  ToProto(dump->gdb_time, response->mutable_gdb_time());
   return grpc::Status::OK;
 }
 

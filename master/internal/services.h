@@ -1,6 +1,6 @@
 // The master's gRPC services. Each only translates between protos and the
 // Supervisor's domain types (and absl::Status <-> grpc::Status); the logic
-// lives in Supervisor.
+// lives in Supervisor and DebugSession.
 //
 // Thread-safe: gRPC calls these from its threads concurrently.
 #ifndef CLUSTER2_MASTER_INTERNAL_SERVICES_H_
@@ -13,6 +13,7 @@
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/status.grpc.pb.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
+#include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
 #include "master/internal/hello_gate.h"
@@ -31,11 +32,13 @@ HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat);
 class WorkerSessionService final : public v1::WorkerSession::Service {
  public:
   WorkerSessionService(Supervisor* supervisor, EventRouter* router,
-                       StatusRegistry* registry, HelloGate* hello_gate)
+                       StatusRegistry* registry, HelloGate* hello_gate,
+                       DebugSession* debug)
       : supervisor_(supervisor),
         router_(router),
         registry_(registry),
-        hello_gate_(hello_gate) {}
+        hello_gate_(hello_gate),
+        debug_(debug) {}
 
   grpc::Status Attach(
       grpc::ServerContext* context,
@@ -47,6 +50,7 @@ class WorkerSessionService final : public v1::WorkerSession::Service {
   EventRouter* const router_;
   StatusRegistry* const registry_;
   HelloGate* const hello_gate_;
+  DebugSession* const debug_;
 };
 
 // Emitter: events for clients that are not workers. Borrows `router`.
@@ -105,14 +109,15 @@ class StatusService final : public v1::Status::Service {
   StatusRegistry* const registry_;
 };
 
-// Cluster: the control API. Borrows `supervisor`; `config` is the effective
-// configuration; `request_stop(fast)` begins a cluster stop.
+// Cluster: the control API. Borrows `supervisor` and `debug`; `config` is
+// the effective configuration; `request_stop(fast)` begins a cluster stop.
 class ClusterService final : public v1::Cluster::Service {
  public:
   ClusterService(
-      Supervisor* supervisor, v1::ClusterConfig config,
+      Supervisor* supervisor, DebugSession* debug, v1::ClusterConfig config,
       std::function<void(bool fast, absl::Duration grace)> request_stop)
       : supervisor_(supervisor),
+        debug_(debug),
         config_(std::move(config)),
         request_stop_(std::move(request_stop)) {}
 
@@ -138,19 +143,26 @@ class ClusterService final : public v1::Cluster::Service {
                          const v1::GetConfigRequest* request,
                          v1::GetConfigResponse* response) override;
   // Pause and Resume return once the worker confirmed (DEADLINE_EXCEEDED
-  // after 5 s if it does not). Debug answers UNIMPLEMENTED (the generated
-  // default) until the debug work lands.
+  // after 5 s if it does not).
   grpc::Status Pause(grpc::ServerContext* context,
                      const v1::PauseRequest* request,
                      v1::Worker* response) override;
   grpc::Status Resume(grpc::ServerContext* context,
                       const v1::ResumeRequest* request,
                       v1::Worker* response) override;
+  // Debug and Stacks block until the debugger listens / gdb is done.
+  grpc::Status Debug(grpc::ServerContext* context,
+                     const v1::DebugRequest* request,
+                     v1::DebugResponse* response) override;
+  grpc::Status Stacks(grpc::ServerContext* context,
+                      const v1::StacksRequest* request,
+                      v1::StacksResponse* response) override;
 
  private:
   grpc::Status ChangePause(pid_t pid, bool pause, v1::Worker* response);
 
   Supervisor* const supervisor_;
+  DebugSession* const debug_;
   const v1::ClusterConfig config_;
   const std::function<void(bool, absl::Duration)> request_stop_;
 };

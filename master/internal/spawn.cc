@@ -184,7 +184,7 @@ absl::StatusOr<pid_t> PosixProcessLauncher::ForkExec(const SpawnSpec& spec) {
   descriptors.rlim_cur = child_descriptor_limit_;
 
   int output[2] = {-1, -1};
-  if (output_ != nullptr && !spec.log_component.empty() &&
+  if (output_ != nullptr && !spec.log_component.empty() && spec.output_fd < 0 &&
       pipe2(output, O_CLOEXEC) != 0) {
     return ErrnoStatus(errno, "pipe2");
   }
@@ -211,6 +211,10 @@ absl::StatusOr<pid_t> PosixProcessLauncher::ForkExec(const SpawnSpec& spec) {
   if (output[1] >= 0) {  // before fd 3 is taken: the pipe may sit there
     dup2(output[1], STDOUT_FILENO);
     dup2(output[1], STDERR_FILENO);
+  }
+  if (spec.output_fd >= 0) {
+    dup2(spec.output_fd, STDOUT_FILENO);
+    dup2(spec.output_fd, STDERR_FILENO);
   }
   if (spec.listen_fd >= 0) {
     if (spec.listen_fd == 3) {

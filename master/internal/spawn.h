@@ -59,6 +59,10 @@ struct SpawnSpec {
   // With an OutputCollector, stdout and stderr go to it under this name
   // ("worker 2"); empty = inherit the master's.
   std::string log_component;
+  // If set (>= 0), stdout and stderr go to this descriptor instead (the
+  // caller keeps and closes it): for a short command whose output the
+  // master reads, like gdb's stack dump. Not with `listen_fd`.
+  int output_fd = -1;
 };
 
 // Starts and signals processes. Implementations are thread-safe.

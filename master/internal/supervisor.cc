@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -53,6 +54,8 @@ absl::string_view WorkerStateName(WorkerState state) {
       return "exited";
     case WorkerState::kFailed:
       return "failed";
+    case WorkerState::kDebugging:
+      return "debugging";
   }
   return "unknown";
 }
@@ -84,32 +87,42 @@ absl::Status Supervisor::Start() {
 }
 
 absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
+  slot.respawn_at.reset();
+  absl::StatusOr<pid_t> pid = LaunchLocked(slot.id, slot.id, {});
+  if (!pid.ok()) return pid.status();
+  if (slot.ever_started) ++slot.restarts;
+  slot.ever_started = true;
+  LogInfo(absl::StrCat(WorkerName(slot.id, *pid), " started"));
+  return *pid;
+}
+
+absl::StatusOr<pid_t> Supervisor::LaunchLocked(
+    unsigned id, unsigned slot, const std::vector<std::string>& prefix) {
   WorkerEnvironment environment = options_.environment;
-  environment.worker_id = slot.id;
+  environment.worker_id = id;
   environment.token = absl::StrCat(RandomToken(), "-", ++spawn_counter_);
   environment.heartbeat_interval_ms = static_cast<unsigned>(
       absl::ToInt64Milliseconds(options_.heartbeat_interval));
   SpawnSpec spec;
-  spec.argv = options_.command;
+  spec.argv = prefix;
+  spec.argv.insert(spec.argv.end(), options_.command.begin(),
+                   options_.command.end());
   spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env,
                                     environment);
   spec.cwd = options_.cwd;
-  spec.log_component = absl::StrCat("worker ", slot.id);
+  spec.log_component = absl::StrCat("worker ", id);
   if (!options_.listen_fds.empty()) {
-    spec.listen_fd = options_.listen_fds[slot.id % options_.listen_fds.size()];
+    spec.listen_fd = options_.listen_fds[id % options_.listen_fds.size()];
   }
-  slot.respawn_at.reset();
   absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
   if (!pid.ok()) return pid.status();
 
   Process& process = processes_[*pid];
   process.pid = *pid;
-  process.slot = slot.id;
+  process.slot = slot;
+  process.id = id;
   process.token = environment.token;
   process.started_at = clock_->Now();
-  if (slot.ever_started) ++slot.restarts;
-  slot.ever_started = true;
-  LogInfo(absl::StrCat(WorkerName(slot.id, *pid), " started"));
   return *pid;
 }
 
@@ -159,7 +172,7 @@ void Supervisor::DrainLocked(Process& process, absl::Duration grace,
 }
 
 void Supervisor::KillLocked(Process& process, absl::string_view reason) {
-  LogWarning(absl::StrCat(WorkerName(process.slot, process.pid), " ", reason,
+  LogWarning(absl::StrCat(WorkerName(process.id, process.pid), " ", reason,
                           ": killing it"));
   process.state = WorkerState::kDraining;
   process.reason = std::string(reason);
@@ -202,7 +215,8 @@ Supervisor::Slot* Supervisor::SlotOfPidLocked(pid_t pid) {
 }
 
 absl::StatusOr<AttachedWorker> Supervisor::Attach(absl::string_view token,
-                                                  WorkerChannel* channel) {
+                                                  WorkerChannel* channel,
+                                                  SessionHello hello) {
   absl::MutexLock lock(&mu_);
   Process* process = FindByTokenLocked(token);
   if (process == nullptr) {
@@ -215,18 +229,26 @@ absl::StatusOr<AttachedWorker> Supervisor::Attach(absl::string_view token,
         absl::StrCat("worker pid ", process->pid, " already has a session"));
   }
   process->channel = channel;
+  process->hello = std::move(hello);
   channel->SendWelcome(options_.heartbeat_interval);
   if (process->state == WorkerState::kDraining) {
     channel->SendDrain(
         std::max(*process->kill_at - clock_->Now(), absl::ZeroDuration()),
         process->reason);
   }
-  return AttachedWorker{process->slot, process->pid};
+  return AttachedWorker{process->id, process->pid};
 }
 
 void Supervisor::Ready(absl::string_view token) {
   absl::MutexLock lock(&mu_);
   Process* process = FindByTokenLocked(token);
+  if (process != nullptr && process->state == WorkerState::kDebugging &&
+      !process->ready_at) {  // a fresh debug worker the debugger let run
+    process->ready_at = clock_->Now();
+    LogInfo(absl::StrCat(WorkerName(process->id, process->pid),
+                         " (debug session) ready"));
+    return;
+  }
   if (process == nullptr || process->state != WorkerState::kStarting) return;
   process->state = WorkerState::kReady;
   process->ready_at = clock_->Now();
@@ -245,7 +267,7 @@ void Supervisor::Ready(absl::string_view token) {
     LogInfo(absl::StrCat("worker ", slot.id, " replaced: pid ", old, " -> pid ",
                          process->pid, " (", slot.replace_reason, ")"));
   } else {
-    LogInfo(absl::StrCat(WorkerName(process->slot, process->pid), " ready"));
+    LogInfo(absl::StrCat(WorkerName(process->id, process->pid), " ready"));
   }
   UpdateAllReadyLocked();
 }
@@ -281,9 +303,9 @@ void Supervisor::Heartbeat(absl::string_view token,
 }
 
 void Supervisor::EvaluatePoliciesLocked(Process& process) {
+  if (process.state != WorkerState::kReady) return;
   Slot& slot = slots_[process.slot];
-  if (options_.policies.empty() || stopping_ ||
-      process.state != WorkerState::kReady || slot.pid != process.pid ||
+  if (options_.policies.empty() || stopping_ || slot.pid != process.pid ||
       slot.successor != 0 || slot.retired) {
     return;
   }
@@ -371,7 +393,12 @@ void Supervisor::Acknowledge(absl::string_view token, bool paused) {
   if (process->state != from) return;  // draining meanwhile, or a stale ack
   process->state = paused ? WorkerState::kPaused : WorkerState::kReady;
   process->reason = paused ? "paused" : "";
-  LogInfo(absl::StrCat(WorkerName(process->slot, process->pid),
+  if (paused) {
+    process->paused_at = clock_->Now();
+  } else {
+    process->paused_at.reset();
+  }
+  LogInfo(absl::StrCat(WorkerName(process->id, process->pid),
                        paused ? " paused" : " resumed"));
 }
 
@@ -400,6 +427,13 @@ void Supervisor::ProcessExited(pid_t pid, int wait_status) {
   processes_.erase(it);
   for (const std::shared_ptr<RecyclePolicy>& policy : options_.policies)
     policy->Forget(pid);
+  if (process.slot == kNoSlot || process.state == WorkerState::kDebugging) {
+    // A debug session's process: it had left its slot, if it had one.
+    LogInfo(
+        absl::StrCat(WorkerName(process.id, pid),
+                     " (debug session) ended: ", DescribeExit(wait_status)));
+    return;
+  }
   Slot& slot = slots_[process.slot];
   std::string how = DescribeExit(wait_status);
   bool expected = process.state == WorkerState::kDraining;
@@ -559,6 +593,99 @@ absl::Status Supervisor::Recycle(pid_t pid, absl::string_view reason) {
   return StartReplacementLocked(*slot, reason.empty() ? "manual" : reason);
 }
 
+bool Supervisor::AwaitIdle(pid_t pid, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = processes_.find(pid);
+    if (it == processes_.end()) return true;
+    const Process& process = it->second;
+    return process.paused_at && process.heartbeat_at &&
+           *process.heartbeat_at >= *process.paused_at &&
+           process.heartbeat->requests_in_flight == 0;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline) &&
+         processes_.count(pid) > 0;
+}
+
+absl::Status Supervisor::BeginDebug(pid_t pid, absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_)
+    return absl::FailedPreconditionError("the cluster is stopping");
+  auto it = processes_.find(pid);
+  if (it == processes_.end())
+    return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+  Process& process = it->second;
+  Slot* slot = SlotOfPidLocked(pid);
+  if (process.state != WorkerState::kPaused || slot == nullptr ||
+      slot->successor != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker pid ", pid, " is ", WorkerStateName(process.state),
+        slot == nullptr ? ", not a slot's current worker"
+                        : (slot->successor != 0 ? ", being replaced" : "")));
+  }
+  // The replacement takes the slot at once: the paused worker no longer
+  // accepts, so the slot's capacity is back as soon as it is ready.
+  absl::StatusOr<pid_t> replacement = SpawnLocked(*slot);
+  if (!replacement.ok()) return replacement.status();
+  slot->pid = *replacement;
+  process.state = WorkerState::kDebugging;
+  process.reason = std::string(reason);
+  LogInfo(absl::StrCat(WorkerName(process.id, pid),
+                       " left its slot for a debug session: pid ", *replacement,
+                       " replaces it"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pid_t> Supervisor::StartDebugWorker(
+    const std::vector<std::string>& prefix, absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_)
+    return absl::FailedPreconditionError("the cluster is stopping");
+  const unsigned id = static_cast<unsigned>(slots_.size());
+  absl::StatusOr<pid_t> pid = LaunchLocked(id, kNoSlot, prefix);
+  if (!pid.ok()) return pid.status();
+  Process& process = processes_[*pid];
+  process.state = WorkerState::kDebugging;
+  process.reason = std::string(reason);
+  LogInfo(absl::StrCat(WorkerName(id, *pid), " started for a debug session: ",
+                       absl::StrJoin(prefix, " ")));
+  return *pid;
+}
+
+absl::Status Supervisor::OpenDebugger(pid_t pid, absl::string_view protocol,
+                                      absl::string_view host, uint16_t port) {
+  absl::MutexLock lock(&mu_);
+  auto it = processes_.find(pid);
+  if (it == processes_.end())
+    return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+  if (it->second.state != WorkerState::kDebugging ||
+      it->second.channel == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker pid ", pid, " is not a debug session's attached worker"));
+  }
+  it->second.channel->SendOpenDebugger(protocol, host, port);
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::EndDebug(pid_t pid) {
+  absl::MutexLock lock(&mu_);
+  auto it = processes_.find(pid);
+  if (it == processes_.end())
+    return absl::NotFoundError(absl::StrCat("no worker with pid ", pid));
+  Process& process = it->second;
+  if (process.state != WorkerState::kDebugging) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid, " is not debugging"));
+  }
+  if (!process.killed) {
+    launcher_->Signal(pid, SIGKILL);
+    process.killed = true;
+    process.kill_at = clock_->Now();
+    process.reason = "debug session ended";
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
   absl::MutexLock lock(&mu_);
   if (workers == 0 || workers > kMaxWorkers) {
@@ -658,16 +785,19 @@ unsigned Supervisor::desired_workers() const {
 }
 
 WorkerSnapshot Supervisor::SnapshotLocked(const Process& process) const {
-  const Slot& slot = slots_[process.slot];
   WorkerSnapshot snapshot;
-  snapshot.id = process.slot;
+  snapshot.id = process.id;
   snapshot.pid = process.pid;
   snapshot.state = process.state;
   snapshot.started_at = process.started_at;
   snapshot.ready_at = process.ready_at;
-  snapshot.restarts = slot.restarts;
+  if (process.slot != kNoSlot) {
+    snapshot.restarts = slots_[process.slot].restarts;
+    snapshot.last_exit = slots_[process.slot].last_exit;
+  }
   snapshot.attached = process.channel != nullptr;
-  snapshot.last_exit = slot.last_exit;
+  snapshot.session_pid = process.hello.pid;
+  snapshot.debug_protocols = process.hello.debug_protocols;
   snapshot.reason = process.reason;
   snapshot.heartbeat = process.heartbeat;
   snapshot.heartbeat_at = process.heartbeat_at;
@@ -700,9 +830,10 @@ std::vector<WorkerSnapshot> Supervisor::Workers() const {
     workers.push_back(std::move(empty));
   }
   for (const auto& [pid, process] : processes_) {
-    const Slot& slot = slots_[process.slot];
-    if (slot.retired || slot.pid != pid)
+    if (process.slot == kNoSlot || slots_[process.slot].retired ||
+        slots_[process.slot].pid != pid) {
       workers.push_back(SnapshotLocked(process));
+    }
   }
   return workers;
 }

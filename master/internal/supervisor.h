@@ -14,6 +14,11 @@
 // - scales the number of slots, and stops the cluster by draining every
 //   worker and killing those that outlive the grace period.
 //
+// - lends a worker to a debug session (BeginDebug: it leaves its slot for
+//   a replacement) or starts one outside the slots (StartDebugWorker); a
+//   debugging process is never counted, recycled, hang-killed or
+//   restarted, and is killed by EndDebug. DebugSession drives these.
+//
 // It knows nothing of gRPC: sessions reach it through Attach/Ready/Heartbeat/
 // Detach with a WorkerChannel to talk back; process exits arrive through
 // ProcessExited; time-driven work happens in Tick(). Processes are started
@@ -49,14 +54,16 @@
 namespace cluster2 {
 
 // kFailed is a slot that gave up after a crash loop; kExited a slot waiting
-// to be restarted (both have no process).
+// to be restarted (both have no process). kDebugging is a debug session's
+// process, outside the slots.
 enum class WorkerState {
   kStarting,
   kReady,
   kPaused,
   kDraining,
   kExited,
-  kFailed
+  kFailed,
+  kDebugging
 };
 
 absl::string_view WorkerStateName(WorkerState state);
@@ -74,6 +81,17 @@ struct WorkerSnapshot {
   std::string reason;
   std::optional<HeartbeatFigures> heartbeat;
   std::optional<absl::Time> heartbeat_at;
+  // From the worker's Hello: the pid that attached (a wrapper's child, or
+  // the worker gdbserver runs; 0 before the hello) and the debuggers of its
+  // runtime it offers.
+  pid_t session_pid = 0;
+  std::vector<std::string> debug_protocols;
+};
+
+// What a worker's Hello says beyond its token.
+struct SessionHello {
+  pid_t pid = 0;
+  std::vector<std::string> debug_protocols;
 };
 
 // How the supervisor talks to an attached worker. Sends are queued, never
@@ -89,6 +107,10 @@ class WorkerChannel {
   // worker confirms with Paused/Resumed.
   virtual void SendPause() = 0;
   virtual void SendResume() = 0;
+  // Open the runtime's debugger `protocol` on host:port; the worker answers
+  // with DebuggerOpened (to DebugSession, not the supervisor).
+  virtual void SendOpenDebugger(absl::string_view protocol,
+                                absl::string_view host, uint16_t port) = 0;
 };
 
 struct SupervisorOptions {
@@ -158,7 +180,8 @@ class Supervisor {
   // which stays registered until Detach. FAILED_PRECONDITION for an unknown
   // token or a worker that already has a session.
   absl::StatusOr<AttachedWorker> Attach(absl::string_view token,
-                                        WorkerChannel* channel)
+                                        WorkerChannel* channel,
+                                        SessionHello hello = {})
       ABSL_LOCKS_EXCLUDED(mu_);
   // The worker of `token` serves. A successor that gets ready takes its
   // slot and the worker it replaces drains. Unknown tokens are ignored.
@@ -202,6 +225,34 @@ class Supervisor {
   bool AwaitState(pid_t pid, WorkerState state, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Debug sessions. AwaitIdle waits until the paused worker `pid` has sent
+  // a heartbeat since its pause with no request in flight (true), or until
+  // `deadline` (false; also for an unknown pid).
+  bool AwaitIdle(pid_t pid, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  // The paused worker `pid` leaves its slot for a debug session (state
+  // kDebugging, `reason` shown) and a replacement starts in the slot at
+  // once. NOT_FOUND; FAILED_PRECONDITION while stopping, or unless it is
+  // paused and the current worker of a slot that has no successor; the
+  // launcher's error if the replacement cannot start (then nothing
+  // changed).
+  absl::Status BeginDebug(pid_t pid, absl::string_view reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts a worker outside the slots, with `prefix` before the worker
+  // command (a debugger that runs it), in state kDebugging: not counted,
+  // never restarted; it serves once it says ready. Its id is the number of
+  // slots. Returns its pid. FAILED_PRECONDITION while stopping.
+  absl::StatusOr<pid_t> StartDebugWorker(const std::vector<std::string>& prefix,
+                                         absl::string_view reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Asks the debugging worker `pid` to open its runtime's debugger.
+  // NOT_FOUND; FAILED_PRECONDITION if it is not debugging or has no session.
+  absl::Status OpenDebugger(pid_t pid, absl::string_view protocol,
+                            absl::string_view host, uint16_t port)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Kills the debugging process `pid` now (SIGKILL: it may be stopped by a
+  // debugger). NOT_FOUND; FAILED_PRECONDITION if it is not debugging.
+  absl::Status EndDebug(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Sets the number of slots: new slots start at once, the highest slots
   // drain. INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION
   // while stopping, or below the number of listening sockets when there is
@@ -228,9 +279,13 @@ class Supervisor {
   unsigned desired_workers() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // Process::slot of a fresh debug worker.
+  static constexpr unsigned kNoSlot = ~0u;
+
   struct Process {
     pid_t pid = 0;
-    unsigned slot = 0;
+    unsigned slot = 0;  // kNoSlot outside the slots
+    unsigned id = 0;    // CLUSTER2_WORKER_ID: the slot, or past the slots
     std::string token;
     WorkerState state = WorkerState::kStarting;
     absl::Time started_at;
@@ -241,6 +296,8 @@ class Supervisor {
     std::string reason;
     std::optional<absl::Time> kill_at;  // while draining
     bool killed = false;
+    std::optional<absl::Time> paused_at;
+    SessionHello hello;
   };
   struct Slot {
     unsigned id = 0;
@@ -257,6 +314,10 @@ class Supervisor {
   };
 
   absl::StatusOr<pid_t> SpawnLocked(Slot& slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Launches `prefix` + the worker command as worker `id` in `slot`.
+  absl::StatusOr<pid_t> LaunchLocked(unsigned id, unsigned slot,
+                                     const std::vector<std::string>& prefix)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRespawnLocked(Slot& slot, absl::Duration ran)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

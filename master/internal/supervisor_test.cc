@@ -13,55 +13,10 @@
 #include "absl/strings/match.h"
 #include "common/fake_clock.h"
 #include "gtest/gtest.h"
+#include "master/internal/supervisor_fakes.h"
 
 namespace cluster2 {
 namespace {
-
-// Records launches and signals instead of touching processes.
-class FakeLauncher final : public ProcessLauncher {
- public:
-  absl::StatusOr<pid_t> Launch(const SpawnSpec& spec) override {
-    if (fail_next_) {
-      fail_next_ = false;
-      return absl::ResourceExhaustedError("fork: out of processes");
-    }
-    pid_t pid = next_pid_++;
-    for (const std::string& entry : spec.env) {
-      if (absl::StartsWith(entry, "CLUSTER2_WORKER_TOKEN="))
-        tokens_[pid] = entry.substr(22);
-      if (absl::StartsWith(entry, "CLUSTER2_WORKER_ID="))
-        ids_[pid] = entry.substr(19);
-    }
-    launched_.push_back(pid);
-    return pid;
-  }
-  void Signal(pid_t pid, int signal) override {
-    signals_.emplace_back(pid, signal);
-  }
-
-  std::vector<pid_t> launched_;
-  std::vector<std::pair<pid_t, int>> signals_;
-  std::map<pid_t, std::string> tokens_;
-  std::map<pid_t, std::string> ids_;
-  bool fail_next_ = false;
-
- private:
-  pid_t next_pid_ = 100;
-};
-
-class FakeChannel final : public WorkerChannel {
- public:
-  void SendWelcome(absl::Duration interval) override {
-    messages_.push_back("welcome " + absl::FormatDuration(interval));
-  }
-  void SendPause() override { messages_.push_back("pause"); }
-  void SendResume() override { messages_.push_back("resume"); }
-  void SendDrain(absl::Duration grace, absl::string_view reason) override {
-    messages_.push_back("drain " + absl::FormatDuration(grace) + " " +
-                        std::string(reason));
-  }
-  std::vector<std::string> messages_;
-};
 
 int Killed(int signal) { return signal; }  // wait status of death by `signal`
 int Exited(int code) { return code << 8; }
