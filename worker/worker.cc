@@ -1,5 +1,6 @@
 #include "worker/worker.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -81,6 +82,9 @@ class Worker::Impl {
     Write(hello);
     reader_ = std::thread([this] { ReadLoop(); });
     dispatcher_ = std::thread([this] { DispatchLoop(); });
+    // Named for stack dumps (cluster2ctl stacks) and top -H.
+    pthread_setname_np(reader_.native_handle(), "c2-reader");
+    pthread_setname_np(dispatcher_.native_handle(), "c2-dispatcher");
 
     absl::MutexLock lock(&mu_);
     auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -97,6 +101,7 @@ class Worker::Impl {
           "the master at ", address, " ended the session: ", session_error_));
     }
     heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+    pthread_setname_np(heartbeat_.native_handle(), "c2-heartbeat");
     return absl::OkStatus();
   }
 
@@ -547,8 +552,15 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Attach(WorkerOptions options) {
         "or "
         "CLUSTER2_WORKER_TOKEN missing)");
   }
-  if (listen_pid == nullptr || !absl::SimpleAtoi(listen_pid, &pid) ||
-      pid != getpid()) {
+  // Under a debugger the master started (a fresh debug session's
+  // `gdbserver ADDRESS worker`), LISTEN_PID names the debugger, this
+  // process's parent.
+  const char* under_debugger = std::getenv("CLUSTER2_UNDER_DEBUGGER");
+  const bool parsed =
+      listen_pid != nullptr && absl::SimpleAtoi(listen_pid, &pid);
+  const bool wrapped = under_debugger != nullptr &&
+                       std::string(under_debugger) == "1" && pid == getppid();
+  if (!parsed || (pid != getpid() && !wrapped)) {
     return absl::FailedPreconditionError(
         "LISTEN_PID does not name this process: the listening socket on fd 3 "
         "belongs to another process");

@@ -1,5 +1,6 @@
 // The verbs of the Cluster service: workers, worker, config, restart,
-// recycle, scale, pause, resume, shutdown.
+// recycle, scale, pause, resume, shutdown, debug, stacks.
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -217,6 +218,84 @@ int Shutdown(bool fast, VerbContext& ctl) {
   return kExitOk;
 }
 
+struct DebugArgs {
+  std::string pid;
+  std::string protocol;
+  bool fresh = false;
+  bool end = false;
+};
+
+// A debug session's RPC waits for the worker's pause and the debugger.
+constexpr absl::Duration kDebugTimeout = absl::Seconds(30);
+
+int Debug(const DebugArgs& args, VerbContext& ctl) {
+  int pid = 0;
+  if ((!args.pid.empty() && !absl::SimpleAtoi(args.pid, &pid)) ||
+      (pid != 0) + args.fresh + args.end > 1) {
+    return ctl.Usage("debug takes PID [--protocol P] | --fresh | --end");
+  }
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::DebugRequest request;
+  request.set_pid(pid);
+  request.set_protocol(args.protocol);
+  request.set_fresh(args.fresh);
+  request.set_end(args.end);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(
+      absl::Now() + std::max(kDebugTimeout, ctl.options().timeout)));
+  v1::DebugResponse response;
+  grpc::Status status = stub->Debug(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+  } else if (args.end) {
+    ctl.out() << "debug session ended: pid " << response.pid()
+              << " killed, port " << response.address() << " free\n";
+  } else {
+    ctl.out() << "debug session" << (response.fresh() ? " (fresh worker)" : "")
+              << ": pid " << response.pid() << ", " << response.protocol()
+              << " on " << response.address() << "\n";
+    if (!response.executable().empty())
+      ctl.out() << "program: " << response.executable() << "\n";
+    ctl.out() << "connect:\n  " << response.instructions();
+  }
+  return kExitOk;
+}
+
+int Stacks(const std::string& pid_text, VerbContext& ctl) {
+  int pid = 0;
+  if (!absl::SimpleAtoi(pid_text, &pid)) return ctl.Usage("stacks takes PID");
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::StacksRequest request;
+  request.set_pid(pid);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(
+      absl::Now() + std::max(kDebugTimeout, ctl.options().timeout)));
+  v1::StacksResponse response;
+  grpc::Status status = stub->Stacks(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+    return kExitOk;
+  }
+  for (const v1::StacksResponse::Thread& thread : response.threads()) {
+    ctl.out() << "thread " << thread.number() << " lwp " << thread.lwp()
+              << " \"" << thread.name() << "\"\n";
+    for (const std::string& frame : thread.frames())
+      ctl.out() << "  " << frame << "\n";
+  }
+  ctl.out() << response.threads_size() << " threads; gdb ran "
+            << absl::FormatDuration(
+                   absl::Seconds(response.gdb_time().seconds()) +
+                   absl::Nanoseconds(response.gdb_time().nanos()))
+            << "\n";
+  return kExitOk;
+}
+
 // A verb of one required positional, e.g. PID.
 Verb OnePositional(std::string path, std::string name, std::string what,
                    std::string help,
@@ -280,6 +359,35 @@ std::vector<Verb> ClusterVerbs() {
                     [](const std::string& pid, VerbContext& ctl) {
                       return ChangePause(false, pid, ctl);
                     }),
+      {"debug", "[PID [--protocol P] | --fresh | --end]",
+       "debug a worker: out of rotation and replaced, under gdbserver (or "
+       "its runtime's debugger); prints how to connect",
+       "PID: that worker leaves rotation and its slot (a replacement keeps N "
+       "workers serving) and gets a debugger on debug.host:debug.webPort.\n"
+       "--fresh: a new worker, beyond N, waits under gdbserver for the "
+       "debugger before it runs.\n"
+       "--end: kill the session's process and debugger. No argument: the "
+       "open session. One session at a time.",
+       [](CLI::App& command) -> VerbHandler {
+         auto args = std::make_shared<DebugArgs>();
+         command.add_option("PID", args->pid, "the worker's process id");
+         command
+             .add_option("--protocol", args->protocol,
+                         "gdb, debugpy, v8-inspector (default: the worker's "
+                         "first offered, else gdb)")
+             ->type_name("P");
+         command
+             .add_flag("--fresh", args->fresh,
+                       "debug a new worker from its first instruction")
+             ->disable_flag_override();
+         command.add_flag("--end", args->end, "end the debug session")
+             ->disable_flag_override();
+         return [args](VerbContext& ctl) { return Debug(*args, ctl); };
+       }},
+      OnePositional("stacks", "PID", "the worker's process id",
+                    "every thread's stack of a worker (gdb stops it for a "
+                    "moment); also in the master's log",
+                    Stacks),
       {"shutdown", "[--fast]",
        "stop the cluster (graceful drain, or kill at once)", "",
        [](CLI::App& command) -> VerbHandler {

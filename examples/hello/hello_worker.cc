@@ -36,6 +36,9 @@ struct Server {
   std::string body;
   std::atomic<uint32_t> in_flight{0};
   std::atomic<bool> draining{false};
+  // Paused (out of rotation, perhaps about to be debugged): keep-alive
+  // clients are told to reconnect, to a worker that accepts.
+  std::atomic<bool> paused{false};
 };
 
 // Set when the server should drain; waited on by main.
@@ -95,7 +98,7 @@ MHD_Result HandleRequest(void* cls, MHD_Connection* connection, const char* url,
   MHD_Response* response = MHD_create_response_from_buffer(
       body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(response, "Content-Type", "text/plain");
-  if (server->draining.load())
+  if (server->draining.load() || server->paused.load())
     MHD_add_response_header(response, "Connection", "close");
   MHD_Result result = MHD_queue_response(connection, status, response);
   MHD_destroy_response(response);
@@ -220,8 +223,15 @@ int main(int argc, char** argv) {
               << (*worker)->listen_fd() << "\n";
     return 1;
   }
-  (*worker)->OnPause([&acceptors] { acceptors.Stop(); },
-                     [&acceptors] { acceptors.Start(); });
+  (*worker)->OnPause(
+      [&server, &acceptors] {
+        server.paused = true;
+        acceptors.Stop();
+      },
+      [&server, &acceptors] {
+        server.paused = false;
+        acceptors.Start();
+      });
   (*worker)->SetReady();
   std::cout << "hello_worker: worker " << (*worker)->id() << " serving with "
             << threads << " threads" << std::endl;

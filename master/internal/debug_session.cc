@@ -187,7 +187,7 @@ absl::StatusOr<DebugInfo> DebugSession::Finish(absl::StatusOr<DebugInfo> info) {
     if (pid != 0 && exited_.count(pid) > 0) {
       KillLocked(*info);
       state_ = State::kClosed;
-      return absl::UnavailableError(
+      return absl::InternalError(
           absl::StrCat("pid ", pid, " exited while the debug session opened"));
     }
   }
@@ -204,8 +204,8 @@ absl::Status DebugSession::AwaitPortFree() {
   absl::Time deadline = absl::Now() + absl::Seconds(2);
   while (probes_.listening(options_.host, options_.port)) {
     if (absl::Now() >= deadline) {
-      return absl::UnavailableError(absl::StrCat("the debug port ", address(),
-                                                 " is in use (debug.webPort)"));
+      return absl::InternalError(absl::StrCat("the debug port ", address(),
+                                              " is in use (debug.webPort)"));
     }
     absl::SleepFor(kProbeInterval);
   }
@@ -221,12 +221,12 @@ absl::Status DebugSession::AwaitListening(pid_t process) {
       return exited_.count(process) > 0;
     };
     if (mu_.AwaitWithTimeout(absl::Condition(&exited), kProbeInterval)) {
-      return absl::UnavailableError(absl::StrCat(
+      return absl::InternalError(absl::StrCat(
           "the debugger (pid ", process, ") exited before listening on ",
           address(), "; the master's log has its output"));
     }
     if (absl::Now() >= deadline) {
-      return absl::UnavailableError(
+      return absl::InternalError(
           absl::StrCat("the debugger does not listen on ", address(), " after ",
                        absl::FormatDuration(options_.open_timeout)));
     }
@@ -291,8 +291,8 @@ absl::StatusOr<DebugInfo> DebugSession::OpenLive(pid_t pid,
       info.gdbserver_pid = *gdbserver;
       opened = AwaitListening(*gdbserver);
     } else {
-      opened = absl::UnavailableError(absl::StrCat(
-          "cannot start gdbserver: ", gdbserver.status().message()));
+      opened = absl::InternalError(absl::StrCat("cannot start gdbserver: ",
+                                                gdbserver.status().message()));
     }
   } else {
     {
@@ -308,16 +308,16 @@ absl::StatusOr<DebugInfo> DebugSession::OpenLive(pid_t pid,
       };
       if (!mu_.AwaitWithTimeout(absl::Condition(&answered),
                                 options_.open_timeout)) {
-        opened = absl::UnavailableError(absl::StrCat(
+        opened = absl::InternalError(absl::StrCat(
             "worker pid ", pid, " did not open ", protocol, " within ",
             absl::FormatDuration(options_.open_timeout)));
       } else if (!answer_) {
         opened =
-            absl::UnavailableError(absl::StrCat("worker pid ", pid, " exited"));
+            absl::InternalError(absl::StrCat("worker pid ", pid, " exited"));
       } else if (!answer_->second.empty()) {
-        opened = absl::UnavailableError(
-            absl::StrCat("worker pid ", pid, " could not open ", protocol, ": ",
-                         answer_->second));
+        opened = absl::InternalError(absl::StrCat("worker pid ", pid,
+                                                  " could not open ", protocol,
+                                                  ": ", answer_->second));
       } else {
         info.url = answer_->first;
       }
@@ -439,13 +439,12 @@ absl::StatusOr<StackDump> DebugSession::Stacks(pid_t pid) {
   // The program's symbols load before gdb attaches, so the worker is
   // stopped only for the shared libraries' and the backtraces.
   std::string program = probes_.executable(pid);
-  spec.argv = {options_.gdb,
-               "-batch",
-               "-nx",
-               "-iex",
+  spec.argv = {options_.gdb, "-batch", "-nx", "-iex",
                "set debuginfod enabled off",
-               "-ex",
-               "set pagination off"};
+               // The worker shares the master's file system: gdb reads its
+               // libraries directly, not through /proc/<pid>/ns (which some
+               // sandboxes lack).
+               "-iex", "set sysroot /", "-ex", "set pagination off"};
   if (!program.empty()) spec.argv.push_back(program);
   spec.argv.insert(spec.argv.end(),
                    {"-p", absl::StrCat(pid), "-ex", "thread apply all bt"});
@@ -456,7 +455,7 @@ absl::StatusOr<StackDump> DebugSession::Stacks(pid_t pid) {
   close(output[1]);
   if (!gdb.ok()) {
     close(output[0]);
-    return absl::UnavailableError(
+    return absl::InternalError(
         absl::StrCat("cannot run gdb: ", gdb.status().message()));
   }
   // gdb is done when its output ends (the master's reaper collects it).
@@ -493,8 +492,8 @@ absl::StatusOr<StackDump> DebugSession::Stacks(pid_t pid) {
   dump.text = std::move(text);
   dump.threads = ParseGdbThreads(dump.text);
   if (dump.threads.empty()) {
-    return absl::UnavailableError(
-        absl::StrCat("gdb found no threads in pid ", pid, ": ", dump.text));
+    return absl::InternalError(absl::StrCat("gdb found no threads in pid ", pid,
+                                            ": ", dump.text.substr(0, 1000)));
   }
   LogInfo(absl::StrCat("stacks of worker ", worker.id, " pid ", pid, " (",
                        dump.threads.size(), " threads, gdb ran ",

@@ -131,13 +131,14 @@ class DebugSession {
   // worker offered; "" = its first offered, else "gdb"). NOT_FOUND for an
   // unknown pid; FAILED_PRECONDITION naming the open session if one is
   // open, or if the worker cannot be paused; INVALID_ARGUMENT for a protocol
-  // it does not offer; DEADLINE_EXCEEDED if it does not confirm its pause;
-  // UNAVAILABLE if the port is taken or the debugger does not start.
+  // it does not offer or the debug port is taken; DEADLINE_EXCEEDED if it
+  // does not confirm its pause; INTERNAL if the debugger does not start.
+  // (Not UNAVAILABLE: clients read that as "no master".)
   absl::StatusOr<DebugInfo> Open(pid_t pid, const std::string& protocol)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Opens a fresh session: a new worker waiting under the fresh prefix.
-  // FAILED_PRECONDITION (a session is open, or the cluster stops);
-  // UNAVAILABLE if the port is taken or the debugger does not start.
+  // FAILED_PRECONDITION (a session is open, the cluster stops, the port is
+  // taken); INTERNAL if the debugger does not start.
   absl::StatusOr<DebugInfo> OpenFresh() ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the open session, killing its process and gdbserver; returns it.
   // NOT_FOUND if none is open; FAILED_PRECONDITION while one is opening.
@@ -155,7 +156,7 @@ class DebugSession {
   // Every thread's stack of worker `pid`, from gdb attached for a moment;
   // also written to the log. NOT_FOUND for an unknown pid;
   // FAILED_PRECONDITION for the debug session's process (its debugger has
-  // it); UNAVAILABLE if gdb cannot run; DEADLINE_EXCEEDED after
+  // it); INTERNAL if gdb cannot run; DEADLINE_EXCEEDED after
   // stacks_timeout.
   absl::StatusOr<StackDump> Stacks(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -171,9 +172,9 @@ class DebugSession {
   // kOpening -> kOpen with `info`, or -> kClosed on an error.
   absl::StatusOr<DebugInfo> Finish(absl::StatusOr<DebugInfo> info)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Waits until the port is free; UNAVAILABLE if it stays taken.
+  // Waits until the port is free; FAILED_PRECONDITION if it stays taken.
   absl::Status AwaitPortFree();
-  // Waits until the debugger listens; UNAVAILABLE if `process` exits first
+  // Waits until the debugger listens; INTERNAL if `process` exits first
   // or open_timeout passes.
   absl::Status AwaitListening(pid_t process) ABSL_LOCKS_EXCLUDED(mu_);
   // Kills what is left of `info`'s processes.

@@ -109,6 +109,9 @@ absl::StatusOr<pid_t> Supervisor::LaunchLocked(
                    options_.command.end());
   spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env,
                                     environment);
+  // A worker run by a debugger gets fd 3 through it: LISTEN_PID names the
+  // debugger, its parent (see Worker::Connect).
+  if (!prefix.empty()) spec.env.push_back("CLUSTER2_UNDER_DEBUGGER=1");
   spec.cwd = options_.cwd;
   spec.log_component = absl::StrCat("worker ", id);
   if (!options_.listen_fds.empty()) {
