@@ -204,8 +204,8 @@ absl::Status DebugSession::AwaitPortFree() {
   absl::Time deadline = absl::Now() + absl::Seconds(2);
   while (probes_.listening(options_.host, options_.port)) {
     if (absl::Now() >= deadline) {
-      return absl::InternalError(absl::StrCat("the debug port ", address(),
-                                              " is in use (debug.webPort)"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the debug port ", address(), " is in use (debug.webPort)"));
     }
     absl::SleepFor(kProbeInterval);
   }
@@ -451,6 +451,8 @@ absl::StatusOr<StackDump> DebugSession::Stacks(pid_t pid) {
   spec.env = options_.env;
   spec.output_fd = output[1];
   absl::Time started = clock_->Now();
+  // The worker sends no heartbeat while gdb holds it: not hung.
+  supervisor_->ExcuseHeartbeats(pid, started + options_.stacks_timeout);
   absl::StatusOr<pid_t> gdb = launcher_->Launch(spec);
   close(output[1]);
   if (!gdb.ok()) {
@@ -480,6 +482,7 @@ absl::StatusOr<StackDump> DebugSession::Stacks(pid_t pid) {
     text.append(buffer, static_cast<size_t>(n));
   }
   close(output[0]);
+  supervisor_->ExcuseHeartbeats(pid, clock_->Now());
   if (timed_out) {
     launcher_->Signal(*gdb, SIGKILL);
     launcher_->Signal(pid, SIGCONT);  // in case gdb left it stopped

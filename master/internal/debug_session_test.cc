@@ -201,10 +201,10 @@ TEST_F(DebugSessionTest, FreshWorkerRunsUnderThePrefixOutsideTheSlots) {
   EXPECT_TRUE(launcher_.Signalled(gdbserver + 1000, SIGKILL));
 }
 
-TEST_F(DebugSessionTest, PortInUseIsUnavailable) {
+TEST_F(DebugSessionTest, PortInUseIsRefused) {
   // Something else listens on the port (listening_ stays true).
   EXPECT_EQ(debug_->OpenFresh().status().code(),
-            absl::StatusCode::kUnavailable);
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE(debug_->Current().has_value());
 }
 

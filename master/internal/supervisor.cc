@@ -518,6 +518,7 @@ absl::Time Supervisor::Tick() {
     if (serving && options_.hung_tolerance > absl::ZeroDuration()) {
       absl::Time last =
           process.heartbeat_at ? *process.heartbeat_at : *process.ready_at;
+      if (process.excused_until) last = std::max(last, *process.excused_until);
       absl::Time deadline = last + options_.hung_tolerance;
       if (deadline <= now) {
         KillLocked(process, absl::StrCat("hung: no heartbeat for ",
@@ -668,6 +669,12 @@ absl::Status Supervisor::OpenDebugger(pid_t pid, absl::string_view protocol,
   }
   it->second.channel->SendOpenDebugger(protocol, host, port);
   return absl::OkStatus();
+}
+
+void Supervisor::ExcuseHeartbeats(pid_t pid, absl::Time from) {
+  absl::MutexLock lock(&mu_);
+  auto it = processes_.find(pid);
+  if (it != processes_.end()) it->second.excused_until = from;
 }
 
 absl::Status Supervisor::EndDebug(pid_t pid) {

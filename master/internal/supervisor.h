@@ -249,6 +249,10 @@ class Supervisor {
   absl::Status OpenDebugger(pid_t pid, absl::string_view protocol,
                             absl::string_view host, uint16_t port)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The hung check of worker `pid` counts from `from` at the earliest: a
+  // worker a debugger stops for a moment (a stack dump) sends no
+  // heartbeats. Unknown pids are ignored.
+  void ExcuseHeartbeats(pid_t pid, absl::Time from) ABSL_LOCKS_EXCLUDED(mu_);
   // Kills the debugging process `pid` now (SIGKILL: it may be stopped by a
   // debugger). NOT_FOUND; FAILED_PRECONDITION if it is not debugging.
   absl::Status EndDebug(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
@@ -297,6 +301,7 @@ class Supervisor {
     std::optional<absl::Time> kill_at;  // while draining
     bool killed = false;
     std::optional<absl::Time> paused_at;
+    std::optional<absl::Time> excused_until;  // see ExcuseHeartbeats
     SessionHello hello;
   };
   struct Slot {

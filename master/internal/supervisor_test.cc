@@ -537,5 +537,88 @@ TEST_F(SupervisorTest, RestartAndRecycleReportUnknownPids) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(SupervisorTest, ADebuggedWorkerLeavesItsSlotForAReplacement) {
+  options_.hung_tolerance = absl::Seconds(3);
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  // Only a paused worker can be debugged.
+  EXPECT_EQ(supervisor.BeginDebug(100, "debug").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(supervisor.BeginDebug(999, "debug").code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(supervisor.Pause(100).ok());
+  supervisor.Acknowledge(launcher_.tokens_[100], true);
+  ASSERT_TRUE(supervisor.BeginDebug(100, "debug session").ok());
+  const pid_t replacement = launcher_.launched_.back();
+  EXPECT_EQ(Slot(0).pid, replacement);
+  EXPECT_EQ(launcher_.ids_[replacement], "0");
+  EXPECT_EQ(supervisor.WorkerByPid(100)->state, WorkerState::kDebugging);
+  EXPECT_EQ(supervisor.Workers().size(), 3u);  // two slots and the session
+  // Never recycled, hang-killed or replaced.
+  EXPECT_EQ(supervisor.Recycle(100, "x").code(),
+            absl::StatusCode::kFailedPrecondition);
+  clock_.Advance(absl::Minutes(5));
+  supervisor.Tick();
+  for (const auto& [pid, signal] : launcher_.signals_) EXPECT_NE(pid, 100);
+  // Ending kills it; its exit does not touch the slot.
+  ASSERT_TRUE(supervisor.EndDebug(100).ok());
+  EXPECT_TRUE(launcher_.Signalled(100, SIGKILL));
+  size_t launched = launcher_.launched_.size();
+  supervisor.ProcessExited(100, Killed(SIGKILL));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), launched);
+  EXPECT_EQ(Slot(0).pid, replacement);
+  EXPECT_EQ(supervisor.EndDebug(100).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SupervisorTest, AFreshDebugWorkerRunsOutsideTheSlots) {
+  Supervisor& supervisor = Start();
+  absl::StatusOr<pid_t> pid =
+      supervisor.StartDebugWorker({"gdbserver", "127.0.0.1:1"}, "fresh");
+  ASSERT_TRUE(pid.ok());
+  EXPECT_EQ(launcher_.specs_[*pid].argv,
+            (std::vector<std::string>{"gdbserver", "127.0.0.1:1", "/bin/sh"}));
+  EXPECT_EQ(launcher_.ids_[*pid], "2");
+  bool under_debugger = false;
+  for (const std::string& entry : launcher_.specs_[*pid].env)
+    under_debugger |= entry == "CLUSTER2_UNDER_DEBUGGER=1";
+  EXPECT_TRUE(under_debugger);
+  // No start deadline while it waits for the debugger.
+  clock_.Advance(absl::Minutes(5));
+  supervisor.Tick();
+  EXPECT_FALSE(launcher_.Signalled(*pid, SIGKILL));
+  FakeChannel channel;
+  ASSERT_TRUE(supervisor.Attach(launcher_.tokens_[*pid], &channel).ok());
+  supervisor.Ready(launcher_.tokens_[*pid]);
+  WorkerSnapshot fresh = *supervisor.WorkerByPid(*pid);
+  EXPECT_EQ(fresh.state, WorkerState::kDebugging);
+  EXPECT_TRUE(fresh.ready_at.has_value());
+  EXPECT_EQ(fresh.id, 2u);
+  ASSERT_TRUE(supervisor.OpenDebugger(*pid, "debugpy", "127.0.0.1", 1).ok());
+  EXPECT_EQ(channel.messages_.back(), "open debugpy 127.0.0.1:1");
+  size_t launched = launcher_.launched_.size();
+  supervisor.ProcessExited(*pid, Exited(0));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.launched_.size(), launched);  // not restarted
+}
+
+TEST_F(SupervisorTest, ExcusedHeartbeatsPostponeTheHungCheck) {
+  options_.hung_tolerance = absl::Seconds(3);
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  supervisor.ExcuseHeartbeats(100, clock_.Now() + absl::Seconds(10));
+  clock_.Advance(absl::Seconds(12));
+  supervisor.Heartbeat(launcher_.tokens_[101], {});
+  supervisor.Tick();
+  EXPECT_FALSE(launcher_.Signalled(100, SIGKILL));
+  clock_.Advance(absl::Seconds(2));
+  supervisor.Tick();
+  EXPECT_TRUE(launcher_.Signalled(100, SIGKILL));
+}
+
 }  // namespace
 }  // namespace cluster2
