@@ -74,7 +74,8 @@ TEST_F(DebugTest, LiveWorkerUnderLoadIsReplacedAndGdbReadsItsBacktrace) {
   std::set<int> pids = cluster_.WaitReady(2);
   ASSERT_EQ(pids.size(), 2u);
   const int target = *pids.begin();
-  LoadGenerator load(cluster_.port(), 4, /*keep_alive=*/true);
+  // New connection per request; keep-alive clients: see docs/operations.md.
+  LoadGenerator load(cluster_.port(), 4, /*keep_alive=*/false);
   ASSERT_TRUE(WaitUntil([&] { return load.ok() > 200; }, absl::Seconds(10)));
 
   v1::DebugResponse session = Debug({absl::StrCat(target)});
@@ -102,6 +103,8 @@ TEST_F(DebugTest, LiveWorkerUnderLoadIsReplacedAndGdbReadsItsBacktrace) {
   std::optional<v1::Worker> debugging = Debugging();
   ASSERT_TRUE(debugging.has_value());
   EXPECT_EQ(debugging->pid(), target);
+  EXPECT_TRUE(absl::StrContains(HttpGet(cluster_.mon_port(), "/metrics").body,
+                                "cluster2_debug_session_open 1\n"));
   uint64_t before = load.ok();
   ASSERT_TRUE(
       WaitUntil([&] { return load.ok() > before + 200; }, absl::Seconds(10)));
@@ -121,6 +124,8 @@ TEST_F(DebugTest, LiveWorkerUnderLoadIsReplacedAndGdbReadsItsBacktrace) {
   EXPECT_TRUE(
       WaitUntil([&] { return Ready().size() == 2 && !Debugging().has_value(); },
                 absl::Seconds(10)));
+  EXPECT_TRUE(absl::StrContains(HttpGet(cluster_.mon_port(), "/metrics").body,
+                                "cluster2_debug_session_open 0\n"));
   before = load.ok();
   ASSERT_TRUE(
       WaitUntil([&] { return load.ok() > before + 100; }, absl::Seconds(10)));

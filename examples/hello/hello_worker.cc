@@ -8,7 +8,8 @@
 // It serves on the socket the master passes as fd 3, reports ready, records
 // each request for heartbeats, stops and resumes accepting when the master
 // pauses and resumes it, and on drain (from the master, or SIGTERM) stops
-// accepting, lets in-flight requests finish and exits 0.
+// accepting, lets in-flight requests finish and exits 0. A pause is
+// confirmed once its connections are closed (at most 2 s).
 //
 // Usage: cluster2-master -- hello_worker [--threads N]
 #include <microhttpd.h>
@@ -227,6 +228,19 @@ int main(int argc, char** argv) {
       [&server, &acceptors] {
         server.paused = true;
         acceptors.Stop();
+        // Confirm the pause once no connection has been open for 50 ms
+        // (keep-alive clients are told to close with their next answer),
+        // at most 2 s: a paused worker may be stopped by a debugger next,
+        // and a connection it still held would hang. libmicrohttpd offers
+        // no event for it, so this looks every 10 ms.
+        const absl::Time deadline = absl::Now() + absl::Seconds(2);
+        absl::Time last_connection = absl::Now();
+        for (absl::Time now = absl::Now();
+             now < deadline && now - last_connection < absl::Milliseconds(50);
+             now = absl::Now()) {
+          if (acceptors.Connections() > 0) last_connection = now;
+          absl::SleepFor(absl::Milliseconds(10));
+        }
       },
       [&server, &acceptors] {
         server.paused = false;

@@ -508,8 +508,8 @@ std::string MonitorServer::Metrics() {
   };
   std::vector<WorkerSnapshot> workers = supervisor_->Workers();
   std::map<std::string, int> by_state;
-  for (const char* state :
-       {"starting", "ready", "paused", "draining", "exited", "failed"}) {
+  for (const char* state : {"starting", "ready", "paused", "draining", "exited",
+                            "failed", "debugging"}) {
     by_state[state] = 0;
   }
   for (const WorkerSnapshot& worker : workers)
@@ -521,6 +521,11 @@ std::string MonitorServer::Metrics() {
     absl::StrAppend(&text, "cluster2_workers{state=\"", state, "\"} ", count,
                     "\n");
   }
+  // A debug session's process is the one in state debugging (at most one).
+  family("cluster2_debug_session_open", "gauge",
+         "1 while a debug session (cluster2ctl debug) is open.");
+  absl::StrAppend(&text, "cluster2_debug_session_open ",
+                  by_state["debugging"] > 0 ? 1 : 0, "\n");
   family("cluster2_workers_desired", "gauge",
          "The configured number of workers.");
   absl::StrAppend(&text, "cluster2_workers_desired ",
