@@ -358,6 +358,11 @@ absl::StatusOr<DebugInfo> DebugSession::StartFresh() {
   // gdbserver has forked the worker (stopped at its first instruction)
   // before it listens.
   info.pid = probes_.child(gdbserver);
+  for (absl::Time deadline = absl::Now() + absl::Seconds(1);
+       info.pid == 0 && absl::Now() < deadline;) {
+    absl::SleepFor(kProbeInterval);  // /proc shows the child a moment late
+    info.pid = probes_.child(gdbserver);
+  }
   info.executable =
       info.pid != 0 ? probes_.executable(info.pid) : options_.worker_executable;
   return info;
