@@ -125,7 +125,10 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
         with self.assertRaises(grpc.RpcError) as error:
             self.cluster.Debug(cluster_pb2.DebugRequest(pid=1), timeout=2)
-        self.assertEqual(error.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+        with self.assertRaises(grpc.RpcError) as error:
+            self.cluster.Debug(cluster_pb2.DebugRequest(end=True), timeout=2)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_health_and_reflection(self):
         # grpc.health.v1.Health/Check with an empty HealthCheckRequest; the
