@@ -27,9 +27,9 @@ class DebugTest : public ::testing::Test {
       : debug_port_(FreePort()),
         // gdb loading a worker's symbols takes a core for about a second;
         // on a 2-core machine the other workers' heartbeats can then miss
-        // the test cluster's 600 ms tolerance and the nanny kills them
-        // (seen: a ready worker killed as hung mid-gdb, its requests lost).
-        // The hang detector is not what these tests are about.
+        // a tight tolerance and the nanny kills them (seen with 600 ms: a
+        // ready worker killed as hung mid-gdb, its requests lost). The
+        // hang detector is not what these tests are about.
         cluster_(2, {absl::StrCat("--debug.webPort=", debug_port_),
                      "--nanny.tolerance=5000"}) {}
 

@@ -88,7 +88,8 @@ class EmitterStatusTest : public ::testing::Test {
     master_ = std::make_unique<Process>(std::vector<std::string>{
         BinaryPath("master/cluster2-master"), "--noWorkers=3",
         absl::StrCat("--port=", FreePort()), "--host=127.0.0.1", "--monPort=0",
-        "--runDir=" + run_dir_, "--heartbeatInterval=200", "--",
+        "--runDir=" + run_dir_, "--heartbeatInterval=200",
+        "--nanny.tolerance=3000", "--",
         BinaryPath("tests/testing/emitter_worker")});
     ASSERT_TRUE(WaitUntil(
         [&] { return access((run_dir_ + "/master.sock").c_str(), F_OK) == 0; },

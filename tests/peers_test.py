@@ -61,7 +61,7 @@ class Cluster:
         self.log = open(os.path.join(self.dir, "master.log"), "w")
         self.proc = subprocess.Popen(
             [MASTER, f"--noWorkers={workers}", f"--port={self.port}", "--host=127.0.0.1",
-             f"--monPort={self.mon_port}", f"--runDir={self.dir}/run", "--heartbeatInterval=200",
+             f"--monPort={self.mon_port}", f"--runDir={self.dir}/run", "--heartbeatInterval=200", "--nanny.tolerance=3000",
              "--", HELLO], stdout=self.log, stderr=subprocess.STDOUT)
         assert wait_until(lambda: get(f"http://127.0.0.1:{self.mon_port}/ecv")[0] == 200, 15)
 

@@ -61,7 +61,7 @@ class PythonClientTest(unittest.TestCase):
         self.log = open(os.path.join(self.dir, "master.log"), "w+")
         self.master = subprocess.Popen(
             [MASTER, "--noWorkers=2", f"--port={self.port}", "--host=127.0.0.1", "--monPort=0",
-             f"--runDir={self.dir}/run", "--heartbeatInterval=200", "--stopTimeout=5000",
+             f"--runDir={self.dir}/run", "--heartbeatInterval=200", "--nanny.tolerance=3000", "--stopTimeout=5000",
              "--", "/usr/bin/python3", PY_WORKER],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         # A channel that finds no socket backs off for seconds: connect once it exists.

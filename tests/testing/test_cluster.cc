@@ -9,15 +9,17 @@ namespace cluster2::testing {
 TestCluster::TestCluster(int workers, std::vector<std::string> flags,
                          std::string worker)
     : port_(FreePort()), mon_port_(FreePort()), run_dir_(tmp_.path() + "/run") {
-  std::vector<std::string> argv = {BinaryPath("master/cluster2-master"),
-                                   absl::StrCat("--noWorkers=", workers),
-                                   absl::StrCat("--port=", port_),
-                                   "--host=127.0.0.1",
-                                   absl::StrCat("--monPort=", mon_port_),
-                                   "--runDir=" + run_dir_,
-                                   "--cache.persistPath=" + run_dir_ + ".cache",
-                                   "--heartbeatInterval=200",
-                                   "--stopTimeout=5000"};
+  std::vector<std::string> argv = {
+      BinaryPath("master/cluster2-master"),
+      absl::StrCat("--noWorkers=", workers), absl::StrCat("--port=", port_),
+      "--host=127.0.0.1", absl::StrCat("--monPort=", mon_port_),
+      "--runDir=" + run_dir_, "--cache.persistPath=" + run_dir_ + ".cache",
+      "--heartbeatInterval=200",
+      // Hang detection after 3 s, not 3 beats:
+      // under ASan on 2 loaded cores a beat can
+      // be late by more than 600 ms. Tests of
+      // the nanny set their own tolerance.
+      "--nanny.tolerance=3000", "--stopTimeout=5000"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   argv.push_back("--");
   argv.push_back(worker.empty() ? BinaryPath("examples/hello/hello_worker")
