@@ -298,9 +298,10 @@ class Master {
         config_.cache().enable() ? run_dir_->Address(RunDirectory::kCacheSocket)
                                  : std::string());
     CLUSTER2_ASSIGN_OR_RETURN(
-        monitor_, MonitorServer::Start(mon_socket_, std::move(options),
-                                       ecv_.get(), supervisor_.get(),
-                                       registry_.get(), router_.get()));
+        monitor_,
+        MonitorServer::Start(mon_socket_, std::move(options), ecv_.get(),
+                             supervisor_.get(), registry_.get(), router_.get(),
+                             debug_.get()));
     mon_socket_ = -1;  // the monitor server owns it now
     if (config_.ecv().mode() == "monitor") {
       AppCheckOptions check = AppCheckOptionsFromConfig(config_);

@@ -25,6 +25,9 @@ MonitorRoute RouteOf(absl::string_view path, const MonitorRoutePolicy& policy) {
     return MonitorRoute::kMarkDown;
   if (path == "/api/restart") return MonitorRoute::kRestart;
   if (path == "/api/recycle") return MonitorRoute::kRecycle;
+  if (path == "/api/debug") return MonitorRoute::kDebug;
+  if (path == "/api/debug/end") return MonitorRoute::kDebugEnd;
+  if (path == "/api/stacks") return MonitorRoute::kStacks;
   if (path == "/metrics") return MonitorRoute::kMetrics;
   if (path == "/" || path == "/debug") return MonitorRoute::kPage;
   if (path == "/api/state") return MonitorRoute::kState;
@@ -36,7 +39,9 @@ MonitorRoute RouteOf(absl::string_view path, const MonitorRoutePolicy& policy) {
 
 bool ChangesState(MonitorRoute route) {
   return route == MonitorRoute::kMarkUp || route == MonitorRoute::kMarkDown ||
-         route == MonitorRoute::kRestart || route == MonitorRoute::kRecycle;
+         route == MonitorRoute::kRestart || route == MonitorRoute::kRecycle ||
+         route == MonitorRoute::kDebug || route == MonitorRoute::kDebugEnd ||
+         route == MonitorRoute::kStacks;
 }
 
 const char* AllowedMethods(MonitorRoute route) {

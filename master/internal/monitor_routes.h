@@ -3,8 +3,10 @@
 // pure function of the request's method, path and a few headers, so it is
 // unit-tested and fuzzed without a server.
 //
-// State changes (the ECV's markUp and markDown URLs, /api/markup,
-// /api/markdown, /api/restart, /api/recycle) are accepted
+// Control actions (the state changes: the ECV's markUp and markDown URLs,
+// /api/markup, /api/markdown, /api/restart, /api/recycle, /api/debug,
+// /api/debug/end; and /api/stacks, which changes no state but stops a
+// worker for up to a second and writes to the log) are accepted
 //   1. by POST only: any other method changes nothing and is answered
 //      405 with "Allow: POST";
 //   2. from a loopback address, unless the ECV allows remote control
@@ -41,6 +43,9 @@ enum class MonitorRoute {
   kMarkDown,  // state change: the ECV's markDown URL or /api/markdown
   kRestart,   // state change: /api/restart, a rolling restart
   kRecycle,   // state change: /api/recycle?pid=N
+  kDebug,     // state change: /api/debug?pid=N[&protocol=P] or ?fresh=1
+  kDebugEnd,  // state change: /api/debug/end
+  kStacks,    // control: /api/stacks?pid=N (stops the worker a moment)
   kMetrics,   // GET /metrics
   kPage,      // GET / or /debug, the monitor page
   kState,     // GET /api/state
@@ -93,7 +98,8 @@ inline constexpr char kControlTokenHeader[] = "X-Cluster2-Token";
 MonitorDecision ClassifyRequest(const MonitorRequest& request,
                                 const MonitorRoutePolicy& policy);
 
-// True for the routes that change state.
+// True for the control routes (POST only, under the rules above): the
+// state changes and kStacks.
 bool ChangesState(MonitorRoute route);
 
 // The value of the Allow header for a 405 on `route`.

@@ -50,7 +50,8 @@ TEST(MonitorRoutesTest, ReadsAreServedToGetAndHeadOnly) {
 TEST(MonitorRoutesTest, StateChangesAreRefusedToEveryMethodButPost) {
   for (absl::string_view path :
        {"/ecv/markUp", "/ecv/markDown", "/api/markup", "/api/markdown",
-        "/api/restart", "/api/recycle"}) {
+        "/api/restart", "/api/recycle", "/api/debug", "/api/debug/end",
+        "/api/stacks"}) {
     for (absl::string_view method : {"GET", "HEAD", "PUT", "DELETE", ""}) {
       MonitorRequest request = Post(path);
       request.method = method;
@@ -63,6 +64,36 @@ TEST(MonitorRoutesTest, StateChangesAreRefusedToEveryMethodButPost) {
     }
   }
   EXPECT_EQ(HttpStatus(MonitorVerdict::kMethodNotAllowed), 405u);
+}
+
+TEST(MonitorRoutesTest, DebugAndStacksAreControlActions) {
+  EXPECT_EQ(ClassifyRequest(Post("/api/debug"), Policy()).route,
+            MonitorRoute::kDebug);
+  EXPECT_EQ(ClassifyRequest(Post("/api/debug/end"), Policy()).route,
+            MonitorRoute::kDebugEnd);
+  EXPECT_EQ(ClassifyRequest(Post("/api/stacks"), Policy()).route,
+            MonitorRoute::kStacks);
+  EXPECT_EQ(ClassifyRequest(Post("/api/debug/"), Policy()).route,
+            MonitorRoute::kNotFound);
+  for (absl::string_view path :
+       {"/api/debug", "/api/debug/end", "/api/stacks"}) {
+    MonitorRequest browser = Post(path);
+    browser.origin = "http://127.0.0.1:8081";
+    browser.sec_fetch_site = "same-origin";
+    EXPECT_EQ(ClassifyRequest(browser, Policy()).verdict,
+              MonitorVerdict::kBrowserWithoutToken)
+        << path;
+    browser.token = kToken;
+    EXPECT_EQ(ClassifyRequest(browser, Policy()).verdict,
+              MonitorVerdict::kServe)
+        << path;
+    MonitorRequest remote = Post(path);
+    remote.from_loopback = false;
+    remote.token = kToken;
+    EXPECT_EQ(ClassifyRequest(remote, Policy()).verdict,
+              MonitorVerdict::kRemoteControlRefused)
+        << path;
+  }
 }
 
 TEST(MonitorRoutesTest, ConfiguredEcvUrlsAreRouted) {

@@ -61,6 +61,60 @@ std::string JsonString(absl::string_view text) {
   return out + "\"";
 }
 
+// The HTTP status of a DebugSession error (its codes: debug_session.h).
+unsigned HttpStatusOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+std::string ErrorJson(absl::string_view message) {
+  return absl::StrCat("{\"error\":", JsonString(message), "}");
+}
+
+// A debug session as JSON: the fields of Cluster.Debug's answer.
+std::string DebugInfoJson(const DebugInfo& info) {
+  return absl::StrCat(
+      "{\"pid\":", info.pid, ",\"supervised_pid\":", info.supervised_pid,
+      ",\"gdbserver_pid\":", info.gdbserver_pid,
+      ",\"protocol\":", JsonString(info.protocol),
+      ",\"address\":", JsonString(info.address),
+      ",\"url\":", JsonString(info.url),
+      ",\"executable\":", JsonString(info.executable),
+      ",\"fresh\":", info.fresh ? "true" : "false",
+      ",\"instructions\":", JsonString(info.Instructions()), "}");
+}
+
+std::string StackDumpJson(pid_t pid, const StackDump& dump) {
+  std::string json =
+      absl::StrFormat("{\"pid\":%d,\"gdb_time\":%.3f,\"threads\":[", pid,
+                      absl::ToDoubleSeconds(dump.gdb_time));
+  bool first_thread = true;
+  for (const ThreadStack& thread : dump.threads) {
+    absl::StrAppend(&json, first_thread ? "" : ",",
+                    "{\"number\":", thread.number, ",\"lwp\":", thread.lwp,
+                    ",\"name\":", JsonString(thread.name), ",\"frames\":[");
+    bool first_frame = true;
+    for (const std::string& frame : thread.frames) {
+      absl::StrAppend(&json, first_frame ? "" : ",", JsonString(frame));
+      first_frame = false;
+    }
+    absl::StrAppend(&json, "]}");
+    first_thread = false;
+  }
+  absl::StrAppend(&json, "]}");
+  return json;
+}
+
 bool FromLoopback(MHD_Connection* connection) {
   const MHD_ConnectionInfo* info =
       MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -281,14 +335,14 @@ class MonitorServer::EventStreams {
 
 absl::StatusOr<std::unique_ptr<MonitorServer>> MonitorServer::Start(
     int listen_fd, MonitorOptions options, Ecv* ecv, Supervisor* supervisor,
-    StatusRegistry* registry, EventRouter* router) {
+    StatusRegistry* registry, EventRouter* router, DebugSession* debug) {
   absl::StatusOr<std::string> token = NewControlToken();
   if (!token.ok()) return token.status();
   if (listen(listen_fd, 128) != 0)
     return ErrnoStatus(errno, "listen on the monitor port");
   std::unique_ptr<MonitorServer> server(
       new MonitorServer(std::move(options), *std::move(token), ecv, supervisor,
-                        registry, router));
+                        registry, router, debug));
   server->daemon_ = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME, 0,
       nullptr, nullptr, &Dispatch, server.get(), MHD_OPTION_LISTEN_SOCKET,
@@ -308,7 +362,8 @@ struct MonitorServer::CacheProbe {
 
 MonitorServer::MonitorServer(MonitorOptions options, std::string token,
                              Ecv* ecv, Supervisor* supervisor,
-                             StatusRegistry* registry, EventRouter* router)
+                             StatusRegistry* registry, EventRouter* router,
+                             DebugSession* debug)
     : options_(std::move(options)),
       policy_(PolicyFor(options_, token)),
       page_with_token_(absl::StrReplaceAll(
@@ -319,6 +374,7 @@ MonitorServer::MonitorServer(MonitorOptions options, std::string token,
       supervisor_(supervisor),
       registry_(registry),
       router_(router),
+      debug_(debug),
       event_streams_(std::make_unique<EventStreams>(this)) {
   if (!options_.cache_address.empty()) {
     // Scrapes come before the cache server is up, and after its restarts:
@@ -423,6 +479,10 @@ int MonitorServer::Handle(Request& request) {
       }
       return Respond(connection, 202, "recycle begun\n", "text/plain");
     }
+    case MonitorRoute::kDebug:
+    case MonitorRoute::kDebugEnd:
+    case MonitorRoute::kStacks:
+      return ServeDebug(connection, decision.route);
     case MonitorRoute::kMetrics:
       return Respond(connection, 200, Metrics(), "text/plain; version=0.0.4");
     case MonitorRoute::kPage: {
@@ -443,6 +503,54 @@ int MonitorServer::Handle(Request& request) {
       break;
   }
   return Respond(connection, 404, "not found\n", "text/plain");
+}
+
+int MonitorServer::ServeDebug(MHD_Connection* connection, MonitorRoute route) {
+  auto argument = [connection](const char* name) -> const char* {
+    return MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, name);
+  };
+  const char* pid_text = argument("pid");
+  std::optional<int> pid =
+      pid_text == nullptr ? std::nullopt : ParsePid(pid_text);
+  const char* fresh = argument("fresh");
+  const bool is_fresh = fresh != nullptr && absl::string_view(fresh) == "1";
+  if (route == MonitorRoute::kStacks && !pid.has_value()) {
+    return Respond(connection, 400, ErrorJson("pid=N is required"),
+                   "application/json");
+  }
+  if (route == MonitorRoute::kDebug && pid.has_value() == is_fresh) {
+    return Respond(connection, 400, ErrorJson("give one of pid=N and fresh=1"),
+                   "application/json");
+  }
+  // Each waits for seconds on a libmicrohttpd thread: one at a time.
+  if (debug_busy_.exchange(true)) {
+    return Respond(connection, 409,
+                   ErrorJson("another debug or stacks request is running"),
+                   "application/json");
+  }
+  unsigned status = 200;
+  std::string body;
+  if (route == MonitorRoute::kStacks) {
+    absl::StatusOr<StackDump> dump = debug_->Stacks(*pid);
+    status = dump.ok() ? 200 : HttpStatusOf(dump.status());
+    body = dump.ok() ? StackDumpJson(*pid, *dump)
+                     : ErrorJson(dump.status().message());
+  } else {
+    absl::StatusOr<DebugInfo> info;
+    if (route == MonitorRoute::kDebugEnd) {
+      info = debug_->End();
+    } else if (is_fresh) {
+      info = debug_->OpenFresh();
+    } else {
+      const char* protocol = argument("protocol");
+      info = debug_->Open(*pid, protocol == nullptr ? "" : protocol);
+    }
+    status = info.ok() ? 200 : HttpStatusOf(info.status());
+    body =
+        info.ok() ? DebugInfoJson(*info) : ErrorJson(info.status().message());
+  }
+  debug_busy_.store(false);
+  return Respond(connection, status, body, "application/json");
 }
 
 int MonitorServer::OpenEventStream(MHD_Connection* connection) {
@@ -496,7 +604,10 @@ std::string MonitorServer::StateJson() {
     absl::StrAppend(&json, first ? "" : ",", JsonString(name));
     first = false;
   }
-  absl::StrAppend(&json, "]}");
+  // The open debug session, so every page shows how to connect.
+  std::optional<DebugInfo> session = debug_->Current();
+  absl::StrAppend(&json, "],\"debug\":",
+                  session.has_value() ? DebugInfoJson(*session) : "null", "}");
   return json;
 }
 

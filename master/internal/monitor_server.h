@@ -7,6 +7,9 @@
 //   GET  /api/state              workers, ECV and statuses as JSON
 //   GET  /api/events             the same, pushed as server-sent events
 //   POST /api/restart, /api/recycle?pid=N, /api/markup, /api/markdown
+//   POST /api/debug?pid=N[&protocol=P], /api/debug?fresh=1, /api/debug/end
+//                                open / end the debug session (JSON)
+//   POST /api/stacks?pid=N       every thread's stack of a worker (JSON)
 //
 // Who may change state (monitor_routes.h has the rule): POST only (405 with
 // "Allow: POST" otherwise), from loopback unless `allow_remote_control`,
@@ -17,7 +20,11 @@
 // Limits, so that a flood of connections cannot silence the ECV:
 //   - epoll, so descriptors past 1,024 are served (select cannot);
 //   - kThreadPoolSize threads serve every connection; none ever waits on a
-//     stream (a handler blocks at most on /metrics' 300 ms cache probe);
+//     stream. A handler blocks at most on /metrics' 300 ms cache probe,
+//     except /api/debug and /api/stacks, which wait for DebugSession (up
+//     to its timeouts, seconds): one of them at a time (409 "busy" for
+//     another), so at least kThreadPoolSize - 1 threads keep serving
+//     (the connections libmicrohttpd gave to the busy thread wait too);
 //   - at most kMaxConnections connections at once (fewer if the descriptor
 //     limit is low: half of it) and kMaxConnectionsPerAddress from one
 //     client address: a flood from one address leaves the load balancer's
@@ -37,11 +44,13 @@
 #ifndef CLUSTER2_MASTER_INTERNAL_MONITOR_SERVER_H_
 #define CLUSTER2_MASTER_INTERNAL_MONITOR_SERVER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
 #include "master/internal/monitor_routes.h"
@@ -71,10 +80,11 @@ struct MonitorOptions {
 class MonitorServer {
  public:
   // Serves on `listen_fd` (bound; this calls listen) until destroyed.
-  // Borrows the other arguments.
+  // Borrows the other arguments, which must outlive it. `debug` serves
+  // /api/debug and /api/stacks, the same object as Cluster.Debug's.
   static absl::StatusOr<std::unique_ptr<MonitorServer>> Start(
       int listen_fd, MonitorOptions options, Ecv* ecv, Supervisor* supervisor,
-      StatusRegistry* registry, EventRouter* router);
+      StatusRegistry* registry, EventRouter* router, DebugSession* debug);
   ~MonitorServer();
 
   // The limits described above.
@@ -96,7 +106,11 @@ class MonitorServer {
  private:
   MonitorServer(MonitorOptions options, std::string token, Ecv* ecv,
                 Supervisor* supervisor, StatusRegistry* registry,
-                EventRouter* router);
+                EventRouter* router, DebugSession* debug);
+
+  // The answers to /api/debug, /api/debug/end and /api/stacks: JSON, or
+  // 409 if another of them is running.
+  int ServeDebug(MHD_Connection* connection, MonitorRoute route);
 
   // The answer to a /api/events request: a stream, or 503 past the limit.
   int OpenEventStream(MHD_Connection* connection);
@@ -115,6 +129,9 @@ class MonitorServer {
   Supervisor* const supervisor_;
   StatusRegistry* const registry_;
   EventRouter* const router_;
+  DebugSession* const debug_;
+  // Whether a debug or stacks request is running (one at a time).
+  std::atomic<bool> debug_busy_{false};
   class EventStreams;  // the suspended streams and "monitor-events"
   std::unique_ptr<EventStreams> event_streams_;
   MHD_Daemon* daemon_ = nullptr;             // stopped after event_streams_
