@@ -13,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +38,7 @@ using ::cluster2::testing::CommandResult;
 using ::cluster2::testing::FreePort;
 using ::cluster2::testing::HttpGet;
 using ::cluster2::testing::Process;
+using ::cluster2::testing::ProcessAlive;
 using ::cluster2::testing::RunCommand;
 using ::cluster2::testing::TempDir;
 using ::cluster2::testing::WaitUntil;
@@ -322,6 +324,104 @@ TEST(MonitorTest, StateChangesNeedAPostAndABrowserNeedsTheToken) {
   // A script's plain POST (curl -X POST): no browser headers, no token.
   EXPECT_EQ(HttpRequest(port, "POST", "/ecv/markUp").status, 200);
   EXPECT_EQ(HttpGet(port, "/ecv").status, 200);
+}
+
+// The pid of the worker in state debugging, 0 if none (cluster2ctl workers
+// -o json).
+int DebuggingPid(Cluster& cluster) {
+  for (const v1::Worker& worker : cluster.Workers()) {
+    if (worker.state() == v1::WORKER_STATE_DEBUGGING) return worker.pid();
+  }
+  return 0;
+}
+
+TEST(MonitorTest, DebugAndStacksArePostsWithTheTokenAndAnswerJson) {
+  const int debug_port = FreePort();
+  const std::string address = absl::StrCat("127.0.0.1:", debug_port);
+  // gdb loading symbols takes a core for about a second: a tight nanny
+  // tolerance would kill the other worker as hung (debug_test.cc).
+  Cluster cluster(2, {absl::StrCat("--debug.webPort=", debug_port),
+                      "--nanny.tolerance=5000"});
+  std::set<int> pids = cluster.WaitReady(2);
+  ASSERT_EQ(pids.size(), 2u) << cluster.master().Stderr();
+  const int port = cluster.mon_port();
+  const int target = *pids.begin();
+  const int other = *pids.rbegin();
+  const std::string token = PageToken(HttpGet(port, "/").body);
+  ASSERT_EQ(token.size(), 32u);
+  const std::vector<std::string> page = {
+      absl::StrCat("Origin: http://127.0.0.1:", port),
+      "Sec-Fetch-Site: same-origin", "X-Cluster2-Token: " + token};
+  auto post = [&](const std::string& path) {
+    return HttpRequest(port, "POST", path, page, absl::Seconds(40));
+  };
+  const std::string debug_target = absl::StrCat("/api/debug?pid=", target);
+
+  // A GET, or a browser's POST without the token, changes nothing.
+  RawResponse get = HttpRequest(port, "GET", debug_target);
+  EXPECT_EQ(get.status, 405);
+  EXPECT_TRUE(absl::StrContains(get.head, "\r\nAllow: POST")) << get.head;
+  EXPECT_EQ(
+      HttpRequest(port, "GET", absl::StrCat("/api/stacks?pid=", other)).status,
+      405);
+  EXPECT_EQ(
+      HttpRequest(port, "POST", debug_target, {"Origin: http://evil.example"})
+          .status,
+      403);
+  EXPECT_EQ(DebuggingPid(cluster), 0);
+  EXPECT_TRUE(
+      absl::StrContains(HttpGet(port, "/api/state").body, "\"debug\":null"));
+  EXPECT_EQ(post("/api/debug").status, 400);
+  EXPECT_EQ(post("/api/debug?pid=999999").status, 404);
+
+  // The page's POST opens a session: the address and how to connect.
+  RawResponse opened = post(debug_target);
+  ASSERT_EQ(opened.status, 200) << opened.body << cluster.master().Stderr();
+  EXPECT_TRUE(absl::StartsWith(opened.body, absl::StrCat("{\"pid\":", target)))
+      << opened.body;
+  EXPECT_TRUE(absl::StrContains(opened.body,
+                                absl::StrCat("\"address\":\"", address, "\"")))
+      << opened.body;
+  EXPECT_TRUE(absl::StrContains(
+      opened.body, absl::StrCat("gdb -ex 'target remote ", address, "'")))
+      << opened.body;
+  EXPECT_EQ(DebuggingPid(cluster), target);
+  // Every page sees it.
+  EXPECT_TRUE(absl::StrContains(HttpGet(port, "/api/state").body,
+                                absl::StrCat("\"debug\":{\"pid\":", target)));
+
+  // One session at a time; the refusal says which is open.
+  const std::string open_reason =
+      absl::StrCat("a debug session is open: pid ", target, " on ", address);
+  for (const std::string& path : {absl::StrCat("/api/debug?pid=", other),
+                                  std::string("/api/debug?fresh=1")}) {
+    RawResponse refused = post(path);
+    EXPECT_EQ(refused.status, 409) << path;
+    EXPECT_TRUE(absl::StrContains(refused.body, open_reason)) << refused.body;
+  }
+  // Its debugger has the session's process.
+  EXPECT_EQ(post(absl::StrCat("/api/stacks?pid=", target)).status, 409);
+
+  // The stacks of another worker: its threads, by name.
+  RawResponse stacks = post(absl::StrCat("/api/stacks?pid=", other));
+  ASSERT_EQ(stacks.status, 200) << stacks.body;
+  for (const char* name :
+       {"\"name\":\"c2-heartbeat\"", "\"name\":\"hello_worker\""}) {
+    EXPECT_TRUE(absl::StrContains(stacks.body, name)) << name << stacks.body;
+  }
+  EXPECT_TRUE(absl::StrContains(stacks.body, "\"frames\":[\"#0 "))
+      << stacks.body;
+
+  // The end: the process is killed, the state shows no session.
+  RawResponse ended = post("/api/debug/end");
+  EXPECT_EQ(ended.status, 200) << ended.body;
+  EXPECT_TRUE(absl::StartsWith(ended.body, absl::StrCat("{\"pid\":", target)));
+  EXPECT_TRUE(
+      WaitUntil([&] { return !ProcessAlive(target); }, absl::Seconds(10)));
+  EXPECT_TRUE(
+      absl::StrContains(HttpGet(port, "/api/state").body, "\"debug\":null"));
+  RawResponse none = post("/api/debug/end");
+  EXPECT_EQ(none.status, 404) << none.body;
 }
 
 // Raises this process's soft limit on open files to the hard one: a flood
