@@ -21,6 +21,7 @@ import urllib.request
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
 sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
 MASTER = os.path.join(RUNFILES, "master/cluster2-master")
+CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
 PY_WORKER = os.path.join(RUNFILES, "examples/python/hello_worker.py")
 GEN_STUBS = os.path.join(RUNFILES, "examples/python/gen_stubs.sh")
 
@@ -52,17 +53,47 @@ def wait_until(condition, timeout):
     return False
 
 
+def accepts(host, port):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def read_dap_response(connection, command):
+    """Reads DAP messages (Content-Length framed) from `connection` until the
+    response to `command`; returns it as a dict. Raises on EOF or timeout."""
+    data = b""
+    while True:
+        header_end = data.find(b"\r\n\r\n")
+        if header_end >= 0:
+            headers = dict(line.split(b":", 1) for line in data[:header_end].split(b"\r\n"))
+            length = int(headers[b"Content-Length"])
+            if len(data) >= header_end + 4 + length:
+                message = json.loads(data[header_end + 4:header_end + 4 + length])
+                data = data[header_end + 4 + length:]
+                if message.get("type") == "response" and message.get("command") == command:
+                    return message
+                continue
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise EOFError(f"the debugger closed before answering {command}")
+        data += chunk
+
+
 class PythonClientTest(unittest.TestCase):
     def setUp(self):
         self.channel = None
         self.dir = tempfile.mkdtemp(prefix="c2t-", dir="/tmp")
         self.port = free_port()
+        self.debug_port = free_port()
         env = dict(os.environ, PYTHONPATH=STUBS)
         self.log = open(os.path.join(self.dir, "master.log"), "w+")
         self.master = subprocess.Popen(
             [MASTER, "--noWorkers=2", f"--port={self.port}", "--host=127.0.0.1", "--monPort=0",
              f"--runDir={self.dir}/run", "--heartbeatInterval=200", "--nanny.tolerance=3000", "--stopTimeout=5000",
-             "--", "/usr/bin/python3", PY_WORKER],
+             f"--debug.webPort={self.debug_port}", "--", "/usr/bin/python3", PY_WORKER],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         # A channel that finds no socket backs off for seconds: connect once it exists.
         socket_path = f"{self.dir}/run/master.sock"
@@ -85,6 +116,14 @@ class PythonClientTest(unittest.TestCase):
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
+
+    def ctl(self, *args):
+        """Runs cluster2ctl ARGS against this cluster; the finished process."""
+        return subprocess.run([CTL, "--run-dir", f"{self.dir}/run", *args], capture_output=True,
+                              text=True, timeout=30)
+
+    def workers(self):
+        return self.cluster.ListWorkers(cluster_pb2.ListWorkersRequest(), timeout=2).workers
 
     def ready_workers(self):
         try:
@@ -260,6 +299,52 @@ class PythonClientTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as error:
             cache.Get(cache_pb2.GetRequest(namespace="nope", key=b"k"), timeout=5)
         self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_debugpy_session(self):
+        """`cluster2ctl debug PID` on a Python worker: the master pauses it,
+        moves it out of its slot (a replacement serves) and the worker opens
+        debugpy, which answers DAP; `debug --end` ends the process."""
+        target = self.workers()[0].pid
+        opened = self.ctl("debug", str(target), "-o", "json")
+        self.assertEqual(opened.returncode, 0, opened.stderr + self.master_log())
+        session = json.loads(opened.stdout)
+        self.assertEqual(session["protocol"], "debugpy")
+        self.assertEqual(session["pid"], target)
+        self.assertEqual(session["url"], f"tcp://127.0.0.1:{self.debug_port}")
+        self.assertEqual(session["address"], f"127.0.0.1:{self.debug_port}")
+        self.assertEqual(session.get("gdbserverPid", 0), 0)  # no gdbserver
+
+        host, port = session["url"][len("tcp://"):].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as dap:
+            dap.settimeout(10)
+            body = json.dumps({"seq": 1, "type": "request", "command": "initialize",
+                               "arguments": {"adapterID": "test"}}).encode()
+            dap.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            answer = read_dap_response(dap, "initialize")
+        self.assertTrue(answer["success"], answer)
+        self.assertEqual(answer["request_seq"], 1)
+
+        # A replacement took the slot: two ready workers, the debugged one
+        # listed apart, and the HTTP port served by the others only.
+        self.assertTrue(wait_until(lambda: self.ready_workers() == 2, 15), self.master_log())
+        states = {w.pid: w.state for w in self.workers()}
+        self.assertEqual(states[target], common_pb2.WORKER_STATE_DEBUGGING)
+        for _ in range(10):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=5) as reply:
+                self.assertNotEqual(int(reply.read().decode().split()[4]), target)
+
+        ended = self.ctl("debug", "--end", "-o", "json")
+        self.assertEqual(ended.returncode, 0, ended.stderr)
+        self.assertEqual(json.loads(ended.stdout)["pid"], target)
+        # Gone and reaped (no /proc entry), and debugpy's adapter with it:
+        # the port is free again.
+        self.assertTrue(wait_until(lambda: not os.path.exists(f"/proc/{target}"), 10))
+        self.assertNotIn(target, [w.pid for w in self.workers()])
+        self.assertTrue(wait_until(lambda: not accepts(host, int(port)), 10))
+        self.assertEqual(self.ready_workers(), 2)
+        shown = self.ctl("debug")
+        self.assertEqual(shown.returncode, 1, shown.stdout)
+        self.assertIn("no debug session is open", shown.stderr)
 
     def test_effective_config_and_shutdown(self):
         config = self.cluster.GetConfig(cluster_pb2.GetConfigRequest(), timeout=2).config
