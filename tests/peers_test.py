@@ -315,6 +315,12 @@ class BrowserTest(unittest.TestCase):
             tools.evaluate("document.getElementById('markup').click()")
             self.assertTrue(wait_until(
                 lambda: tools.evaluate("document.getElementById('ecv').textContent") == "up", 10))
+            # A worker's "stacks" button: gdb's view of its threads, by name.
+            tools.evaluate("document.querySelector('#workers tbody tr button.stacks').click()")
+            names = "Array.from(document.querySelectorAll('#stacks .thread-name')).map(h => h.textContent)"
+            self.assertTrue(wait_until(
+                lambda: any('"c2-heartbeat"' in n for n in tools.evaluate(names) or []), 40),
+                (tools.evaluate(names), tools.evaluate("document.getElementById('error').textContent")))
             shot = tools.call("Page.captureScreenshot", format="png")["data"]
             with open(os.path.join(OUTPUTS, "monitor_page.png"), "wb") as png:
                 png.write(base64.b64decode(shot))

@@ -2,7 +2,10 @@
 // no build step. It renders /api/state and follows /api/events; its buttons
 // POST with the control token (monitor_routes.h), which MonitorServer puts
 // in place of kMonitorPageTokenPlaceholder (or an empty string, for a Host
-// that may not have it: then the buttons say so).
+// that may not have it: then the buttons say so). Per worker: recycle,
+// debug, stacks (threads and frames shown below the table) and, on the
+// debugged worker, end debug; the open debug session and how to connect
+// come with the state, so every open page shows them.
 #ifndef CLUSTER2_MASTER_INTERNAL_MONITOR_PAGE_H_
 #define CLUSTER2_MASTER_INTERNAL_MONITOR_PAGE_H_
 
@@ -28,35 +31,99 @@ inline constexpr char kMonitorPage[] = R"HTML(<!doctype html>
   button { margin-right: .5em; }
   #updated { color: #888; font-size: 12px; }
   #error { color: #c00; }
+  .state-debugging { color: #06c; font-weight: bold; }
+  #debug-session { border: 1px solid #06c; padding: 0 1em 1em; margin: 1em 0; }
+  pre { background: #f8f8f8; padding: .5em; overflow-x: auto; margin: .2em 0 .8em; }
+  .thread-name { font-size: 14px; margin: .6em 0 0; }
 </style>
 </head>
 <body>
 <h1>cluster2 <span id="name"></span></h1>
 <p>ECV: <span id="ecv">?</span> <span id="ecv-by"></span>
   <button id="markup">markUp</button><button id="markdown">markDown</button>
-  <button id="restart">rolling restart</button> <span id="error"></span></p>
+  <button id="restart">rolling restart</button>
+  <button id="debug-fresh">debug fresh</button> <span id="error"></span></p>
+<section id="debug-session" hidden>
+  <h2>debug session</h2>
+  <p>pid <span id="debug-pid"></span>, <span id="debug-protocol"></span> on
+    <code id="debug-address"></code> <button id="debug-end">end debug</button></p>
+  <pre id="debug-instructions"></pre>
+</section>
 <table id="workers">
   <thead><tr><th>slot</th><th>pid</th><th>state</th><th>uptime</th><th>restarts</th>
   <th>rss</th><th>cpu</th><th>requests</th><th>lag</th><th>note</th><th></th></tr></thead>
   <tbody></tbody>
 </table>
+<section id="stacks" hidden>
+  <h2 id="stacks-title"></h2>
+  <div id="stacks-threads"></div>
+</section>
 <h2>statuses</h2>
 <ul id="statuses"></ul>
 <p id="updated"></p>
 <script>
 var token = document.querySelector('meta[name="cluster2-token"]').content;
-// A state change: POST with the control token; a refusal is shown.
-function control(url) {
+// A control action: POST with the control token; a refusal is shown, a
+// JSON answer goes to onJson.
+function control(url, onJson) {
+  var error = document.getElementById('error');
   if (!token) {
-    document.getElementById('error').textContent =
+    error.textContent =
         'open this page by IP address, localhost or the host name to use the buttons';
     return;
   }
+  error.textContent = '';
   fetch(url, {method: 'POST', headers: {'X-Cluster2-Token': token}}).then(function (r) {
     return r.text().then(function (text) {
-      document.getElementById('error').textContent = r.ok ? '' : r.status + ' ' + text;
+      var json = null;
+      try { json = JSON.parse(text); } catch (e) {}
+      if (!r.ok) {
+        error.textContent = r.status + ' ' + (json && json.error ? json.error : text);
+      } else if (onJson && json) {
+        onJson(json);
+      }
     });
   });
+}
+function text(id, value) { document.getElementById(id).textContent = value; }
+// The open debug session (null: none): where and how to connect.
+function renderDebug(session) {
+  document.getElementById('debug-session').hidden = !session;
+  if (!session) return;
+  text('debug-pid', session.pid || session.supervised_pid);
+  text('debug-protocol', session.protocol + (session.fresh ? ' (fresh worker)' : ''));
+  text('debug-address', session.protocol === 'gdb' ? session.address : session.url);
+  text('debug-instructions', session.instructions);
+}
+// A worker's stacks: each thread's name and frames, innermost first.
+function renderStacks(dump) {
+  text('stacks-title', 'stacks of pid ' + dump.pid + ' (' + dump.threads.length +
+       ' threads, stopped for at most ' + Number(dump.gdb_time).toFixed(2) + ' s)');
+  var list = document.getElementById('stacks-threads');
+  list.innerHTML = '';
+  dump.threads.forEach(function (t) {
+    var h = document.createElement('h3');
+    h.className = 'thread-name';
+    h.textContent = 'Thread ' + t.number + ' "' + t.name + '" (LWP ' + t.lwp + ')';
+    var pre = document.createElement('pre');
+    pre.textContent = t.frames.join('\n');
+    list.appendChild(h);
+    list.appendChild(pre);
+  });
+  document.getElementById('stacks').hidden = false;
+}
+function stacks(pid) {
+  text('stacks-title', 'stacks of pid ' + pid + ': gdb is reading them...');
+  document.getElementById('stacks-threads').innerHTML = '';
+  document.getElementById('stacks').hidden = false;
+  control('/api/stacks?pid=' + pid, renderStacks);
+}
+function button(td, label, onclick) {
+  var b = document.createElement('button');
+  b.textContent = label;
+  b.className = label.replace(' ', '-');
+  b.onclick = onclick;
+  td.appendChild(b);
 }
 function mib(b) { return b ? (b / 1048576).toFixed(1) + ' MiB' : '-'; }
 function secs(s) { return s === undefined ? '-' : Number(s).toFixed(1) + ' s'; }
@@ -79,11 +146,12 @@ function render(state) {
       tr.appendChild(td);
     });
     var td = document.createElement('td');
-    if (w.pid) {
-      var b = document.createElement('button');
-      b.textContent = 'recycle';
-      b.onclick = function () { control('/api/recycle?pid=' + w.pid); };
-      td.appendChild(b);
+    if (w.pid && w.state === 'debugging') {
+      button(td, 'end debug', function () { control('/api/debug/end', function () { renderDebug(null); }); });
+    } else if (w.pid) {
+      button(td, 'recycle', function () { control('/api/recycle?pid=' + w.pid); });
+      button(td, 'debug', function () { control('/api/debug?pid=' + w.pid, renderDebug); });
+      button(td, 'stacks', function () { stacks(w.pid); });
     }
     tr.appendChild(td);
     body.appendChild(tr);
@@ -95,11 +163,18 @@ function render(state) {
     li.textContent = s;
     list.appendChild(li);
   });
+  renderDebug(state.debug);
   document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 ['markup', 'markdown', 'restart'].forEach(function (action) {
   document.getElementById(action).onclick = function () { control('/api/' + action); };
 });
+document.getElementById('debug-fresh').onclick = function () {
+  control('/api/debug?fresh=1', renderDebug);
+};
+document.getElementById('debug-end').onclick = function () {
+  control('/api/debug/end', function () { renderDebug(null); });
+};
 fetch('/api/state').then(function (r) { return r.json(); }).then(render);
 var events = new EventSource('/api/events');
 events.onmessage = function (e) { render(JSON.parse(e.data)); };
