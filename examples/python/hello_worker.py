@@ -42,6 +42,9 @@ PAUSE_CONNECTIONS_TIMEOUT = 3.0
 # A connection that has not sent its first request yet is given this long
 # before a pause or drain closes it as idle (its request may be on the way).
 FIRST_REQUEST_GRACE = 1.0
+# While pausing or draining, a keep-alive connection without a request for
+# this long is closed; a busier one is answered with Connection: close.
+IDLE_BEFORE_CLOSE = 0.2
 
 
 class Connections:
@@ -138,20 +141,23 @@ class Connections:
         finally:
             connection.setblocking(True)
         while True:
-            readable, _, _ = select.select([connection, self._closing_r], [], [],
-                                           FIRST_REQUEST_GRACE)
+            readable, _, _ = select.select([connection, self._closing_r], [], [])
             if connection in readable:
                 return True
             with self.cond:
-                if self.closing and (handler.served > 0 or
-                                     time.monotonic() - handler.opened >= FIRST_REQUEST_GRACE):
+                if not self.closing:
+                    continue  # a resume emptied the pipe meanwhile
+            # Closing. A client still using this connection sends its next
+            # request soon and is answered with Connection: close; one idle
+            # for longer is closed (the keep-alive race any HTTP client
+            # handles). A new connection's first request may be on the way.
+            patience = IDLE_BEFORE_CLOSE if handler.served else FIRST_REQUEST_GRACE
+            remaining = handler.last_active + patience - time.monotonic()
+            if remaining > 0 and select.select([connection], [], [], remaining)[0]:
+                return True
+            with self.cond:
+                if self.closing:
                     return False
-            if self._closing_r in readable and not handler.served:
-                # Closing, but this new connection's first request may be on
-                # the way: wait for it (at most FIRST_REQUEST_GRACE).
-                remaining = handler.opened + FIRST_REQUEST_GRACE - time.monotonic()
-                if select.select([connection], [], [], max(remaining, 0))[0]:
-                    return True
 
     def accepted(self):
         with self.cond:
@@ -178,7 +184,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        self.opened = time.monotonic()
+        self.last_active = time.monotonic()  # opened, or last answered
         self.served = 0
 
     def handle_one_request(self):
@@ -193,6 +199,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         finally:
             answered = bool(self.raw_requestline)  # not the client's close
             self.served += answered
+            self.last_active = time.monotonic()
             connections.request_finished(answered)
 
     def do_GET(self):
