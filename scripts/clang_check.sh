@@ -4,6 +4,12 @@
 # `bazel test //...` is not reconfigured. Exit status: the build's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/source_packages.sh
+. scripts/source_packages.sh
 output_base=${CLANG_OUTPUT_BASE:-$HOME/.cache/cluster2-clang-bazel}
+if [ $# -eq 0 ]; then
+  # shellcheck disable=SC2046
+  set -- $(source_packages)
+fi
 exec bazel --output_base="$output_base" build --config=clang --symlink_prefix=/ \
-  "${@:-//...}"
+  "$@"

@@ -15,8 +15,11 @@ out=${FUZZ_OUT:-/tmp/cluster2-fuzz}
 output_base=${FUZZ_OUTPUT_BASE:-$HOME/.cache/cluster2-fuzz-bazel}
 mkdir -p "$out"
 
+# shellcheck source=scripts/source_packages.sh
+. scripts/source_packages.sh
 bazel_fuzz=(bazel --output_base="$output_base")
-targets=$("${bazel_fuzz[@]}" query 'attr(name, "_fuzzer$", //...)' 2>/dev/null)
+packages=$(source_packages | paste -sd+ -)
+targets=$("${bazel_fuzz[@]}" query "attr(name, \"_fuzzer\$\", $packages)" 2>/dev/null)
 if [ -z "$targets" ]; then
   echo "fuzz: no *_fuzzer targets found"
   echo "fuzz: 0 passed, 1 failed"
