@@ -28,9 +28,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "cache_client/cache.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
-#include "cache_client/cache.h"
 
 namespace {
 

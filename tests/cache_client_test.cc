@@ -21,9 +21,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "cache_client/cache.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
-#include "cache_client/cache.h"
 
 namespace cluster2 {
 namespace {

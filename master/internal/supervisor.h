@@ -285,6 +285,8 @@ class Supervisor {
  private:
   // Process::slot of a fresh debug worker.
   static constexpr unsigned kNoSlot = ~0u;
+  // "worker <slot> pid <pid>", as the log names a worker.
+  static std::string WorkerName(unsigned slot, pid_t pid);
 
   struct Process {
     pid_t pid = 0;
