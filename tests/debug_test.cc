@@ -24,7 +24,7 @@ constexpr char kGdb[] = "/usr/bin/gdb";
 class DebugTest : public ::testing::Test {
  protected:
   DebugTest()
-      : debug_port_(FreePort()),
+      : debug_port_(FreePortBelowEphemeral()),
         // gdb loading a worker's symbols takes a core for about a second;
         // on a 2-core machine the other workers' heartbeats can then miss
         // a tight tolerance and the nanny kills them (seen with 600 ms: a
@@ -58,7 +58,8 @@ class DebugTest : public ::testing::Test {
     args.insert(args.begin(), "debug");
     args.insert(args.end(), {"-o", "json"});
     CommandResult result = cluster_.Ctl(args);
-    EXPECT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_EQ(result.exit_code, 0) << result.err << "\n"
+                                   << cluster_.master().Stderr();
     v1::DebugResponse response;
     EXPECT_TRUE(
         google::protobuf::util::JsonStringToMessage(result.out, &response).ok())

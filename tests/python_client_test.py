@@ -8,6 +8,7 @@ standard health service and server reflection (raw bytes, no stubs needed).
 """
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,6 +43,22 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_below_ephemeral():
+    """A free port below ip_local_port_range, for a server that binds it only
+    later (the debugger): an ephemeral port can meanwhile be taken by any
+    outgoing connection of a concurrent test."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for port in random.sample(range(10000, max(low, 11000)), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def wait_until(condition, timeout):
@@ -87,7 +104,7 @@ class PythonClientTest(unittest.TestCase):
         self.channel = None
         self.dir = tempfile.mkdtemp(prefix="c2t-", dir="/tmp")
         self.port = free_port()
-        self.debug_port = free_port()
+        self.debug_port = free_port_below_ephemeral()
         env = dict(os.environ, PYTHONPATH=STUBS)
         self.log = open(os.path.join(self.dir, "master.log"), "w+")
         self.master = subprocess.Popen(

@@ -39,6 +39,11 @@ class TempDir {
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 
+// The same, below the kernel's ephemeral range (ip_local_port_range), for
+// a server that binds it only later (a debugger): an ephemeral port can be
+// taken in the meantime by any outgoing connection of a concurrent test.
+int FreePortBelowEphemeral();
+
 // A child process with stdout and stderr captured to files.
 class Process {
  public:
