@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -146,7 +147,8 @@ absl::Status CheckIntegerLiterals(absl::string_view json) {
         std::vector<std::string> field = path;
         if (!nesting.empty() && nesting.back() == '{')
           field.push_back(last_key);
-        return FieldError(absl::StrJoin(field, "."),
+        // The key is the file's text, escaped: an error is one line.
+        return FieldError(absl::CHexEscape(absl::StrJoin(field, ".")),
                           absl::StrCat("must be a whole number, not ", number));
       }
       i = end - 1;

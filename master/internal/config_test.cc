@@ -74,6 +74,9 @@ TEST(ParseConfigJsonTest, RefusesNumbersThatAreNotWholeNumbers) {
       R"({"name": "v1.0e3", "command": ["w", "2.5"], "noWorkers": 12})");
   ASSERT_TRUE(fine.ok()) << fine.status();
   EXPECT_EQ(fine->no_workers(), 12u);
+  // A key with a raw newline (found by libFuzzer): still one line.
+  absl::Status odd = ParseConfigJson("{\"a\nb\": 1.5}").status();
+  EXPECT_EQ(odd.message(), "field 'a\\nb': must be a whole number, not 1.5");
   v1::ClusterConfig flags;
   absl::Status flag = ApplyConfigFlag("noWorkers", "1e3", &flags);
   EXPECT_EQ(flag.code(), absl::StatusCode::kInvalidArgument);
