@@ -29,7 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "cache_client/internal/io_loop.h"
+#include "common/io_loop.h"
 #include "cache_client/internal/unary_calls.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 

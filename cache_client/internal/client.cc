@@ -97,6 +97,7 @@ ClientImpl::ClientImpl(CacheClientOptions options)
       client_id_(NewClientId()),
       channel_(SharedChannel(options_.address)),
       stub_(v1::Cache::NewStub(channel_)),
+      loop_("cache-io"),
       unary_(loop_),
       batcher_(loop_, *stub_, unary_, options_.max_batches_in_flight),
       hold_(loop_,

@@ -25,7 +25,7 @@
 #include "absl/time/time.h"
 #include "cache_client/cache.h"
 #include "cache_client/internal/batcher.h"
-#include "cache_client/internal/io_loop.h"
+#include "common/io_loop.h"
 #include "cache_client/internal/resumable_stream.h"
 #include "cache_client/internal/unary_calls.h"
 #include "cache_client/internal/watch.h"

@@ -14,7 +14,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "cache_client/internal/io_loop.h"
+#include "common/io_loop.h"
 #include "grpcpp/grpcpp.h"
 
 namespace cluster2::cache_internal {

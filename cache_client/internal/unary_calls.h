@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "cache_client/internal/errors.h"
-#include "cache_client/internal/io_loop.h"
+#include "common/io_loop.h"
 #include "grpcpp/grpcpp.h"
 
 namespace cluster2::cache_internal {

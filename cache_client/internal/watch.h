@@ -17,7 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cache_client/cache.h"
-#include "cache_client/internal/io_loop.h"
+#include "common/io_loop.h"
 #include "cache_client/internal/resumable_stream.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 

@@ -1,4 +1,4 @@
-#include "cache_client/internal/io_loop.h"
+#include "common/io_loop.h"
 
 #include <pthread.h>
 
@@ -7,7 +7,7 @@
 #include "absl/synchronization/notification.h"
 #include "grpc/support/time.h"
 
-namespace cluster2::cache_internal {
+namespace cluster2 {
 
 IoLoop::Timer::Timer(IoLoop& loop, std::function<void(bool)> handler)
     : loop_(loop), tag_(loop, [this, handler = std::move(handler)](bool fired) {
@@ -24,8 +24,12 @@ void IoLoop::Timer::Cancel() {
   if (set_) alarm_.Cancel();
 }
 
-IoLoop::IoLoop()
-    : wake_tag_(*this, [this](bool) {
+IoLoop::IoLoop(std::string thread_name,
+               std::unique_ptr<grpc::CompletionQueue> cq)
+    : thread_name_(std::move(thread_name)),
+      cq_(cq != nullptr ? std::move(cq)
+                        : std::make_unique<grpc::CompletionQueue>()),
+      wake_tag_(*this, [this](bool) {
         {
           absl::MutexLock lock(&mu_);
           waking_ = false;
@@ -38,7 +42,7 @@ IoLoop::IoLoop()
 IoLoop::~IoLoop() {
   // Runs what is still posted (it may only release resources now).
   RunAndWait([] {});
-  cq_.Shutdown();
+  cq_->Shutdown();
   thread_.join();
 }
 
@@ -52,7 +56,7 @@ void IoLoop::Post(std::function<void()> work) {
   if (!waking_) {
     waking_ = true;
     // Not counted in outstanding_: the loop's own, it always comes back.
-    wake_.Set(&cq_, gpr_now(GPR_CLOCK_MONOTONIC), &wake_tag_);
+    wake_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &wake_tag_);
   }
 }
 
@@ -89,10 +93,11 @@ void IoLoop::RunPosted() {
 }
 
 void IoLoop::Run() {
-  pthread_setname_np(pthread_self(), "cache-io");
+  // Linux keeps 15 bytes of a thread name.
+  pthread_setname_np(pthread_self(), thread_name_.substr(0, 15).c_str());
   void* tag;
   bool ok;
-  while (cq_.Next(&tag, &ok)) {
+  while (cq_->Next(&tag, &ok)) {
     auto* event = static_cast<Tag*>(tag);
     if (event != &wake_tag_) --outstanding_;
     event->handler_(ok);
@@ -110,4 +115,4 @@ void IoLoop::Run() {
   }
 }
 
-}  // namespace cluster2::cache_internal
+}  // namespace cluster2

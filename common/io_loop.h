@@ -1,7 +1,9 @@
-// IoLoop: the cache client's one I/O thread ("cache-io") and the gRPC
-// completion queue it drives. Every gRPC operation of a client is started
-// on this thread and its completion is handled inline on it, so the
-// client's streams and batches need no locks of their own.
+// IoLoop: one I/O thread and the gRPC completion queue it drives. Every
+// gRPC operation of its owner (the cache client's streams, the cache
+// server's calls, the master's worker sessions) is started on this thread
+// and its completion is handled inline on it: no hand-off to another thread
+// between the socket and the code that acts on a message, and no locks for
+// state only the loop touches.
 //
 // Work reaches the thread through Post: from the thread itself it runs after
 // the current event, without a wake-up; from another thread it is queued
@@ -9,10 +11,12 @@
 //
 // Thread-safe: Post and InLoop from any thread; everything else (Tag and
 // Timer operations, the completion queue) on the loop thread only.
-#ifndef CLUSTER2_CACHE_CLIENT_INTERNAL_IO_LOOP_H_
-#define CLUSTER2_CACHE_CLIENT_INTERNAL_IO_LOOP_H_
+#ifndef CLUSTER2_COMMON_IO_LOOP_H_
+#define CLUSTER2_COMMON_IO_LOOP_H_
 
 #include <functional>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,7 +26,7 @@
 #include "grpcpp/alarm.h"
 #include "grpcpp/completion_queue.h"
 
-namespace cluster2::cache_internal {
+namespace cluster2 {
 
 class IoLoop {
  public:
@@ -63,13 +67,17 @@ class IoLoop {
     bool set_ = false;
   };
 
-  // Starts the thread.
-  IoLoop();
-  // Shuts the queue down and joins the thread. Every operation started on
-  // the queue must have completed (or been cancelled) by then.
+  // Starts the thread, named `thread_name`, on `cq` (a server's
+  // ServerCompletionQueue) or on a queue of its own.
+  explicit IoLoop(std::string thread_name,
+                  std::unique_ptr<grpc::CompletionQueue> cq = nullptr);
+  // Shuts the queue down and joins the thread, which first handles every
+  // event still due. Operations started on the queue must come back by
+  // then: a client's are cancelled by their owner, a server's by
+  // grpc::Server::Shutdown, which must come first.
   ~IoLoop();
 
-  grpc::CompletionQueue* cq() { return &cq_; }
+  grpc::CompletionQueue* cq() { return cq_.get(); }
   bool InLoop() const { return std::this_thread::get_id() == thread_.get_id(); }
 
   // Runs `work` on the loop thread (see the file comment).
@@ -84,7 +92,8 @@ class IoLoop {
   void Run();
   void RunPosted();
 
-  grpc::CompletionQueue cq_;
+  const std::string thread_name_;
+  std::unique_ptr<grpc::CompletionQueue> cq_;
   // Loop thread only: work posted from the loop itself, and the number of
   // operations started with a Tag and not yet back.
   std::vector<std::function<void()>> local_;
@@ -100,6 +109,6 @@ class IoLoop {
   std::thread thread_;
 };
 
-}  // namespace cluster2::cache_internal
+}  // namespace cluster2
 
-#endif  // CLUSTER2_CACHE_CLIENT_INTERNAL_IO_LOOP_H_
+#endif  // CLUSTER2_COMMON_IO_LOOP_H_
