@@ -81,12 +81,13 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::max<size_t>(4 * options.max_value_bytes + (1 << 20), 8 << 20)));
   AllowClientKeepalive(&builder);
-  builder.RegisterService(&state->service);
+  state->service.Register(builder);
   state->server = builder.BuildAndStart();
   if (state->server == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve on unix:", options.socket_path));
   }
+  state->service.Start();
   chmod(options.socket_path.c_str(), 0600);
   State* raw = state.get();
   state->maintenance = std::thread([raw] {
@@ -104,6 +105,7 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
 CacheServer::~CacheServer() {
   state_->server->Shutdown(std::chrono::system_clock::now() +
                            std::chrono::milliseconds(200));
+  state_->service.Stop();
   state_->stop.Notify();
   state_->maintenance.join();
   state_->store.SyncAll();

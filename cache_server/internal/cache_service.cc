@@ -1,8 +1,9 @@
 #include "cache_server/internal/cache_service.h"
 
-#include <atomic>
+#include <utility>
 
 #include "cache_server/cache_errors.h"
+#include "cache_server/internal/cache_calls.h"
 #include "cache_server/internal/cache_wire.h"
 #include "common/proto_time.h"
 
@@ -12,13 +13,8 @@ namespace {
 constexpr absl::Duration kDefaultWait = absl::Seconds(10);
 constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
 
-// Finishes a unary call at once with `status`.
-grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context,
-                                   const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(WireStatus(context, status));
-  return reactor;
-}
+using cache_calls::Call;
+using v1::Cache;
 
 absl::Status PlainGet(CacheStore* store, const v1::GetRequest& request,
                       v1::GetResponse* response) {
@@ -28,71 +24,6 @@ absl::Status PlainGet(CacheStore* store, const v1::GetRequest& request,
   ToProto(*got, response);
   return absl::OkStatus();
 }
-
-// One get-or-load. Answered at once on a hit or a lease; otherwise parked
-// in the store, holding no thread, until the store calls Answer (value,
-// load error, lease, HOLD_LOST, WAIT_EXPIRED) or the client goes away
-// (OnCancel). Exactly one of the two finishes the call: CancelWaiter
-// returns true only when the waiter will never be called.
-class GetOrLoadReactor final : public grpc::ServerUnaryReactor {
- public:
-  GetOrLoadReactor(CacheStore* store, grpc::CallbackServerContext* context,
-                   const v1::GetRequest* request, v1::GetResponse* response)
-      : store_(store),
-        context_(context),
-        request_(request),
-        response_(response) {}
-
-  void Start() {
-    absl::Duration ttl = request_->has_lease_ttl()
-                             ? FromProto(request_->lease_ttl())
-                             : kDefaultLeaseTtl;
-    absl::Duration wait =
-        request_->has_wait() ? FromProto(request_->wait()) : kDefaultWait;
-    uint64_t waiter_id = 0;
-    absl::StatusOr<std::optional<CacheGetResult>> got = store_->GetOrLease(
-        request_->namespace_(), request_->key(), request_->client_id(), ttl,
-        [this](absl::StatusOr<CacheGetResult> result) {
-          Answer(std::move(result));
-        },
-        &waiter_id, wait);
-    if (!got.ok()) return Finish(WireStatus(context_, got.status()));
-    if (got->has_value()) {
-      ToProto(**got, response_);
-      return Finish(grpc::Status::OK);
-    }
-    waiter_id_.store(waiter_id);
-  }
-
-  void OnCancel() override {
-    uint64_t waiter_id = waiter_id_.load();
-    if (waiter_id != 0 && store_->CancelWaiter(waiter_id))
-      Finish(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  void Answer(absl::StatusOr<CacheGetResult> result) {
-    if (!result.ok()) return Finish(WireStatus(context_, result.status()));
-    if (!result->lease_token.empty() && context_->IsCancelled()) {
-      // A lease for a caller that is gone: pass it on at once.
-      store_
-          ->ReleaseLease(request_->namespace_(), request_->key(),
-                         result->lease_token, "", /*retry=*/true)
-          .IgnoreError();
-      return Finish(grpc::Status::CANCELLED);
-    }
-    ToProto(*result, response_);
-    Finish(grpc::Status::OK);
-  }
-
-  CacheStore* const store_;
-  grpc::CallbackServerContext* const context_;
-  const v1::GetRequest* const request_;
-  v1::GetResponse* const response_;
-  std::atomic<uint64_t> waiter_id_{0};
-};
 
 absl::Status DoSet(CacheStore* store, const v1::SetRequest& request,
                    v1::SetResponse* response) {
@@ -118,76 +49,26 @@ absl::Status DoDelete(CacheStore* store, const v1::DeleteRequest& request,
   return absl::OkStatus();
 }
 
-}  // namespace
-
-grpc::ServerUnaryReactor* CacheService::Use(
-    grpc::CallbackServerContext* context, const v1::UseRequest* request,
-    v1::UseResponse* response) {
-  bool conflict = false;
-  auto used = store_->Use(request->namespace_(), FromProto(request->options()),
-                          &conflict);
-  if (used.ok()) {
-    ToProto(*used, response->mutable_options());
-    response->set_conflict(conflict);
-  }
-  return Finished(context, used.status());
-}
-
-grpc::ServerUnaryReactor* CacheService::Get(
-    grpc::CallbackServerContext* context, const v1::GetRequest* request,
-    v1::GetResponse* response) {
-  if (!request->lease())
-    return Finished(context, PlainGet(store_, *request, response));
-  auto* reactor = new GetOrLoadReactor(store_, context, request, response);
-  reactor->Start();
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CacheService::Set(
-    grpc::CallbackServerContext* context, const v1::SetRequest* request,
-    v1::SetResponse* response) {
-  return Finished(context, DoSet(store_, *request, response));
-}
-
-grpc::ServerUnaryReactor* CacheService::ReleaseLease(
-    grpc::CallbackServerContext* context,
-    const v1::ReleaseLeaseRequest* request, v1::ReleaseLeaseResponse*) {
-  return Finished(context,
-                  store_->ReleaseLease(request->namespace_(), request->key(),
-                                       request->lease_token(), request->error(),
-                                       request->retry()));
-}
-
-grpc::ServerUnaryReactor* CacheService::Delete(
-    grpc::CallbackServerContext* context, const v1::DeleteRequest* request,
-    v1::DeleteResponse* response) {
-  return Finished(context, DoDelete(store_, *request, response));
-}
-
-grpc::ServerUnaryReactor* CacheService::Keys(
-    grpc::CallbackServerContext* context, const v1::KeysRequest* request,
-    v1::KeysResponse* response) {
+absl::Status DoKeys(CacheStore* store, const v1::KeysRequest& request,
+                    v1::KeysResponse* response) {
   size_t limit =
-      request->limit() == 0 ? 1000 : std::min<size_t>(request->limit(), 10000);
-  auto keys = store_->Keys(request->namespace_(), request->prefix(), limit,
-                           request->page_token());
-  if (keys.ok()) {
-    for (const std::string& key : *keys) response->add_keys(key);
-    if (keys->size() == limit) response->set_next_page_token(keys->back());
-  }
-  return Finished(context, keys.status());
+      request.limit() == 0 ? 1000 : std::min<size_t>(request.limit(), 10000);
+  auto keys = store->Keys(request.namespace_(), request.prefix(), limit,
+                          request.page_token());
+  if (!keys.ok()) return keys.status();
+  for (const std::string& key : *keys) response->add_keys(key);
+  if (keys->size() == limit) response->set_next_page_token(keys->back());
+  return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* CacheService::Stats(
-    grpc::CallbackServerContext* context, const v1::StatsRequest* request,
-    v1::StatsResponse* response) {
+absl::Status DoStats(CacheStore* store, const v1::StatsRequest& request,
+                     v1::StatsResponse* response) {
   std::vector<CacheNamespaceInfo> infos =
-      store_->Namespaces(request->namespace_());
-  if (infos.empty() && !request->namespace_().empty()) {
-    return Finished(context, MakeCacheError(absl::StatusCode::kNotFound,
-                                            CacheError::kNamespaceNotFound,
-                                            "no namespace '" +
-                                                request->namespace_() + "'"));
+      store->Namespaces(request.namespace_());
+  if (infos.empty() && !request.namespace_().empty()) {
+    return MakeCacheError(absl::StatusCode::kNotFound,
+                          CacheError::kNamespaceNotFound,
+                          "no namespace '" + request.namespace_() + "'");
   }
   for (const CacheNamespaceInfo& info : infos) {
     v1::NamespaceStats* stats = response->add_namespaces();
@@ -201,7 +82,247 @@ grpc::ServerUnaryReactor* CacheService::Stats(
     stats->set_waiting(info.waiting);
     ToProto(info.options, stats->mutable_options());
   }
-  return Finished(context, absl::OkStatus());
+  return absl::OkStatus();
+}
+
+// One call of a unary method: posted to gRPC, accepted, handled by the
+// method's Handler on the loop thread, answered with Reply (at once, or
+// later for a parked get-or-load).
+template <typename Request, typename Response>
+class UnaryCall final : public Call {
+ public:
+  using Responder = grpc::ServerAsyncResponseWriter<Response>;
+  using RequestMethod = void (Cache::AsyncService::*)(
+      grpc::ServerContext*, Request*, Responder*, grpc::CompletionQueue*,
+      grpc::ServerCompletionQueue*, void*);
+  // Handles an accepted call; calls Reply now or later.
+  using Handler = std::function<void(UnaryCall* call)>;
+  struct Method {
+    RequestMethod request;
+    Handler handler;
+    // Whether the handler may park the call (it then learns of the
+    // client's cancellation through on_cancel).
+    bool may_park = false;
+  };
+
+  // Posts one call of `method` (borrowed, lives as long as the service).
+  static void Post(const CacheService::Env& env, const Method* method) {
+    new UnaryCall(env, method);
+  }
+
+  const Request& request() const { return request_; }
+  Response* response() { return &response_; }
+  // The client went away (known once the call is done).
+  bool cancelled() const { return cancelled_; }
+  // The client went away while the call was parked (loop thread).
+  std::function<void()> on_cancel;
+  // The client went away before its answer left (loop thread).
+  std::function<void()> on_lost_answer;
+
+  void Reply(const absl::Status& status) {
+    replied_ = true;
+    if (status.ok()) {
+      responder_.Finish(response_, grpc::Status::OK, Arm(finish_));
+    } else {
+      responder_.FinishWithError(WireStatus(&context_, status), Arm(finish_));
+    }
+  }
+
+  using Call::PostAndRelease;
+  using Call::Release;
+  using Call::Retain;
+
+ private:
+  UnaryCall(const CacheService::Env& env, const Method* method)
+      : Call(env),
+        method_(method),
+        responder_(&context_),
+        accept_(loop(), On([this](bool ok) { OnAccepted(ok); })),
+        done_(loop(), On([this](bool) { OnDone(); })),
+        finish_(loop(), On([](bool) {})) {
+    if (method_->may_park) context_.AsyncNotifyWhenDone(&done_);
+    (env_.async->*method_->request)(&context_, &request_, &responder_, env_.cq,
+                                    env_.cq, Arm(accept_));
+  }
+
+  void OnAccepted(bool ok) {
+    if (!ok) return;  // the server is shutting down
+    Post(env_, method_);
+    // The done notification starts with the accepted call (and only then).
+    if (method_->may_park) Arm(done_);
+    method_->handler(this);
+  }
+
+  void OnDone() {
+    if (!context_.IsCancelled()) return;
+    cancelled_ = true;
+    if (!replied_ && on_cancel) on_cancel();
+    if (replied_ && on_lost_answer) on_lost_answer();
+  }
+
+  const Method* const method_;
+  grpc::ServerContext context_;
+  Request request_;
+  Response response_;
+  Responder responder_;
+  IoLoop::Tag accept_, done_, finish_;
+  bool replied_ = false;
+  bool cancelled_ = false;
+};
+
+using GetCall = UnaryCall<v1::GetRequest, v1::GetResponse>;
+
+// A get-or-load: answered at once on a hit or a lease; otherwise parked in
+// the store until its waiter is called (value, load error, lease,
+// HOLD_LOST, WAIT_EXPIRED) or the client goes away, whichever is first:
+// CancelWaiter returns true only when the waiter will never be called.
+void GetOrLoad(CacheStore* store, GetCall* call) {
+  const v1::GetRequest& request = call->request();
+  absl::Duration ttl = request.has_lease_ttl() ? FromProto(request.lease_ttl())
+                                               : kDefaultLeaseTtl;
+  absl::Duration wait =
+      request.has_wait() ? FromProto(request.wait()) : kDefaultWait;
+  // A lease granted to this call: passed on if the client never gets it.
+  auto granted = std::make_shared<std::string>();
+  auto answer = [store, call, granted](absl::StatusOr<CacheGetResult> result) {
+    if (!result.ok()) return call->Reply(result.status());
+    *granted = result->lease_token;
+    if (call->cancelled()) {  // answered after its client went away
+      call->on_lost_answer();
+      return call->Reply(absl::CancelledError("the client went away"));
+    }
+    ToProto(*result, call->response());
+    call->Reply(absl::OkStatus());
+  };
+  call->on_lost_answer = [store, call, granted] {
+    if (granted->empty()) return;
+    const v1::GetRequest& request = call->request();
+    store
+        ->ReleaseLease(request.namespace_(), request.key(), *granted, "",
+                       /*retry=*/true)
+        .IgnoreError();
+  };
+  call->Retain();  // until the waiter has answered or is cancelled
+  uint64_t waiter_id = 0;
+  absl::StatusOr<std::optional<CacheGetResult>> got = store->GetOrLease(
+      request.namespace_(), request.key(), request.client_id(), ttl,
+      [call, answer](absl::StatusOr<CacheGetResult> result) {
+        call->PostAndRelease(
+            [answer, result = std::move(result)] { answer(result); });
+      },
+      &waiter_id, wait);
+  if (!got.ok() || got->has_value()) {
+    if (got.ok()) {
+      answer(**got);
+    } else {
+      call->Reply(got.status());
+    }
+    call->Release();  // may not delete: the reply is out
+    return;
+  }
+  call->on_cancel = [store, call, waiter_id] {
+    if (!store->CancelWaiter(waiter_id)) return;  // its answer is on the way
+    call->Reply(absl::CancelledError("the client went away"));
+    call->Release();
+  };
+}
+
+}  // namespace
+
+CacheService::CacheService(CacheStore* store) : store_(store) {}
+
+CacheService::~CacheService() = default;
+
+void CacheService::Register(grpc::ServerBuilder& builder) {
+  builder.RegisterService(&async_);
+  cq_ = builder.AddCompletionQueue();
+}
+
+void CacheService::Start() {
+  raw_cq_ = cq_.get();
+  loop_ = std::make_unique<IoLoop>("cache-io", std::move(cq_));
+  env_ = Env{this, store_, &async_, raw_cq_, loop_.get()};
+  loop_->RunAndWait([this] {
+    PostUnaryCalls();
+    PostStreamCalls();
+  });
+}
+
+void CacheService::Stop() {
+  if (loop_ == nullptr) return;
+  // grpc::Server::Shutdown has cancelled every call: their operations come
+  // back and each call deletes itself; nothing new is accepted.
+  loop_->WaitIdle();
+  loop_.reset();
+}
+
+void CacheService::PostUnaryCalls() {
+  CacheStore* store = store_;
+  using Use = UnaryCall<v1::UseRequest, v1::UseResponse>;
+  using Set = UnaryCall<v1::SetRequest, v1::SetResponse>;
+  using Release = UnaryCall<v1::ReleaseLeaseRequest, v1::ReleaseLeaseResponse>;
+  using Delete = UnaryCall<v1::DeleteRequest, v1::DeleteResponse>;
+  using Keys = UnaryCall<v1::KeysRequest, v1::KeysResponse>;
+  using Stats = UnaryCall<v1::StatsRequest, v1::StatsResponse>;
+  using Batch = UnaryCall<v1::BatchRequest, v1::BatchResponse>;
+  static const Use::Method use{
+      &Cache::AsyncService::RequestUse, [store](Use* call) {
+        bool conflict = false;
+        auto used = store->Use(call->request().namespace_(),
+                               FromProto(call->request().options()), &conflict);
+        if (used.ok()) {
+          ToProto(*used, call->response()->mutable_options());
+          call->response()->set_conflict(conflict);
+        }
+        call->Reply(used.status());
+      }};
+  static const GetCall::Method get{
+      &Cache::AsyncService::RequestGet,
+      [store](GetCall* call) {
+        if (call->request().lease()) return GetOrLoad(store, call);
+        call->Reply(PlainGet(store, call->request(), call->response()));
+      },
+      /*may_park=*/true};
+  static const Set::Method set{
+      &Cache::AsyncService::RequestSet, [store](Set* call) {
+        call->Reply(DoSet(store, call->request(), call->response()));
+      }};
+  static const Release::Method release{
+      &Cache::AsyncService::RequestReleaseLease, [store](Release* call) {
+        const v1::ReleaseLeaseRequest& request = call->request();
+        call->Reply(store->ReleaseLease(request.namespace_(), request.key(),
+                                        request.lease_token(), request.error(),
+                                        request.retry()));
+      }};
+  static const Delete::Method del{
+      &Cache::AsyncService::RequestDelete, [store](Delete* call) {
+        call->Reply(DoDelete(store, call->request(), call->response()));
+      }};
+  static const Keys::Method keys{
+      &Cache::AsyncService::RequestKeys, [store](Keys* call) {
+        call->Reply(DoKeys(store, call->request(), call->response()));
+      }};
+  static const Stats::Method stats{
+      &Cache::AsyncService::RequestStats, [store](Stats* call) {
+        call->Reply(DoStats(store, call->request(), call->response()));
+      }};
+  static const Batch::Method batch{
+      &Cache::AsyncService::RequestBatch, [this](Batch* call) {
+        RunBatch(call->request(), call->response());
+        call->Reply(absl::OkStatus());
+      }};
+  // A few calls of each method wait posted, so that concurrent callers are
+  // matched without waiting for the loop to post the next one.
+  for (int i = 0; i < 4; ++i) {
+    Use::Post(env_, &use);
+    GetCall::Post(env_, &get);
+    Set::Post(env_, &set);
+    Release::Post(env_, &release);
+    Delete::Post(env_, &del);
+    Keys::Post(env_, &keys);
+    Stats::Post(env_, &stats);
+    Batch::Post(env_, &batch);
+  }
 }
 
 void CacheService::RunBatch(const v1::BatchRequest& request,
@@ -224,13 +345,6 @@ void CacheService::RunBatch(const v1::BatchRequest& request,
     }
     ToProto(status, result);
   }
-}
-
-grpc::ServerUnaryReactor* CacheService::Batch(
-    grpc::CallbackServerContext* context, const v1::BatchRequest* request,
-    v1::BatchResponse* response) {
-  RunBatch(*request, response);
-  return Finished(context, absl::OkStatus());
 }
 
 }  // namespace cluster2

@@ -1,69 +1,79 @@
-// CacheService: the Cache gRPC service over a CacheStore. It only
-// translates: protos to and from the store's types, absl::Status to
-// grpc::Status (common/grpc_status.h), and a status's CacheError to the
+// CacheService: the Cache gRPC service over a CacheStore, on one thread.
+//
+// Every call is a small state machine on gRPC's completion-queue API,
+// driven by one IoLoop thread ("cache-io"): a message is read, run
+// against the store and answered on that thread, without a hand-off to
+// another thread anywhere between the socket and the store (measured in
+// docs/BENCHMARKS.md: the callback API's executor hops cost half the
+// throughput). The store's lock stays, uncontended: the maintenance
+// thread (once a second) and the store's timer thread are its only other
+// users.
+//
+// It only translates: protos to and from the store's types, absl::Status
+// to grpc::Status (common/grpc_status.h), and a status's CacheError to the
 // call's trailing metadata or a batch result's `reason`
 // (cache_server/cache_errors.h). Counters, Holds, leases and the waits of
-// parked calls are the store's.
+// parked calls are the store's. A parked get-or-load holds no thread: the
+// store calls its waiter when it is answered (or its wait passes), which
+// posts the answer to the loop; the client going away is seen at once
+// (the call's done notification), not by polling.
 //
-// Every method runs on gRPC's callback API: no thread per call or stream.
-// A parked get-or-load holds no thread: the store calls its waiter when it
-// is answered (or its wait passes), and its cancellation is seen at once
-// (OnCancel), not by polling.
+// A persistent namespace with `fsync: always` syncs on this thread before
+// answering, like Redis' `appendfsync always`: every client waits for it.
 //
-// Thread-safe: gRPC calls it from many threads; it keeps no state of its
-// own beyond the borrowed store.
+// Thread-compatible: Register, Start and Stop from one thread, in order.
 #ifndef CLUSTER2_CACHE_SERVER_INTERNAL_CACHE_SERVICE_H_
 #define CLUSTER2_CACHE_SERVER_INTERNAL_CACHE_SERVICE_H_
 
+#include <memory>
+
 #include "cache_server/internal/cache_store.h"
 #include "cluster2/v1/cache.grpc.pb.h"
+#include "common/io_loop.h"
+#include "grpcpp/server_builder.h"
 
 namespace cluster2 {
 
-class CacheService final : public v1::Cache::CallbackService {
+class CacheService {
  public:
   // Borrows `store`.
-  explicit CacheService(CacheStore* store) : store_(store) {}
+  explicit CacheService(CacheStore* store);
+  ~CacheService();
+  CacheService(const CacheService&) = delete;
+  CacheService& operator=(const CacheService&) = delete;
 
-  grpc::ServerUnaryReactor* Use(grpc::CallbackServerContext* context,
-                                const v1::UseRequest* request,
-                                v1::UseResponse* response) override;
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
-                                const v1::GetRequest* request,
-                                v1::GetResponse* response) override;
-  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* context,
-                                const v1::SetRequest* request,
-                                v1::SetResponse* response) override;
-  grpc::ServerUnaryReactor* ReleaseLease(
-      grpc::CallbackServerContext* context,
-      const v1::ReleaseLeaseRequest* request,
-      v1::ReleaseLeaseResponse* response) override;
-  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
-                                   const v1::DeleteRequest* request,
-                                   v1::DeleteResponse* response) override;
-  grpc::ServerUnaryReactor* Keys(grpc::CallbackServerContext* context,
-                                 const v1::KeysRequest* request,
-                                 v1::KeysResponse* response) override;
-  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
-                                  const v1::StatsRequest* request,
-                                  v1::StatsResponse* response) override;
-  grpc::ServerUnaryReactor* Batch(grpc::CallbackServerContext* context,
-                                  const v1::BatchRequest* request,
-                                  v1::BatchResponse* response) override;
-  grpc::ServerBidiReactor<v1::BatchRequest, v1::BatchResponse>* Pipeline(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerWriteReactor<v1::HoldEvent>* Hold(
-      grpc::CallbackServerContext* context,
-      const v1::HoldRequest* request) override;
-  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
-      grpc::CallbackServerContext* context,
-      const v1::WatchRequest* request) override;
+  // Before builder.BuildAndStart(): adds the service and its queue.
+  void Register(grpc::ServerBuilder& builder);
+  // After BuildAndStart: starts the loop thread, which takes the calls.
+  void Start();
+  // After grpc::Server::Shutdown: waits until every call has ended, then
+  // stops the loop thread.
+  void Stop();
 
   // Runs the operations of `request` in order (no get-or-load).
   void RunBatch(const v1::BatchRequest& request, v1::BatchResponse* response);
 
+  // For the calls (cache_service.cc, cache_streams.cc).
+  struct Env {
+    CacheService* service;
+    CacheStore* store;
+    v1::Cache::AsyncService* async;
+    grpc::ServerCompletionQueue* cq;
+    IoLoop* loop;
+  };
+
  private:
+  // Posts the first calls of every method (cache_service.cc and
+  // cache_streams.cc).
+  void PostUnaryCalls();
+  void PostStreamCalls();
+
   CacheStore* const store_;
+  v1::Cache::AsyncService async_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;  // until Start
+  grpc::ServerCompletionQueue* raw_cq_ = nullptr;
+  std::unique_ptr<IoLoop> loop_;
+  Env env_{};
 };
 
 }  // namespace cluster2

@@ -47,7 +47,7 @@ v1::WatchEvent::Kind ToProto(CacheEvent::Kind kind) {
 
 }  // namespace
 
-grpc::Status WireStatus(grpc::CallbackServerContext* context,
+grpc::Status WireStatus(grpc::ServerContextBase* context,
                         const absl::Status& status) {
   if (std::optional<CacheError> error = GetCacheError(status)) {
     context->AddTrailingMetadata(std::string(kCacheErrorTrailer),

@@ -16,7 +16,7 @@ namespace cluster2 {
 
 // `status` as the call's grpc::Status; its CacheError, if any, is added to
 // `context`'s trailing metadata (kCacheErrorTrailer).
-grpc::Status WireStatus(grpc::CallbackServerContext* context,
+grpc::Status WireStatus(grpc::ServerContextBase* context,
                         const absl::Status& status);
 // `status` as one result of a Batch: its code, message and reason.
 void ToProto(const absl::Status& status, v1::BatchResponse::Result* result);
