@@ -34,7 +34,6 @@
 #include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
-#include "master/internal/hello_gate.h"
 #include "master/internal/listener.h"
 #include "master/internal/master_events.h"
 #include "master/internal/master_options.h"
@@ -43,6 +42,7 @@
 #include "master/internal/recycle_policies.h"
 #include "master/internal/run_dir.h"
 #include "master/internal/services.h"
+#include "master/internal/session_server.h"
 #include "master/internal/signals.h"
 #include "master/internal/spawn.h"
 #include "master/internal/status_registry.h"
@@ -123,6 +123,7 @@ class Master {
       server_->Shutdown(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(100));
     }
+    session_server_.reset();  // after the server's shutdown, which it serves
     for (int fd : app_sockets_) close(fd);
     if (mon_socket_ >= 0) close(mon_socket_);
   }
@@ -255,12 +256,12 @@ class Master {
     registry_->RegisterLocal(
         "workers", [this] { return WorkerTable(); }, nullptr);
     events_ = std::make_unique<MasterEvents>(router_.get(), registry_.get());
-    hello_gate_ = std::make_unique<HelloGate>(
-        kMaxSessionsBeforeHello, absl::Milliseconds(config_.hello_timeout()));
-    session_service_ = std::make_unique<WorkerSessionService>(
-        supervisor_.get(), router_.get(), registry_.get(), hello_gate_.get(),
+    SessionServerOptions sessions;
+    sessions.max_sessions_before_hello = kMaxSessionsBeforeHello;
+    sessions.hello_timeout = absl::Milliseconds(config_.hello_timeout());
+    session_server_ = std::make_unique<SessionServer>(
+        sessions, supervisor_.get(), router_.get(), registry_.get(),
         debug_.get());
-    emitter_service_ = std::make_unique<EmitterService>(router_.get());
     ecv_service_ = std::make_unique<EcvService>(ecv_.get());
     status_service_ = std::make_unique<StatusService>(registry_.get());
     cluster_service_ = std::make_unique<ClusterService>(
@@ -272,9 +273,8 @@ class Master {
     grpc::ServerBuilder builder;
     std::string address = run_dir_->Address(RunDirectory::kMasterSocket);
     builder.AddListeningPort(address, grpc::InsecureServerCredentials());
-    builder.RegisterService(session_service_.get());
+    session_server_->Register(&builder);
     builder.RegisterService(cluster_service_.get());
-    builder.RegisterService(emitter_service_.get());
     builder.RegisterService(status_service_.get());
     builder.RegisterService(ecv_service_.get());
     server_ = builder.BuildAndStart();
@@ -282,6 +282,7 @@ class Master {
       return absl::UnavailableError(
           absl::StrCat("cannot serve gRPC on ", address));
     }
+    session_server_->Start();
     std::string path = run_dir_->File(RunDirectory::kMasterSocket);
     if (chmod(path.c_str(), 0600) != 0)
       return ErrnoStatus(errno, "chmod " + path);
@@ -483,9 +484,7 @@ class Master {
   std::unique_ptr<EventRouter> router_;
   std::unique_ptr<StatusRegistry> registry_;
   std::unique_ptr<MasterEvents> events_;   // the embedding app's side
-  std::unique_ptr<HelloGate> hello_gate_;  // before the session service
-  std::unique_ptr<WorkerSessionService> session_service_;
-  std::unique_ptr<EmitterService> emitter_service_;
+  std::unique_ptr<SessionServer> session_server_;  // sessions, Emitter
   std::unique_ptr<EcvService> ecv_service_;
   std::unique_ptr<StatusService> status_service_;
   std::unique_ptr<ClusterService> cluster_service_;

@@ -2,14 +2,9 @@
 
 #include <unistd.h>
 
-#include <deque>
-#include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
-#include "common/log.h"
 #include "common/proto_time.h"
 
 namespace cluster2 {
@@ -34,139 +29,6 @@ v1::WorkerState StateToProto(WorkerState state) {
   }
   return v1::WORKER_STATE_UNSPECIFIED;
 }
-
-// The master's end of one session: messages queued by the supervisor are
-// written by a dedicated thread, so the supervisor never blocks on a worker.
-class SessionChannel final : public WorkerChannel,
-                             public EventSink,
-                             public StatusChannel {
- public:
-  using Stream = grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>;
-
-  SessionChannel(grpc::ServerContext* context, Stream* stream)
-      : context_(context), stream_(stream), writer_([this] { WriteLoop(); }) {}
-
-  ~SessionChannel() override {
-    {
-      absl::MutexLock lock(&mu_);
-      closed_ = true;
-    }
-    writer_.join();
-  }
-
-  void SendWelcome(absl::Duration heartbeat_interval) override {
-    v1::MasterMessage message;
-    ToProto(heartbeat_interval,
-            message.mutable_welcome()->mutable_heartbeat_interval());
-    Enqueue(std::move(message));
-  }
-
-  void Deliver(const v1::Event& event) override {
-    v1::MasterMessage message;
-    *message.mutable_event() = event;
-    Enqueue(std::move(message));
-  }
-
-  void SendEmitReply(v1::EmitReply reply) {
-    v1::MasterMessage message;
-    *message.mutable_emit_reply() = std::move(reply);
-    Enqueue(std::move(message));
-  }
-
-  void SendQuery(uint64_t id, const std::string& name) override {
-    v1::MasterMessage message;
-    message.mutable_status_query()->set_id(id);
-    message.mutable_status_query()->set_name(name);
-    Enqueue(std::move(message));
-  }
-
-  void SendUpdate(uint64_t id, const std::string& name,
-                  const google::protobuf::Value& value) override {
-    v1::MasterMessage message;
-    message.mutable_status_update()->set_id(id);
-    message.mutable_status_update()->set_name(name);
-    *message.mutable_status_update()->mutable_value() = value;
-    Enqueue(std::move(message));
-  }
-
-  void SendPause() override {
-    v1::MasterMessage message;
-    message.mutable_pause();
-    Enqueue(std::move(message));
-  }
-
-  void SendResume() override {
-    v1::MasterMessage message;
-    message.mutable_resume();
-    Enqueue(std::move(message));
-  }
-
-  void SendOpenDebugger(absl::string_view protocol, absl::string_view host,
-                        uint16_t port) override {
-    v1::MasterMessage message;
-    message.mutable_open_debugger()->set_protocol(std::string(protocol));
-    message.mutable_open_debugger()->set_host(std::string(host));
-    message.mutable_open_debugger()->set_port(port);
-    Enqueue(std::move(message));
-  }
-
-  void SendDrain(absl::Duration grace, absl::string_view reason) override {
-    v1::MasterMessage message;
-    ToProto(grace, message.mutable_drain()->mutable_grace());
-    message.mutable_drain()->set_reason(std::string(reason));
-    Enqueue(std::move(message));
-  }
-
- private:
-  // A worker that stops reading its session would make the outbox grow
-  // without bound: past this, the session is closed (the worker sees it
-  // end and drains; its slot is restarted) rather than dropping messages.
-  static constexpr size_t kMaxOutbox = 100000;
-
-  void Enqueue(v1::MasterMessage message) {
-    absl::MutexLock lock(&mu_);
-    if (closed_) return;
-    if (outbox_.size() >= kMaxOutbox) {
-      LogError(absl::StrCat("a worker session has ", kMaxOutbox,
-                            " messages it does not read: closing the session"));
-      closed_ = true;
-      outbox_.clear();
-      context_->TryCancel();
-      return;
-    }
-    outbox_.push_back(std::move(message));
-  }
-
-  void WriteLoop() {
-    while (true) {
-      v1::MasterMessage message;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](SessionChannel* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-              return self->closed_ || !self->outbox_.empty();
-            },
-            this));
-        if (outbox_.empty()) return;  // closed and flushed
-        message = std::move(outbox_.front());
-        outbox_.pop_front();
-      }
-      if (!stream_->Write(message)) {
-        absl::MutexLock lock(&mu_);
-        outbox_.clear();
-        closed_ = true;
-        return;
-      }
-    }
-  }
-
-  grpc::ServerContext* const context_;
-  Stream* const stream_;
-  absl::Mutex mu_;
-  std::deque<v1::MasterMessage> outbox_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread writer_;  // last: starts once the members above exist
-};
 
 }  // namespace
 
@@ -201,116 +63,6 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
   if (snapshot.heartbeat_at) {
     ToProto(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());
   }
-}
-
-HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
-  HeartbeatFigures figures;
-  figures.rss_bytes = heartbeat.rss_bytes();
-  figures.cpu_time = FromProto(heartbeat.cpu_time());
-  figures.open_fds = heartbeat.open_fds();
-  figures.threads = heartbeat.threads();
-  figures.uptime = FromProto(heartbeat.uptime());
-  figures.requests_total = heartbeat.requests_total();
-  figures.requests_in_flight = heartbeat.requests_in_flight();
-  figures.latency_p50 = FromProto(heartbeat.latency_p50());
-  figures.latency_p99 = FromProto(heartbeat.latency_p99());
-  figures.lag = FromProto(heartbeat.lag());
-  return figures;
-}
-
-grpc::Status WorkerSessionService::Attach(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream) {
-  v1::WorkerMessage message;
-  std::optional<uint64_t> ticket =
-      hello_gate_->Admit([context] { context->TryCancel(); });
-  if (!ticket) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "too many sessions are waiting to say hello");
-  }
-  const bool said_something = stream->Read(&message);
-  hello_gate_->Release(*ticket);
-  if (!said_something) return grpc::Status::OK;  // gone (or cut) before hello
-  if (!message.has_hello()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "the first message of a session must be hello");
-  }
-  const std::string token = message.hello().token();
-  auto channel = std::make_unique<SessionChannel>(context, stream);
-  SessionHello hello;
-  hello.pid = message.hello().pid();
-  hello.debug_protocols.assign(message.hello().debug_protocols().begin(),
-                               message.hello().debug_protocols().end());
-  absl::StatusOr<AttachedWorker> attached =
-      supervisor_->Attach(token, channel.get(), std::move(hello));
-  if (!attached.ok()) return ToGrpcStatus(attached.status());
-  const pid_t pid = attached->pid;
-  router_->AddWorker(pid, channel.get());
-
-  grpc::Status result = grpc::Status::OK;
-  while (result.ok() && stream->Read(&message)) {
-    switch (message.kind_case()) {
-      case v1::WorkerMessage::kReady:
-        supervisor_->Ready(token);
-        break;
-      case v1::WorkerMessage::kAck:
-        if (message.ack().what() != v1::Ack::WHAT_UNSPECIFIED) {
-          supervisor_->Acknowledge(
-              token, message.ack().what() == v1::Ack::WHAT_PAUSED);
-        }
-        break;
-      case v1::WorkerMessage::kHeartbeat:
-        supervisor_->Heartbeat(token, FromProto(message.heartbeat()));
-        break;
-      case v1::WorkerMessage::kEvent: {
-        uint64_t sequence = message.event().sequence();
-        absl::StatusOr<RouteResult> routed =
-            router_->Route(std::move(*message.mutable_event()), pid);
-        v1::EmitReply reply;
-        reply.set_sequence(sequence);
-        if (routed.ok()) {
-          reply.set_delivered(routed->delivered);
-          for (int32_t unknown : routed->unknown_pids)
-            reply.add_unknown_pids(unknown);
-        } else {
-          reply.set_error(std::string(routed.status().message()));
-          reply.set_error_code(static_cast<int32_t>(routed.status().code()));
-        }
-        channel->SendEmitReply(std::move(reply));
-        break;
-      }
-      case v1::WorkerMessage::kStatusRegistration: {
-        const v1::StatusRegistration& registration =
-            message.status_registration();
-        if (registration.registered()) {
-          registry_->Register(pid, attached->id, registration.name(),
-                              channel.get());
-        } else {
-          registry_->Unregister(pid, registration.name());
-        }
-        break;
-      }
-      case v1::WorkerMessage::kStatusAnswer:
-        registry_->Answer(pid, message.status_answer().id(),
-                          message.status_answer().value(),
-                          message.status_answer().error());
-        break;
-      case v1::WorkerMessage::kDebuggerOpened:
-        debug_->DebuggerOpened(pid, message.debugger_opened().url(),
-                               message.debugger_opened().error());
-        break;
-      case v1::WorkerMessage::kHello:
-        result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "hello may only be the first message");
-        break;
-      case v1::WorkerMessage::KIND_NOT_SET:
-        break;  // a newer worker's message this master does not know
-    }
-  }
-  router_->RemoveWorker(pid);
-  registry_->RemoveProcess(pid);
-  supervisor_->Detach(token);
-  return result;
 }
 
 grpc::Status ClusterService::ListWorkers(grpc::ServerContext*,
@@ -480,43 +232,8 @@ grpc::Status ClusterService::GetConfig(grpc::ServerContext*,
 
 namespace {
 
-constexpr size_t kMaxSubscriberBacklog = 10000;
 constexpr absl::Duration kDefaultStatusDeadline = absl::Seconds(1);
 constexpr absl::Duration kMaxStatusDeadline = absl::Seconds(30);
-
-// One Subscribe stream's queue: filled by the router, emptied by the stream.
-class SubscriberSink final : public EventSink {
- public:
-  explicit SubscriberSink(const v1::SubscribeRequest& request)
-      : names_(request.events().begin(), request.events().end()) {}
-
-  void Deliver(const v1::Event& event) override {
-    if (!names_.empty() && names_.count(event.name()) == 0) return;
-    absl::MutexLock lock(&mu_);
-    if (queue_.size() >= kMaxSubscriberBacklog) {
-      overflow_ = true;
-      return;
-    }
-    queue_.push_back(event);
-  }
-
-  // Waits up to `timeout` for events; false once the subscriber overflowed.
-  bool Take(absl::Duration timeout, std::deque<v1::Event>* events) {
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !queue_.empty() || overflow_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    events->swap(queue_);
-    return !overflow_;
-  }
-
- private:
-  const std::set<std::string> names_;
-  absl::Mutex mu_;
-  std::deque<v1::Event> queue_ ABSL_GUARDED_BY(mu_);
-  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 absl::Duration StatusDeadline(const google::protobuf::Duration& requested) {
   absl::Duration deadline = FromProto(requested);
@@ -538,41 +255,6 @@ void ToProto(const std::string& name,
 }
 
 }  // namespace
-
-grpc::Status EmitterService::Emit(grpc::ServerContext*,
-                                  const v1::EmitRequest* request,
-                                  v1::EmitResponse* response) {
-  absl::StatusOr<RouteResult> routed = router_->Route(request->event(), 0);
-  if (!routed.ok()) return ToGrpcStatus(routed.status());
-  response->set_delivered(routed->delivered);
-  for (int32_t pid : routed->unknown_pids) response->add_unknown_pids(pid);
-  return grpc::Status::OK;
-}
-
-grpc::Status EmitterService::Subscribe(grpc::ServerContext* context,
-                                       const v1::SubscribeRequest* request,
-                                       grpc::ServerWriter<v1::Event>* writer) {
-  SubscriberSink sink(*request);
-  uint64_t id = router_->AddMasterListener(&sink);
-  grpc::Status result = grpc::Status::OK;
-  std::deque<v1::Event> events;
-  while (!context->IsCancelled()) {
-    if (!sink.Take(absl::Milliseconds(100), &events)) {
-      result =
-          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       "subscriber fell 10000 events behind; subscribe again");
-      break;
-    }
-    bool written = true;
-    for (const v1::Event& event : events) {
-      if (!(written = writer->Write(event))) break;
-    }
-    events.clear();
-    if (!written) break;
-  }
-  router_->RemoveMasterListener(id);
-  return result;
-}
 
 grpc::Status StatusService::ListStatuses(grpc::ServerContext*,
                                          const v1::ListStatusesRequest*,

@@ -1,6 +1,8 @@
-// The master's gRPC services. Each only translates between protos and the
-// Supervisor's domain types (and absl::Status <-> grpc::Status); the logic
-// lives in Supervisor and DebugSession.
+// The master's control services on gRPC's sync API (Cluster, Ecv, Status).
+// Each only translates between protos and the domain types (and
+// absl::Status <-> grpc::Status); the logic lives in Supervisor,
+// DebugSession, Ecv and StatusRegistry. The event path (WorkerSession,
+// Emitter) is served on the master's I/O loop: session_server.h.
 //
 // Thread-safe: gRPC calls these from its threads concurrently.
 #ifndef CLUSTER2_MASTER_INTERNAL_SERVICES_H_
@@ -10,13 +12,9 @@
 
 #include "cluster2/v1/cluster.grpc.pb.h"
 #include "cluster2/v1/ecv.grpc.pb.h"
-#include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/status.grpc.pb.h"
-#include "cluster2/v1/worker_session.grpc.pb.h"
 #include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
-#include "master/internal/event_router.h"
-#include "master/internal/hello_gate.h"
 #include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
@@ -24,52 +22,6 @@ namespace cluster2 {
 
 // Fills a v1::Worker from a snapshot.
 void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker);
-HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat);
-
-// WorkerSession.Attach: one stream per worker. A stream must say hello
-// within the gate's timeout, and only so many may wait for theirs (see
-// HelloGate). Borrows its arguments.
-class WorkerSessionService final : public v1::WorkerSession::Service {
- public:
-  WorkerSessionService(Supervisor* supervisor, EventRouter* router,
-                       StatusRegistry* registry, HelloGate* hello_gate,
-                       DebugSession* debug)
-      : supervisor_(supervisor),
-        router_(router),
-        registry_(registry),
-        hello_gate_(hello_gate),
-        debug_(debug) {}
-
-  grpc::Status Attach(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::MasterMessage, v1::WorkerMessage>* stream)
-      override;
-
- private:
-  Supervisor* const supervisor_;
-  EventRouter* const router_;
-  StatusRegistry* const registry_;
-  HelloGate* const hello_gate_;
-  DebugSession* const debug_;
-};
-
-// Emitter: events for clients that are not workers. Borrows `router`.
-class EmitterService final : public v1::Emitter::Service {
- public:
-  explicit EmitterService(EventRouter* router) : router_(router) {}
-
-  grpc::Status Emit(grpc::ServerContext* context,
-                    const v1::EmitRequest* request,
-                    v1::EmitResponse* response) override;
-  // Streams what the master receives until the client cancels; a client
-  // that falls 10,000 events behind is ended with RESOURCE_EXHAUSTED.
-  grpc::Status Subscribe(grpc::ServerContext* context,
-                         const v1::SubscribeRequest* request,
-                         grpc::ServerWriter<v1::Event>* writer) override;
-
- private:
-  EventRouter* const router_;
-};
 
 // Ecv: the load-balancer state over gRPC. Borrows `ecv`.
 class EcvService final : public v1::Ecv::Service {

@@ -1,0 +1,55 @@
+#include "master/internal/session_server.h"
+
+#include <utility>
+
+#include "master/internal/session_calls.h"
+
+namespace cluster2 {
+namespace {
+
+// Calls of each method gRPC may hand over without waiting for the loop to
+// ask again: a burst of workers attaching at start does not queue behind
+// one round trip each.
+constexpr int kListenersPerMethod = 8;
+
+}  // namespace
+
+SessionServer::SessionServer(SessionServerOptions options,
+                             Supervisor* supervisor, EventRouter* router,
+                             StatusRegistry* registry, DebugSession* debug)
+    : shared_(std::make_unique<Shared>()) {
+  shared_->options = std::move(options);
+  shared_->supervisor = supervisor;
+  shared_->router = router;
+  shared_->registry = registry;
+  shared_->debug = debug;
+}
+
+SessionServer::~SessionServer() {
+  // The server is shut down: every call has come back or comes back now,
+  // and the loop frees it before the queue drains.
+  loop_.reset();
+}
+
+void SessionServer::Register(grpc::ServerBuilder* builder) {
+  builder->RegisterService(&shared_->sessions);
+  builder->RegisterService(&shared_->emitter);
+  cq_ = builder->AddCompletionQueue();
+}
+
+void SessionServer::Start() {
+  shared_->cq = cq_.get();
+  loop_ = std::make_unique<IoLoop>("master-io", std::move(cq_));
+  shared_->loop = loop_.get();
+  Shared* shared = shared_.get();
+  loop_->Post([shared] {
+    for (int i = 0; i < kListenersPerMethod; ++i) {
+      ListenForSession(shared);
+      ListenForEmit(shared);
+      ListenForEmitStream(shared);
+      ListenForSubscribe(shared);
+    }
+  });
+}
+
+}  // namespace cluster2
