@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# How evenly N hello workers share connections under wrk, for each `balance`
-# mode, measured in the same run: new connections (Connection: close) and
-# keep-alive connections. Prints each worker's share of the requests and the
-# ratio max/mean (1.00 = perfectly even), from the workers' own heartbeat
-# request counters.
+# How evenly N hello workers share connections under wrk, for the default
+# `balance` (even) and, as anchors in the same run, the others: new
+# connections (Connection: close) and keep-alive connections. Prints each
+# worker's share of the requests and the ratio max/mean (1.00 = perfectly
+# even), from the workers' own heartbeat request counters.
+#
+# Rows: "even" is the default as this user runs it (round robin if the
+# master may load eBPF, i.e. has CAP_BPF, else by source port); when run
+# with CAP_BPF, "even/sport" is the same master with every capability
+# dropped (setpriv), i.e. the unprivileged default; then shared and
+# reuseport.
 #
 #   bazel build -c opt //master:cluster2-master //cli:cluster2ctl //examples/hello:hello_worker
 #   bench/accept_balance.sh [workers=4] [seconds=10] [connections=64]
@@ -15,11 +21,28 @@ CONNECTIONS=${3:-64}
 bin=bazel-bin
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-counts() {  # requests_total per worker, space-separated, by slot
-  "$bin/cli/cluster2ctl" --name balance-bench workers -o json | python3 -c '
-import json, sys
+counts() {  # requests_total per worker, space-separated, by slot, from
+            # heartbeats sent after the epoch time $1 (waits up to 10 s)
+  for _ in $(seq 1 100); do
+    if "$bin/cli/cluster2ctl" --name balance-bench workers -o json | python3 -c '
+import datetime, json, sys
+since = float(sys.argv[1])
 workers = sorted(json.load(sys.stdin)["workers"], key=lambda w: w["id"])
-print(" ".join(str(int(w.get("lastHeartbeat", {}).get("requestsTotal", 0))) for w in workers))'
+def at(w):
+    text = w.get("lastHeartbeatAt", "1970-01-01T00:00:00Z").rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    moment = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+    moment = moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return moment + (float("0." + fraction) if fraction else 0.0)
+if any(at(w) < since for w in workers):
+    sys.exit(1)
+print(" ".join(str(int(w.get("lastHeartbeat", {}).get("requestsTotal", 0))) for w in workers))' "$1"; then
+      return
+    fi
+    sleep 0.1
+  done
+  echo "heartbeats are late" >&2
+  exit 1
 }
 
 report() {  # mode, kind, before counts, after counts
@@ -34,9 +57,21 @@ print(f"{mode:10s} {kind:11s} requests={total:8d}  shares: {shares}  max/mean={m
 PY
 }
 
-for mode in shared reuseport; do
-  "$bin/master/cluster2-master" --name=balance-bench --noWorkers="$WORKERS" --port="$PORT" \
-    --host=127.0.0.1 --monPort=0 --heartbeatInterval=100 --balance="$mode" \
+modes=(even)
+if grep -q '^CapEff:.*[1-9a-f]' /proc/self/status && command -v setpriv >/dev/null; then
+  modes+=(even/sport)
+fi
+modes+=(shared reuseport)
+for mode in "${modes[@]}"; do
+  prefix=()
+  balance=()
+  case "$mode" in
+    even) ;;  # the default: no flag
+    even/sport) prefix=(setpriv --inh-caps=-all --bounding-set=-all) ;;
+    *) balance=(--balance="$mode") ;;
+  esac
+  "${prefix[@]}" "$bin/master/cluster2-master" --name=balance-bench --noWorkers="$WORKERS" --port="$PORT" \
+    --host=127.0.0.1 --monPort=0 --heartbeatInterval=100 "${balance[@]}" \
     -- "$PWD/$bin/examples/hello/hello_worker" 2>/dev/null &
   master=$!
   for _ in $(seq 1 100); do
@@ -46,10 +81,9 @@ for mode in shared reuseport; do
   for kind in new-conns keep-alive; do
     headers=()
     [ "$kind" = new-conns ] && headers=(-H "Connection: close")
-    before=$(counts)
+    before=$(counts "$(date +%s.%N)")
     wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" "${headers[@]}" "http://127.0.0.1:$PORT/" >/dev/null
-    sleep 0.3  # one heartbeat (100 ms) and margin, so the counters are current
-    report "$mode" "$kind" "$before" "$(counts)"
+    report "$mode" "$kind" "$before" "$(counts "$(date +%s.%N)")"
   done
   kill -TERM "$master"
   wait "$master" || true

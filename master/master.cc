@@ -40,6 +40,7 @@
 #include "master/internal/monitor_server.h"
 #include "master/internal/output_collector.h"
 #include "master/internal/recycle_policies.h"
+#include "master/internal/reuseport_group.h"
 #include "master/internal/run_dir.h"
 #include "master/internal/services.h"
 #include "master/internal/session_server.h"
@@ -160,6 +161,7 @@ class Master {
     if (StartCacheServer())
       endpoints.cache_address = run_dir_->Address(RunDirectory::kCacheSocket);
     endpoints.listen_fds = app_sockets_;
+    endpoints.slot_sockets = slot_group_.get();
     SupervisorOptions options = SupervisorOptionsFromConfig(
         config_, endpoints, CurrentEnvironment(), extra_policies_);
     supervisor_ = std::make_unique<Supervisor>(std::move(options),
@@ -220,6 +222,11 @@ class Master {
  private:
   absl::Status BindServicePort() {
     if (int inherited = InheritedListenSocket(); inherited >= 0) {
+      if (config_.balance() == "even") {  // the socket is given: one
+        LogInfo("balance: even needs a socket per slot; an inherited socket "
+                "is shared");
+        config_.set_balance("shared");
+      }
       if (config_.balance() == "reuseport") {
         return absl::InvalidArgumentError(
             "field 'balance': \"reuseport\" needs the master to bind the port, "
@@ -228,6 +235,16 @@ class Master {
       }
       LogInfo("using the listening socket inherited on fd 3");
       app_sockets_.push_back(inherited);
+      return absl::OkStatus();
+    }
+    if (config_.balance() == "even") {
+      CLUSTER2_ASSIGN_OR_RETURN(
+          slot_group_,
+          ReuseportGroup::Create(config_.host(), config_.port(),
+                                 config_.backlog(), config_.no_workers()));
+      config_.set_port(slot_group_->port());
+      LogInfo(absl::StrCat("balance: even, ",
+                           MethodName(slot_group_->method())));
       return absl::OkStatus();
     }
     if (config_.balance() == "reuseport") {
@@ -470,6 +487,7 @@ class Master {
   const std::vector<std::shared_ptr<RecyclePolicy>> extra_policies_;
   std::unique_ptr<RunDirectory> run_dir_;
   std::vector<int> app_sockets_;
+  std::unique_ptr<ReuseportGroup> slot_group_;  // balance=even
   std::string cache_binary_;
   std::unique_ptr<CacheServer> in_process_cache_;  // cache.mode "master"
   std::unique_ptr<CacheServerSupervisor> cache_supervisor_;  // standalone

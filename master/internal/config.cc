@@ -238,7 +238,7 @@ void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (!config->has_port()) config->set_port(8080);
   if (config->host().empty()) config->set_host("0.0.0.0");
   if (config->backlog() == 0) config->set_backlog(511);
-  if (config->balance().empty()) config->set_balance("shared");
+  if (config->balance().empty()) config->set_balance("even");
   if (config->surge() == 0) config->set_surge(1);
   auto* backoff = config->mutable_restart_backoff();
   if (backoff->backoff_initial() == 0) backoff->set_backoff_initial(100);
@@ -324,8 +324,10 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
       config.cache().mode() != "master") {
     return FieldError("cache.mode", "must be \"standalone\" or \"master\"");
   }
-  if (config.balance() != "shared" && config.balance() != "reuseport") {
-    return FieldError("balance", "must be \"shared\" or \"reuseport\"");
+  if (config.balance() != "even" && config.balance() != "shared" &&
+      config.balance() != "reuseport") {
+    return FieldError("balance",
+                      "must be \"even\", \"shared\" or \"reuseport\"");
   }
   if (config.surge() > config.no_workers() && config.no_workers() > 0) {
     return FieldError("surge", "must be at most noWorkers");

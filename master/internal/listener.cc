@@ -113,6 +113,11 @@ absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
   return group;
 }
 
+absl::StatusOr<BoundSocket> JoinTcpGroup(const std::string& host,
+                                         uint16_t port, int backlog) {
+  return Bind(host, port, /*listen_too=*/true, backlog, Reuse::kPort);
+}
+
 absl::StatusOr<BoundSocket> ReserveTcp(const std::string& host, uint16_t port) {
   return Bind(host, port, /*listen_too=*/false, 0, Reuse::kNone);
 }

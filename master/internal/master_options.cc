@@ -23,6 +23,7 @@ SupervisorOptions SupervisorOptionsFromConfig(
   options.environment.master_address = endpoints.master_address;
   options.environment.cache_address = endpoints.cache_address;
   options.listen_fds = endpoints.listen_fds;
+  options.slot_sockets = endpoints.slot_sockets;
   options.heartbeat_interval = absl::Milliseconds(config.heartbeat_interval());
   options.start_timeout = absl::Milliseconds(config.timeout());
   options.hung_tolerance = config.nanny().enable()
@@ -34,9 +35,10 @@ SupervisorOptions SupervisorOptionsFromConfig(
   options.backoff_max = absl::Milliseconds(backoff.backoff_max());
   options.stable_period = absl::Milliseconds(backoff.stable_period());
   options.surge = config.surge();
-  // Pausing stops accepting on the one shared socket; with a socket per
-  // slot (reuseport) the kernel would keep queueing on a paused worker's.
-  options.pause_supported = config.balance() == "shared";
+  // Pausing stops accepting on the one shared socket, or routes new
+  // connections away first (even); with reuseport's hash the kernel would
+  // keep queueing on a paused worker's socket.
+  options.pause_supported = config.balance() != "reuseport";
   options.policies = PoliciesFromConfig(config);
   options.policies.insert(options.policies.end(), extra_policies.begin(),
                           extra_policies.end());

@@ -25,6 +25,7 @@ struct MasterEndpoints {
   std::string master_address;   // "unix:<run_dir>/master.sock"
   std::string cache_address;    // "unix:<run_dir>/cache.sock"; empty: no cache
   std::vector<int> listen_fds;  // one shared socket, or one per slot
+  SlotSockets* slot_sockets = nullptr;  // balance=even; borrowed
 };
 
 // The Supervisor's options: the worker command and environment (`base_env`

@@ -17,6 +17,9 @@ namespace cluster2 {
 namespace {
 
 constexpr unsigned kMaxWorkers = 1024;
+// How long a worker asked to pause may take to confirm before it is routed
+// connections again (the Pause call itself gives up after 5 s).
+constexpr absl::Duration kPauseConfirmTimeout = absl::Seconds(10);
 
 std::string RandomToken() {
   std::random_device random;
@@ -114,7 +117,11 @@ absl::StatusOr<pid_t> Supervisor::LaunchLocked(
   if (!prefix.empty()) spec.env.push_back("CLUSTER2_UNDER_DEBUGGER=1");
   spec.cwd = options_.cwd;
   spec.log_component = absl::StrCat("worker ", id);
-  if (!options_.listen_fds.empty()) {
+  if (options_.slot_sockets != nullptr) {
+    absl::StatusOr<int> socket = options_.slot_sockets->SocketOf(id);
+    if (!socket.ok()) return socket.status();
+    spec.listen_fd = *socket;
+  } else if (!options_.listen_fds.empty()) {
     spec.listen_fd = options_.listen_fds[id % options_.listen_fds.size()];
   }
   absl::StatusOr<pid_t> pid = launcher_->Launch(spec);
@@ -250,6 +257,7 @@ void Supervisor::Ready(absl::string_view token) {
     process->ready_at = clock_->Now();
     LogInfo(absl::StrCat(WorkerName(process->id, process->pid),
                          " (debug session) ready"));
+    RouteLocked();
     return;
   }
   if (process == nullptr || process->state != WorkerState::kStarting) return;
@@ -273,6 +281,32 @@ void Supervisor::Ready(absl::string_view token) {
     LogInfo(absl::StrCat(WorkerName(process->id, process->pid), " ready"));
   }
   UpdateAllReadyLocked();
+  RouteLocked();
+}
+
+void Supervisor::RouteLocked() {
+  if (options_.slot_sockets == nullptr) return;
+  auto serving = [&](pid_t pid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = processes_.find(pid);
+    return pid != 0 && it != processes_.end() &&
+           it->second.state == WorkerState::kReady &&
+           !it->second.pause_requested_at;
+  };
+  std::vector<unsigned> ids;
+  for (const Slot& slot : slots_) {
+    if (!slot.retired && serving(slot.pid)) ids.push_back(slot.id);
+  }
+  for (const auto& [pid, process] : processes_) {
+    // A fresh debug worker the debugger let run serves like a slot.
+    if (process.slot == kNoSlot && process.state == WorkerState::kDebugging &&
+        process.ready_at) {
+      ids.push_back(process.id);
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  if (routed_ == ids) return;
+  options_.slot_sockets->Route(ids);
+  routed_ = std::move(ids);
 }
 
 unsigned Supervisor::ActiveSlotsLocked() const {
@@ -346,7 +380,7 @@ void Supervisor::EvaluatePoliciesLocked(Process& process) {
 
 absl::Status Supervisor::Pause(pid_t pid) {
   absl::MutexLock lock(&mu_);
-  if (!options_.pause_supported) {
+  if (!options_.pause_supported && options_.slot_sockets == nullptr) {
     return absl::FailedPreconditionError(
         "pause needs balance=shared: with one socket per slot, connections "
         "would wait for "
@@ -365,6 +399,9 @@ absl::Status Supervisor::Pause(pid_t pid) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker pid ", pid, " has no session"));
   }
+  // New connections go elsewhere before the worker stops accepting.
+  process.pause_requested_at = clock_->Now();
+  RouteLocked();
   process.channel->SendPause();
   return absl::OkStatus();
 }
@@ -384,6 +421,7 @@ absl::Status Supervisor::Resume(pid_t pid) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker pid ", pid, " has no session"));
   }
+  process.pause_requested_at.reset();
   process.channel->SendResume();
   return absl::OkStatus();
 }
@@ -401,6 +439,8 @@ void Supervisor::Acknowledge(absl::string_view token, bool paused) {
   } else {
     process->paused_at.reset();
   }
+  process->pause_requested_at.reset();
+  RouteLocked();
   LogInfo(absl::StrCat(WorkerName(process->id, process->pid),
                        paused ? " paused" : " resumed"));
 }
@@ -428,6 +468,13 @@ void Supervisor::ProcessExited(pid_t pid, int wait_status) {
   if (it == processes_.end()) return;
   Process process = std::move(it->second);
   processes_.erase(it);
+  // Whatever happens below, the routing follows.
+  struct RouteOnReturn {
+    Supervisor* supervisor;
+    ~RouteOnReturn() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      supervisor->RouteLocked();
+    }
+  } route_on_return{this};
   for (const std::shared_ptr<RecyclePolicy>& policy : options_.policies)
     policy->Forget(pid);
   if (process.slot == kNoSlot || process.state == WorkerState::kDebugging) {
@@ -513,6 +560,17 @@ absl::Time Supervisor::Tick() {
         next = std::min(next, deadline);
       }
     }
+    if (process.pause_requested_at && process.state == WorkerState::kReady) {
+      // A worker that never confirms its pause gets connections again.
+      absl::Time deadline = *process.pause_requested_at + kPauseConfirmTimeout;
+      if (deadline <= now) {
+        LogWarning(absl::StrCat(WorkerName(process.id, pid),
+                                " did not confirm its pause; it serves again"));
+        process.pause_requested_at.reset();
+      } else {
+        next = std::min(next, deadline);
+      }
+    }
     bool serving = process.state == WorkerState::kReady ||
                    process.state == WorkerState::kPaused;
     if (serving && options_.hung_tolerance > absl::ZeroDuration()) {
@@ -536,6 +594,7 @@ absl::Time Supervisor::Tick() {
       }
     }
   }
+  RouteLocked();
   return next;
 }
 
@@ -613,6 +672,7 @@ absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
         options_.listen_fds.size(), " sockets"));
   }
   unsigned previous = ActiveSlotsLocked();
+  std::vector<pid_t> to_drain;
   // Slots stay ordered: the first `workers` are active.
   for (unsigned id = 0; id < std::max<size_t>(workers, slots_.size()); ++id) {
     if (id >= slots_.size()) {
@@ -635,13 +695,18 @@ absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
       slot.retired = true;
       slot.respawn_at.reset();
       for (pid_t pid : {slot.pid, slot.successor}) {
-        auto it = processes_.find(pid);
-        if (pid != 0 && it != processes_.end()) {
-          DrainLocked(it->second, options_.stop_timeout, "scale down");
-        }
+        if (pid != 0) to_drain.push_back(pid);
       }
       slot.pid = 0;
       slot.successor = 0;
+    }
+  }
+  // The retired slots get no new connections before their workers drain.
+  RouteLocked();
+  for (pid_t pid : to_drain) {
+    auto it = processes_.find(pid);
+    if (it != processes_.end()) {
+      DrainLocked(it->second, options_.stop_timeout, "scale down");
     }
   }
   restart_queue_.erase(
@@ -673,6 +738,7 @@ void Supervisor::Stop(bool fast, absl::Duration grace,
       DrainLocked(process, grace, reason);
     }
   }
+  RouteLocked();
 }
 
 bool Supervisor::Stopped() const {

@@ -113,6 +113,23 @@ class WorkerChannel {
                                 absl::string_view host, uint16_t port) = 0;
 };
 
+// balance=even: one listening socket per worker id, and which of them get
+// new connections (docs/adr/0003-connection-balancing.md). The supervisor
+// routes connections only to slots whose worker is ready and not being
+// paused (and to a fresh debug worker once it is ready), and updates the
+// routing before it asks a worker to pause or drain. Called with the
+// supervisor's lock held: must not block or call back.
+class SlotSockets {
+ public:
+  virtual ~SlotSockets() = default;
+  // Worker `id`'s listening socket, opened on first use (a slot added by
+  // Scale, a fresh debug worker) and kept while the master runs.
+  virtual absl::StatusOr<int> SocketOf(unsigned id) = 0;
+  // From now on new connections go only to the sockets of `ids` (sorted);
+  // none: the kernel spreads them over all.
+  virtual void Route(const std::vector<unsigned>& ids) = 0;
+};
+
 struct SupervisorOptions {
   // Number of slots. Required, >= 1.
   unsigned workers = 1;
@@ -126,6 +143,9 @@ struct SupervisorOptions {
   // The listening sockets, passed as fd 3: slot i gets
   // listen_fds[i % size] (one shared socket, or one per slot). Empty = none.
   std::vector<int> listen_fds;
+  // Instead of listen_fds: a socket per worker id and the routing of new
+  // connections among them. Borrowed; null = none.
+  SlotSockets* slot_sockets = nullptr;
   // Heartbeat period announced to workers. Default 5 s.
   absl::Duration heartbeat_interval = absl::Seconds(5);
   // A ready worker without a heartbeat for this long is hung: killed and
@@ -258,9 +278,10 @@ class Supervisor {
   absl::Status EndDebug(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sets the number of slots: new slots start at once, the highest slots
-  // drain. INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION
-  // while stopping, or below the number of listening sockets when there is
-  // one per slot (balance=reuseport). Returns the previous number.
+  // drain (with slot_sockets, after they stop getting connections).
+  // INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION while
+  // stopping, or below the number of listen_fds when there is one per slot
+  // (balance=reuseport). Returns the previous number.
   absl::StatusOr<unsigned> Scale(unsigned workers) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the cluster: no more restarts; every worker drains within
@@ -303,6 +324,8 @@ class Supervisor {
     std::optional<absl::Time> kill_at;  // while draining
     bool killed = false;
     std::optional<absl::Time> paused_at;
+    // Pause sent, not confirmed: no new connections are routed to it.
+    std::optional<absl::Time> pause_requested_at;
     std::optional<absl::Time> excused_until;  // see ExcuseHeartbeats
     SessionHello hello;
   };
@@ -343,6 +366,8 @@ class Supervisor {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateAllReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   unsigned ActiveSlotsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells slot_sockets which workers get new connections, if that changed.
+  void RouteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SupervisorOptions options_;
   ProcessLauncher* const launcher_;
@@ -361,6 +386,8 @@ class Supervisor {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool all_ready_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t spawn_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  // What RouteLocked last told slot_sockets.
+  std::optional<std::vector<unsigned>> routed_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cluster2

@@ -53,6 +53,7 @@ absl::Status Supervisor::BeginDebug(pid_t pid, absl::string_view reason) {
   LogInfo(absl::StrCat(WorkerName(process.id, pid),
                        " left its slot for a debug session: pid ", *replacement,
                        " replaces it"));
+  RouteLocked();
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "master/internal/spawn.h"
@@ -97,6 +98,25 @@ class FakeChannel final : public WorkerChannel {
   std::function<void()> on_pause_;
   std::function<void()> on_open_debugger_;
   std::vector<std::string> messages_;
+};
+
+// Sockets numbered 1000 + id; each routing is logged as "route 0,2" (or
+// "route -" for none) to `log`, which may be a FakeChannel's messages_ so
+// the order of routing and messages shows.
+class FakeSlotSockets final : public SlotSockets {
+ public:
+  absl::StatusOr<int> SocketOf(unsigned id) override {
+    return 1000 + static_cast<int>(id);
+  }
+  void Route(const std::vector<unsigned>& ids) override {
+    routed_ = ids;
+    if (log_ != nullptr) {
+      log_->push_back(ids.empty() ? "route -"
+                                  : "route " + absl::StrJoin(ids, ","));
+    }
+  }
+  std::vector<unsigned> routed_;
+  std::vector<std::string>* log_ = nullptr;
 };
 
 }  // namespace cluster2

@@ -525,6 +525,103 @@ TEST_F(SupervisorTest, PauseIsRefusedWithOneSocketPerSlot) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(SupervisorTest, WithSlotSocketsOnlyReadyWorkersGetConnections) {
+  FakeSlotSockets sockets;
+  options_.slot_sockets = &sockets;
+  options_.listen_fds = {7};  // ignored: each worker gets its id's socket
+  Supervisor& supervisor = Start();
+  EXPECT_EQ(launcher_.specs_[100].listen_fd, 1000);
+  EXPECT_EQ(launcher_.specs_[101].listen_fd, 1001);
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0}));
+  MakeReady(101, &b);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1}));
+  // A crashed worker's slot gets nothing until its replacement is ready.
+  supervisor.ProcessExited(101, Killed(SIGKILL));
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0}));
+  supervisor.Tick();
+  ASSERT_EQ(launcher_.launched_.back(), 102);
+  EXPECT_EQ(launcher_.specs_[102].listen_fd, 1001) << "the slot's socket";
+  FakeChannel c;
+  MakeReady(102, &c);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1}));
+  // A replacement takes over the slot without a gap.
+  ASSERT_TRUE(supervisor.Recycle(100, "test").ok());
+  FakeChannel d;
+  sockets.log_ = &a.messages_;
+  MakeReady(103, &d);
+  EXPECT_EQ(a.messages_.back(), "drain 1m replaced: test");
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1}));
+}
+
+TEST_F(SupervisorTest, WithSlotSocketsPauseRoutesAwayBeforeTheWorkerStops) {
+  FakeSlotSockets sockets;
+  options_.slot_sockets = &sockets;
+  options_.pause_supported = false;  // not needed with slot sockets
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  sockets.log_ = &a.messages_;
+  ASSERT_TRUE(supervisor.Pause(100).ok());
+  EXPECT_EQ(a.messages_, (std::vector<std::string>{"welcome 500ms", "route 1",
+                                                   "pause"}));
+  supervisor.Acknowledge(launcher_.tokens_[100], /*paused=*/true);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{1}));
+  ASSERT_TRUE(supervisor.Resume(100).ok());
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{1}))
+      << "until the worker accepts again";
+  supervisor.Acknowledge(launcher_.tokens_[100], /*paused=*/false);
+  EXPECT_EQ(a.messages_.back(), "route 0,1");
+  // A worker that never confirms a pause is routed to again.
+  ASSERT_TRUE(supervisor.Pause(101).ok());
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0}));
+  clock_.Advance(absl::Seconds(11));
+  supervisor.Tick();
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1}));
+}
+
+TEST_F(SupervisorTest, WithSlotSocketsScaleDownRoutesAwayBeforeTheDrain) {
+  FakeSlotSockets sockets;
+  options_.slot_sockets = &sockets;
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  EXPECT_EQ(*supervisor.Scale(3), 2u);
+  EXPECT_EQ(launcher_.specs_[102].listen_fd, 1002);
+  FakeChannel c;
+  MakeReady(102, &c);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1, 2}));
+  sockets.log_ = &b.messages_;
+  EXPECT_EQ(*supervisor.Scale(1), 3u) << "below the initial sockets too";
+  EXPECT_EQ(b.messages_, (std::vector<std::string>{"welcome 500ms", "route 0",
+                                                   "drain 1m scale down"}));
+  supervisor.ProcessExited(101, Exited(0));
+  supervisor.ProcessExited(102, Exited(0));
+  EXPECT_EQ(*supervisor.Scale(2), 1u);
+  EXPECT_EQ(launcher_.specs_[launcher_.launched_.back()].listen_fd, 1001)
+      << "slot 1 comes back on its socket";
+}
+
+TEST_F(SupervisorTest, WithSlotSocketsAFreshDebugWorkerServesOnceReady) {
+  FakeSlotSockets sockets;
+  options_.slot_sockets = &sockets;
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  absl::StatusOr<pid_t> fresh = supervisor.StartDebugWorker({"gdb"}, "test");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(launcher_.specs_[*fresh].listen_fd, 1002);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1}));
+  FakeChannel d;
+  ASSERT_TRUE(supervisor.Attach(launcher_.tokens_[*fresh], &d).ok());
+  supervisor.Ready(launcher_.tokens_[*fresh]);
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1, 2}));
+}
+
 TEST_F(SupervisorTest, RestartAndRecycleReportUnknownPids) {
   Supervisor& supervisor = Start();
   EXPECT_EQ(supervisor.Restart(4242, 0).status().code(),
