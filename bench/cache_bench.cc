@@ -7,15 +7,25 @@
 //
 // Modes:
 //   get, set    `inflight` operations in flight through the asynchronous
-//               API (1 = one blocking caller); prints ops/s, p50, p99 (us)
+//               API; prints ops/s, p50, p99 (us)
+//   get-blocking, set-blocking
+//               `threads` threads each calling the blocking API in a loop
+//               (redis-benchmark -c N's analogue for a threaded program)
 //   near        hot reads of one key through the near-cache; ops/s
 //   invalidate  another client writes, the near-cache reader waits for the
 //               new value; p50, p99 of that delay (us)
 //   raw-sync    gRPC's floor: a plain synchronous unary Batch of one GET per
 //               call (no client library); ops/s, p50, p99
 // Output: "mode=get inflight=1 ops=... ops_per_s=... p50_us=... p99_us=..."
+// With --server-pid=PID the get/set lines also carry the context switches
+// per operation of this process (cs_client) and of the server (cs_server)
+// during the measured run, from /proc/PID/task/*/status.
+#include <dirent.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -24,6 +34,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -44,9 +55,57 @@ double Percentile(std::vector<double>& samples, double p) {
   return samples[at];
 }
 
+// Voluntary and involuntary context switches of every thread of `pid`.
+uint64_t ContextSwitches(int pid) {
+  uint64_t total = 0;
+  std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream status(absl::StrCat(tasks, "/", entry->d_name, "/status"));
+    std::string line;
+    while (std::getline(status, line)) {
+      size_t colon = line.find(':');
+      if (colon == std::string::npos ||
+          line.find("ctxt_switches:") == std::string::npos)
+        continue;
+      uint64_t n = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)),
+                           &n))
+        total += n;
+    }
+  }
+  closedir(dir);
+  return total;
+}
+
+// Context switches per operation of this process and the server over a run.
+class SwitchCounter {
+ public:
+  explicit SwitchCounter(int server_pid)
+      : server_pid_(server_pid),
+        client_(ContextSwitches(getpid())),
+        server_(server_pid ? ContextSwitches(server_pid) : 0) {}
+  std::string PerOp(int ops) const {
+    if (server_pid_ == 0) return "";
+    double client = ContextSwitches(getpid()) - client_;
+    double server = ContextSwitches(server_pid_) - server_;
+    char out[96];
+    snprintf(out, sizeof out, " cs_client=%.3f cs_server=%.3f", client / ops,
+             server / ops);
+    return out;
+  }
+
+ private:
+  const int server_pid_;
+  const uint64_t client_, server_;
+};
+
 struct Flags {
   std::string socket, mode = "get", ns = "bench";
   int ops = 100000, inflight = 1, value_bytes = 100, keys = 10000;
+  int threads = 16, server_pid = 0;
   int batches = 2;  // CacheClientOptions::max_batches_in_flight
   bool persist = false;
 };
@@ -77,6 +136,7 @@ void RunLoad(CacheNamespace& space, const Flags& flags, bool get) {
       space.SetAsync(key, value, {}, [finish](auto set) { finish(set.ok()); });
     }
   };
+  SwitchCounter switches(flags.server_pid);
   absl::Time began = absl::Now();
   for (int i = 0; i < flags.inflight; ++i) start_one();
   {
@@ -85,9 +145,45 @@ void RunLoad(CacheNamespace& space, const Flags& flags, bool get) {
     mu.Await(absl::Condition(&all_done));
   }
   double seconds = absl::ToDoubleSeconds(absl::Now() - began);
-  printf("mode=%s inflight=%d ops=%d ops_per_s=%.0f p50_us=%.1f p99_us=%.1f\n",
-         get ? "get" : "set", flags.inflight, flags.ops, flags.ops / seconds,
-         Percentile(latencies, 0.5), Percentile(latencies, 0.99));
+  printf(
+      "mode=%s inflight=%d ops=%d ops_per_s=%.0f p50_us=%.1f p99_us=%.1f%s\n",
+      get ? "get" : "set", flags.inflight, flags.ops, flags.ops / seconds,
+      Percentile(latencies, 0.5), Percentile(latencies, 0.99),
+      switches.PerOp(flags.ops).c_str());
+}
+
+// `threads` threads, each calling the blocking API `ops / threads` times.
+void RunBlocking(CacheNamespace& space, const Flags& flags, bool get) {
+  std::string value(flags.value_bytes, 'x');
+  int per_thread = flags.ops / flags.threads;
+  std::vector<double> latencies(static_cast<size_t>(per_thread) *
+                                flags.threads);
+  std::atomic<int> failures{0};
+  SwitchCounter switches(flags.server_pid);
+  absl::Time began = absl::Now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < flags.threads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        std::string key =
+            absl::StrCat("key:", (t * per_thread + i) % flags.keys);
+        absl::Time start = absl::Now();
+        bool ok = get ? space.Get(key).ok() : space.Set(key, value).ok();
+        latencies[t * per_thread + i] =
+            absl::ToDoubleMicroseconds(absl::Now() - start);
+        if (!ok) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+  int ops = per_thread * flags.threads;
+  printf(
+      "mode=%s-blocking threads=%d ops=%d failed=%d ops_per_s=%.0f "
+      "p50_us=%.1f p99_us=%.1f%s\n",
+      get ? "get" : "set", flags.threads, ops, failures.load(), ops / seconds,
+      Percentile(latencies, 0.5), Percentile(latencies, 0.99),
+      switches.PerOp(ops).c_str());
 }
 
 }  // namespace
@@ -118,6 +214,10 @@ int main(int argc, char** argv) {
       ok = absl::SimpleAtoi(value, &flags.keys);
     else if (name == "batches")
       ok = absl::SimpleAtoi(value, &flags.batches);
+    else if (name == "threads")
+      ok = absl::SimpleAtoi(value, &flags.threads) && flags.threads > 0;
+    else if (name == "server-pid")
+      ok = absl::SimpleAtoi(value, &flags.server_pid);
     else
       ok = false;
     if (!ok) {
@@ -147,6 +247,17 @@ int main(int argc, char** argv) {
       RunLoad(**space, fill, false);
     }
     RunLoad(**space, flags, flags.mode == "get");
+    return 0;
+  }
+  if (flags.mode == "get-blocking" || flags.mode == "set-blocking") {
+    bool get = flags.mode == "get-blocking";
+    if (get) {
+      Flags fill = flags;
+      fill.ops = flags.keys;
+      fill.inflight = 16;
+      RunLoad(**space, fill, false);
+    }
+    RunBlocking(**space, flags, get);
     return 0;
   }
   if (flags.mode == "near") {

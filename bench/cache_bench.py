@@ -5,10 +5,14 @@
     python3 bench/cache_bench.py [--quick]
 
 Workloads (100-byte values over 10,000 keys, as redis-benchmark -d 100
--r 10000):
+-r 10000), each run against Redis and cluster2-cache back to back (three
+times without --quick; medians), with the servers' context switches per
+operation (and our client's):
   1. one client, one operation in flight: GET and SET ops/s, p50, p99
      (redis-benchmark -c 1);
-  2. 16 operations in flight: ops/s (redis-benchmark -c 16);
+  2. 16 operations in flight through the asynchronous API (-c 16);
+  3. 16 threads calling the blocking API (-c 16);
+  4. 128 operations in flight (redis-benchmark -c 16 -P 8, pipelined);
   3. near-cache hot reads: ops/s against Redis GET -c 1, and the delay until
      another process's write is visible in the near-cache (p50, p99);
   4. `everysec` persistence: SET ops/s with it as a fraction of without it,
@@ -23,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,17 +82,36 @@ def redis(tmp, aof):
     return Server(argv, sock), sock
 
 
-def redis_benchmark(sock, clients, tests, n):
+def context_switches(pid):
+    """Voluntary + involuntary context switches of every thread of pid."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as status:
+                for line in status:
+                    if "ctxt_switches:" in line:
+                        total += int(line.split(":")[1])
+        except FileNotFoundError:
+            pass  # the thread ended meanwhile
+    return total
+
+
+def redis_benchmark(server, sock, clients, tests, n, pipeline=1):
+    before = context_switches(server.proc.pid)
     out = subprocess.run(
         ["redis-benchmark", "-s", sock, "-c", str(clients), "-n", str(n),
-         "-t", tests, "-d", "100", "-r", "10000", "--csv"],
+         "-P", str(pipeline), "-t", tests, "-d", "100", "-r", "10000",
+         "--csv"],
         check=True, capture_output=True, text=True).stdout
+    switches = context_switches(server.proc.pid) - before
     rows = {}
     for row in csv.DictReader(io.StringIO(out)):
         rows[row["test"].lower()] = {
             "ops_per_s": float(row["rps"]),
             "p50_us": float(row["p50_latency_ms"]) * 1000,
             "p99_us": float(row["p99_latency_ms"]) * 1000,
+            # over all tests of the run: per operation of each
+            "cs_server": switches / (n * len(tests.split(","))),
         }
     return rows
 
@@ -100,9 +124,16 @@ def cache_bench(sock, *flags):
     return {k: float(v) for k, v in fields.items() if k != "mode"}
 
 
+def median_rows(runs):
+    """The median of each figure over repeated runs (dicts of floats)."""
+    return {key: statistics.median(run[key] for run in runs)
+            for key in runs[0]}
+
+
 def main():
     quick = "--quick" in sys.argv
-    n1, n16 = (5000, 20000) if quick else (50000, 200000)
+    n1, n16 = (5000, 20000) if quick else (30000, 150000)
+    reps = 1 if quick else 3
     for binary in (CACHE, BENCH):
         if not os.path.exists(binary):
             sys.exit(f"missing {binary}: bazel build -c opt //bench:cache_bench "
@@ -110,78 +141,109 @@ def main():
     if shutil.which("redis-benchmark") is None:
         sys.exit("redis-benchmark not found: apt-get install redis-server")
     tmp = tempfile.mkdtemp(prefix="c2cb")
+    servers = []
     try:
         rows = []
-
-        server, rsock = redis(tmp, aof=False)
-        r1 = redis_benchmark(rsock, 1, "get,set", n1)
-        r16 = redis_benchmark(rsock, 16, "get,set", n16)
-        server.stop()
-        server, rsock = redis(tmp, aof=True)
-        r16_aof = redis_benchmark(rsock, 16, "set", n16)
-        r1_aof = redis_benchmark(rsock, 1, "set", n1)
-        server.stop()
-
+        rserver, rsock = redis(tmp, aof=False)
+        servers.append(rserver)
         csock = os.path.join(tmp, "cache.sock")
-        server = Server([CACHE, "--socket=" + csock,
-                         "--data-dir=" + os.path.join(tmp, "cache-data")],
-                        csock)
-        c = {}
-        for op in ("get", "set"):
-            c[op + "1"] = cache_bench(csock, "--mode=" + op, f"--ops={n1}",
-                                      "--inflight=1", "--ns=plain")
-            c[op + "16"] = cache_bench(csock, "--mode=" + op, f"--ops={n16}",
-                                       "--inflight=16", "--ns=plain")
-        c["set16_persist"] = cache_bench(csock, "--mode=set", f"--ops={n16}",
-                                         "--inflight=16", "--ns=durable",
-                                         "--persist")
-        c["set1_persist"] = cache_bench(csock, "--mode=set", f"--ops={n1}",
-                                        "--inflight=1", "--ns=durable",
-                                        "--persist")
+        cserver = Server([CACHE, "--socket=" + csock,
+                          "--data-dir=" + os.path.join(tmp, "cache-data")],
+                         csock)
+        servers.append(cserver)
+        pid = f"--server-pid={cserver.proc.pid}"
+
+        # Each workload: Redis, then ours, back to back, `reps` times; the
+        # medians. Both servers stay up (an idle one costs nothing).
+        workloads = {
+            # name: (redis clients, pipeline, our flags)
+            "1": (1, 1, ["--inflight=1"], n1),
+            "16": (16, 1, ["--inflight=16"], n16),
+            "blocking16": (16, 1, ["--threads=16"], n16),
+            "pipelined": (16, 8, ["--inflight=128"], n16 * 2),
+        }
+        r, c = {}, {}
+        for name, (clients, pipeline, flags, n) in workloads.items():
+            for op in ("get", "set"):
+                mode = op + ("-blocking" if name == "blocking16" else "")
+                theirs, ours = [], []
+                for _ in range(reps):
+                    theirs.append(redis_benchmark(rserver, rsock, clients, op,
+                                                  n, pipeline)[op])
+                    ours.append(cache_bench(csock, "--mode=" + mode,
+                                            f"--ops={n}", "--ns=plain", pid,
+                                            *flags))
+                r[op + name] = median_rows(theirs)
+                c[op + name] = median_rows(ours)
+
         c["raw"] = cache_bench(csock, "--mode=raw-sync", f"--ops={n1}",
                                "--ns=plain")
         c["near"] = cache_bench(csock, "--mode=near", f"--ops={n16 * 10}",
                                 "--ns=near")
         c["inval"] = cache_bench(csock, "--mode=invalidate",
                                  f"--ops={n1 // 10}", "--ns=inval")
-        server.stop()
+        c["set16_persist"] = cache_bench(csock, "--mode=set", f"--ops={n16}",
+                                         "--inflight=16", "--ns=durable",
+                                         "--persist")
+        c["set1_persist"] = cache_bench(csock, "--mode=set", f"--ops={n1}",
+                                        "--inflight=1", "--ns=durable",
+                                        "--persist")
+        for server in servers:
+            server.stop()
+        servers = []
+        aserver, asock = redis(tmp, aof=True)
+        servers.append(aserver)
+        r16_aof = redis_benchmark(aserver, asock, 16, "set", n16)
+        r1_aof = redis_benchmark(aserver, asock, 1, "set", n1)
+        aserver.stop()
+        servers = []
 
         def row(name, ours, anchor, unit="ops/s"):
             rows.append((name, ours, anchor, ours / anchor if anchor else 0,
                          unit))
 
-        for op in ("get", "set"):
-            row(f"{op.upper()} 1 in flight", c[op + "1"]["ops_per_s"],
-                r1[op]["ops_per_s"])
-            row(f"{op.upper()} 1 in flight p50", c[op + "1"]["p50_us"],
-                r1[op]["p50_us"], "us")
-            row(f"{op.upper()} 1 in flight p99", c[op + "1"]["p99_us"],
-                r1[op]["p99_us"], "us")
-        for op in ("get", "set"):
-            row(f"{op.upper()} 16 in flight", c[op + "16"]["ops_per_s"],
-                r16[op]["ops_per_s"])
+        titles = {
+            "1": ("1 in flight", "-c 1"),
+            "16": ("16 in flight (async API)", "-c 16"),
+            "blocking16": ("16 threads, blocking API", "-c 16"),
+            "pipelined": ("128 in flight (async API)", "-c 16 -P 8"),
+        }
+        for name, (title, anchor) in titles.items():
+            for op in ("get", "set"):
+                ours, theirs = c[op + name], r[op + name]
+                label = f"{op.upper()} {title} vs Redis {anchor}"
+                row(label, ours["ops_per_s"], theirs["ops_per_s"])
+                if name in ("1", "blocking16"):
+                    row(f"  p50", ours["p50_us"], theirs["p50_us"], "us")
+                    row(f"  p99", ours["p99_us"], theirs["p99_us"], "us")
+                row(f"  server context switches per op", ours["cs_server"],
+                    theirs["cs_server"], "cs/op")
+                row(f"  client context switches per op (Redis: not measured)",
+                    ours["cs_client"], 0, "cs/op")
         row("near-cache hot GET (vs Redis GET -c 1)", c["near"]["ops_per_s"],
-            r1["get"]["ops_per_s"])
+            r["get1"]["ops_per_s"])
         row("near-cache invalidation p50 (from write issued; anchor: "
-            "Redis SET -c 1 p50)", c["inval"]["p50_us"], r1["set"]["p50_us"],
+            "Redis SET -c 1 p50)", c["inval"]["p50_us"], r["set1"]["p50_us"],
             "us")
         row("near-cache invalidation p99 (from write issued; anchor: "
-            "Redis SET -c 1 p99)", c["inval"]["p99_us"], r1["set"]["p99_us"],
+            "Redis SET -c 1 p99)", c["inval"]["p99_us"], r["set1"]["p99_us"],
             "us")
         ours16 = c["set16_persist"]["ops_per_s"] / c["set16"]["ops_per_s"]
-        theirs16 = r16_aof["set"]["ops_per_s"] / r16["set"]["ops_per_s"]
+        theirs16 = r16_aof["set"]["ops_per_s"] / r["set16"]["ops_per_s"]
         ours1 = c["set1_persist"]["ops_per_s"] / c["set1"]["ops_per_s"]
-        theirs1 = r1_aof["set"]["ops_per_s"] / r1["set"]["ops_per_s"]
+        theirs1 = r1_aof["set"]["ops_per_s"] / r["set1"]["ops_per_s"]
         row("everysec SET 16 in flight, fraction of non-persistent", ours16,
             theirs16, "fraction")
         row("everysec SET 1 in flight, fraction of non-persistent", ours1,
             theirs1, "fraction")
 
+        print(f"medians of {reps} back-to-back pair(s) per workload")
         print(f"{'workload':64} {'cluster2':>12} {'Redis':>12} {'ratio':>7}")
         for name, ours, anchor, ratio, unit in rows:
-            fmt = "{:12.3f}" if unit == "fraction" else "{:12.0f}"
+            fmt = "{:12.0f}" if unit in ("ops/s", "us") else "{:12.3f}"
+            ratio_text = f"{ratio:7.2f}" if anchor else f"{'-':>7}"
             print(f"{name:64} {fmt.format(ours)} {fmt.format(anchor)} "
-                  f"{ratio:7.2f}  {unit}")
+                  f"{ratio_text}  {unit}")
         print(f"(gRPC's own floor: a synchronous unary Batch of one GET, "
               f"{c['raw']['ops_per_s']:.0f} ops/s, p50 {c['raw']['p50_us']:.0f} us, "
               f"p99 {c['raw']['p99_us']:.0f} us)")
@@ -193,6 +255,8 @@ def main():
               f"{r16_aof['set']['ops_per_s']:.0f} / {r1_aof['set']['ops_per_s']:.0f}"
               " at 16 / 1 in flight)")
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

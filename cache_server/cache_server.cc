@@ -18,7 +18,6 @@
 #include "common/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 
 namespace cluster2 {
 
@@ -70,7 +69,9 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
                          " keys, ", info.bytes, " bytes"));
   }
 
-  grpc::EnableDefaultHealthCheckService(true);
+  // grpc.health.v1 is the service's own (CacheService::Register): gRPC's
+  // default one would add two polling threads competing for every event.
+  grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   unlink(options.socket_path.c_str());  // a stale socket of a dead server
   grpc::ServerBuilder builder;

@@ -4,12 +4,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "cluster2/v1/cache.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/testing/harness.h"
@@ -185,6 +188,107 @@ TEST_F(CacheTest, ALeaseHolderThatDiesPassesTheLeaseToAWaiterAtOnce) {
   waiter_context.TryCancel();
   holder_stream->Finish();
   waiter_stream->Finish();
+}
+
+TEST_F(CacheTest, AParkedCallerThatGivesUpIsForgottenAndTheLoadGoesOn) {
+  auto hold = [&](const std::string& id, grpc::ClientContext* context) {
+    v1::HoldRequest request;
+    request.set_client_id(id);
+    return stub_->Hold(context, request);
+  };
+  grpc::ClientContext holder_context, waiter_context;
+  auto holder_stream = hold("holder", &holder_context);
+  auto waiter_stream = hold("waiter", &waiter_context);
+  v1::GetResponse holder;
+  ASSERT_TRUE(WaitUntil([&] { return Get("k", &holder, true, "holder").ok(); },
+                        absl::Seconds(5)));
+  ASSERT_FALSE(holder.lease_token().empty());
+  auto waiting = [&] {
+    v1::StatsRequest request;
+    request.set_namespace_("ns");
+    v1::StatsResponse stats;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->Stats(&context, request, &stats).ok());
+    return stats.namespaces_size() == 1 ? stats.namespaces(0).waiting() : -1;
+  };
+  // Three callers park, then give up (their deadline passes).
+  for (int i = 0; i < 3; ++i) {
+    v1::GetRequest request;
+    request.set_namespace_("ns");
+    request.set_key("k");
+    request.set_lease(true);
+    request.set_client_id("waiter");
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(200));
+    v1::GetResponse response;
+    grpc::Status status = stub_->Get(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  // The server forgets them at once (they were not answered, so the next
+  // caller is not handed a lease nobody will use).
+  EXPECT_TRUE(WaitUntil([&] { return waiting() == 0; }, absl::Seconds(5)));
+  // The load completes; a reader gets its value.
+  v1::SetRequest set;
+  set.set_namespace_("ns");
+  set.set_key("k");
+  set.set_value("loaded");
+  set.set_lease_token(holder.lease_token());
+  grpc::ClientContext set_context;
+  v1::SetResponse set_response;
+  ASSERT_TRUE(stub_->Set(&set_context, set, &set_response).ok());
+  v1::GetResponse after;
+  ASSERT_TRUE(Get("k", &after, true, "waiter").ok());
+  EXPECT_EQ(after.value(), "loaded");
+  EXPECT_TRUE(after.lease_token().empty());
+  holder_context.TryCancel();
+  waiter_context.TryCancel();
+  holder_stream->Finish();
+  waiter_stream->Finish();
+}
+
+TEST_F(CacheTest, ServesTheStandardHealthProtocol) {
+  using grpc::health::v1::Health;
+  using grpc::health::v1::HealthCheckRequest;
+  using grpc::health::v1::HealthCheckResponse;
+  auto health = Health::NewStub(grpc::CreateChannel(
+      "unix:" + socket_, grpc::InsecureChannelCredentials()));
+  for (const char* service : {"", "cluster2.v1.Cache"}) {
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok()) << service;
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING) << service;
+  }
+  HealthCheckRequest unknown;
+  unknown.set_service("no.such.Service");
+  HealthCheckResponse response;
+  grpc::ClientContext check_context;
+  EXPECT_EQ(health->Check(&check_context, unknown, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  // Watch says SERVING and stays open until the client leaves.
+  grpc::ClientContext watch_context;
+  auto watch = health->Watch(&watch_context, HealthCheckRequest());
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  watch_context.TryCancel();
+  EXPECT_FALSE(watch->Read(&response));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // Many at once, beyond the calls waiting posted.
+  std::vector<std::thread> checkers;
+  std::atomic<int> serving{0};
+  for (int i = 0; i < 16; ++i) {
+    checkers.emplace_back([&] {
+      HealthCheckResponse answer;
+      grpc::ClientContext context;
+      if (health->Check(&context, HealthCheckRequest(), &answer).ok() &&
+          answer.status() == HealthCheckResponse::SERVING)
+        ++serving;
+    });
+  }
+  for (std::thread& checker : checkers) checker.join();
+  EXPECT_EQ(serving.load(), 16);
 }
 
 TEST_F(CacheTest, ASlowWatcherIsEndedAndToldWhereToResume) {

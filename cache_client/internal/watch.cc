@@ -77,11 +77,11 @@ void WatchStream::OnEnd(const grpc::Status& status) {
 }
 
 void WatchStream::SetLive(bool live) {
-  {
-    absl::MutexLock lock(&mu_);
-    live_ = live;
-  }
+  // The owner hears it first: a caller woken by WaitUntilLive must find
+  // it (e.g. the near-cache) live already, or its first read is not kept.
   if (options_.on_live) options_.on_live(live);
+  absl::MutexLock lock(&mu_);
+  live_ = live;
 }
 
 }  // namespace cluster2::cache_internal

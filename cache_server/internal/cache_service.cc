@@ -235,16 +235,18 @@ CacheService::~CacheService() = default;
 
 void CacheService::Register(grpc::ServerBuilder& builder) {
   builder.RegisterService(&async_);
+  builder.RegisterService(&health_);
   cq_ = builder.AddCompletionQueue();
 }
 
 void CacheService::Start() {
   raw_cq_ = cq_.get();
   loop_ = std::make_unique<IoLoop>("cache-io", std::move(cq_));
-  env_ = Env{this, store_, &async_, raw_cq_, loop_.get()};
+  env_ = Env{this, store_, &async_, &health_, raw_cq_, loop_.get()};
   loop_->RunAndWait([this] {
     PostUnaryCalls();
     PostStreamCalls();
+    PostHealthCalls();
   });
 }
 

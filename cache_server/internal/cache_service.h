@@ -30,6 +30,7 @@
 #include "cache_server/internal/cache_store.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "common/io_loop.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/server_builder.h"
 
 namespace cluster2 {
@@ -42,7 +43,8 @@ class CacheService {
   CacheService(const CacheService&) = delete;
   CacheService& operator=(const CacheService&) = delete;
 
-  // Before builder.BuildAndStart(): adds the service and its queue.
+  // Before builder.BuildAndStart(): adds the service, grpc.health.v1 (the
+  // caller turns gRPC's default one off) and their queue.
   void Register(grpc::ServerBuilder& builder);
   // After BuildAndStart: starts the loop thread, which takes the calls.
   void Start();
@@ -58,6 +60,7 @@ class CacheService {
     CacheService* service;
     CacheStore* store;
     v1::Cache::AsyncService* async;
+    grpc::health::v1::Health::AsyncService* health;
     grpc::ServerCompletionQueue* cq;
     IoLoop* loop;
   };
@@ -67,9 +70,11 @@ class CacheService {
   // cache_streams.cc).
   void PostUnaryCalls();
   void PostStreamCalls();
+  void PostHealthCalls();  // cache_health.cc
 
   CacheStore* const store_;
   v1::Cache::AsyncService async_;
+  grpc::health::v1::Health::AsyncService health_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;  // until Start
   grpc::ServerCompletionQueue* raw_cq_ = nullptr;
   std::unique_ptr<IoLoop> loop_;
