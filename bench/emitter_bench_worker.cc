@@ -1,18 +1,18 @@
 // The worker of bench/emitter_bench: it timestamps what it receives.
 //   "fan" [sent_us]         records now - sent_us
 //   "fan-report"            -> "fan-stats" [count, p50_us, p99_us] to the
-//   master "rt-ping" [i]           -> "rt-pong" [i] back to the sender
-//   "rt-start" [peer, n]    n round trips with the worker `peer` through the
-//                           master, then "rt-stats" [p50_us, p99_us] to the
 //                           master
+//   "rt-ping" [i, async]    -> "rt-pong" [i] back to the sender
+//   "rt-start" [peer, n, async]  n round trips with the worker `peer`
+//                           through the master (each pong sends the next
+//                           ping from the handler), then "rt-stats"
+//                           [p50_us, p99_us, async] to the master
 #include <unistd.h>
 
 #include <algorithm>
 #include <iostream>
-#include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "worker/worker.h"
 
@@ -64,40 +64,47 @@ int main() {
     }
   });
 
-  // Round trips: the pongs arrive on the handler thread, so the loop runs
-  // on its own thread and waits for them.
-  absl::Mutex mu;
-  double last_pong = 0;
+  // Round trips, driven from the handlers: each pong sends the next ping
+  // from the handler thread itself, so the figure is the path through the
+  // library and the master, without a hand-off to an app thread.
+  struct RoundTrips {
+    int peer = 0, n = 0, next = 0;
+    bool async = false;
+    absl::Time sent;
+    std::vector<double> rtt;
+  } rt;
+  auto ping = [&worker, &rt] {
+    google::protobuf::Value flag;
+    flag.set_bool_value(rt.async);
+    ++rt.next;
+    rt.sent = absl::Now();
+    if (rt.async) {
+      (void)worker.EmitAsync("rt-ping", {Worker::Target::Pid(rt.peer)},
+                             {Number(rt.next), flag});
+    } else {
+      (void)worker.Emit("rt-ping", {Worker::Target::Pid(rt.peer)},
+                        {Number(rt.next), flag});
+    }
+  };
   worker.On("rt-pong", [&](const Worker::Event& event) {
-    absl::MutexLock lock(&mu);
-    last_pong = event.args[0].number_value();
+    if (event.args[0].number_value() != rt.next) return;
+    rt.rtt.push_back(absl::ToDoubleMicroseconds(absl::Now() - rt.sent));
+    if (rt.next < rt.n) {
+      ping();
+      return;
+    }
+    (void)worker.Emit("rt-stats", {Worker::Target::Master()},
+                      {Number(Percentile(rt.rtt, 0.5)),
+                       Number(Percentile(rt.rtt, 0.99)),
+                       Number(rt.async ? 1 : 0)});
   });
   worker.On("rt-start", [&](const Worker::Event& event) {
-    int peer = static_cast<int>(event.args[0].number_value());
-    int n = static_cast<int>(event.args[1].number_value());
-    bool async = event.args[2].bool_value();
-    std::thread([&worker, &mu, &last_pong, peer, n, async] {
-      std::vector<double> rtt;
-      for (int i = 1; i <= n; ++i) {
-        absl::Time start = absl::Now();
-        google::protobuf::Value flag;
-        flag.set_bool_value(async);
-        if (async) {
-          (void)worker.EmitAsync("rt-ping", {Worker::Target::Pid(peer)},
-                                 {Number(i), flag});
-        } else {
-          (void)worker.Emit("rt-ping", {Worker::Target::Pid(peer)},
-                            {Number(i), flag});
-        }
-        absl::MutexLock lock(&mu);
-        auto answered = [&]() { return last_pong == i; };
-        mu.AwaitWithTimeout(absl::Condition(&answered), absl::Seconds(5));
-        rtt.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
-      }
-      (void)worker.Emit("rt-stats", {Worker::Target::Master()},
-                        {Number(Percentile(rtt, 0.5)),
-                         Number(Percentile(rtt, 0.99)), Number(async ? 1 : 0)});
-    }).detach();
+    rt.peer = static_cast<int>(event.args[0].number_value());
+    rt.n = static_cast<int>(event.args[1].number_value());
+    rt.async = event.args[2].bool_value();
+    rt.next = 0;
+    rt.rtt.clear();
+    ping();
   });
   worker.SetReady();
   worker.WaitForDrain();

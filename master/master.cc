@@ -181,9 +181,8 @@ class Master {
         },
         [this] { return supervisor_->AllReady(); },
         [this](const Ecv::State& state) {
-          if (server_ != nullptr) {
-            server_->GetHealthCheckService()->SetServingStatus(
-                state.health == Ecv::Health::kUp);
+          if (session_server_ != nullptr) {
+            session_server_->SetServing(state.health == Ecv::Health::kUp);
           }
         });
     CLUSTER2_RETURN_IF_ERROR(StartServer());
@@ -213,9 +212,7 @@ class Master {
   MasterContext& context() { return *events_; }
 
   void RequestStop(bool fast, absl::Duration grace, absl::string_view reason) {
-    if (server_ != nullptr) {
-      server_->GetHealthCheckService()->SetServingStatus(false);
-    }
+    if (session_server_ != nullptr) session_server_->SetServing(false);
     if (supervisor_ != nullptr) supervisor_->Stop(fast, grace, reason);
   }
 
@@ -265,7 +262,8 @@ class Master {
   }
 
   absl::Status StartServer() {
-    grpc::EnableDefaultHealthCheckService(true);
+    // grpc.health.v1 is served on the session server's loop.
+    grpc::EnableDefaultHealthCheckService(false);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     router_ = std::make_unique<EventRouter>(getpid());
     registry_ = std::make_unique<StatusRegistry>(getpid());
@@ -303,8 +301,8 @@ class Master {
     std::string path = run_dir_->File(RunDirectory::kMasterSocket);
     if (chmod(path.c_str(), 0600) != 0)
       return ErrnoStatus(errno, "chmod " + path);
-    // NOT_SERVING until the ECV is up (every initial worker ready).
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    // NOT_SERVING (SessionServer's default) until the ECV is up (every
+    // initial worker ready).
     return absl::OkStatus();
   }
 

@@ -12,15 +12,19 @@
 #include <atomic>
 #include <cstddef>
 #include <deque>
+#include <set>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "master/internal/session_server.h"
 
 namespace cluster2 {
+
+class HealthWatchCall;
 
 struct SessionServer::Shared {
   SessionServerOptions options;
@@ -30,10 +34,15 @@ struct SessionServer::Shared {
   DebugSession* debug = nullptr;
   v1::WorkerSession::AsyncService sessions;
   v1::Emitter::AsyncService emitter;
+  grpc::health::v1::Health::AsyncService health;
   grpc::ServerCompletionQueue* cq = nullptr;  // the loop's
   IoLoop* loop = nullptr;
   // Loop thread only: sessions admitted that have not said hello yet.
   size_t waiting_for_hello = 0;
+  // What grpc.health.v1 answers for the server (""); any thread writes it.
+  std::atomic<bool> serving{false};
+  // Loop thread only: the open Health.Watch calls.
+  std::set<HealthWatchCall*> health_watchers;
 };
 
 // What other threads send to one call, in call order, handed to the loop
@@ -74,6 +83,10 @@ void ListenForSession(SessionServer::Shared* shared);
 void ListenForEmit(SessionServer::Shared* shared);
 void ListenForEmitStream(SessionServer::Shared* shared);
 void ListenForSubscribe(SessionServer::Shared* shared);
+// grpc.health.v1.Health Check and Watch (health_calls.cc); HealthChanged
+// tells the watchers that `serving` may have changed.
+void ListenForHealth(SessionServer::Shared* shared);
+void HealthChanged(SessionServer::Shared* shared);
 
 }  // namespace cluster2
 

@@ -34,6 +34,7 @@ SessionServer::~SessionServer() {
 void SessionServer::Register(grpc::ServerBuilder* builder) {
   builder->RegisterService(&shared_->sessions);
   builder->RegisterService(&shared_->emitter);
+  builder->RegisterService(&shared_->health);
   cq_ = builder->AddCompletionQueue();
 }
 
@@ -49,7 +50,16 @@ void SessionServer::Start() {
       ListenForEmitStream(shared);
       ListenForSubscribe(shared);
     }
+    ListenForHealth(shared);
+    ListenForHealth(shared);
   });
+  started_ = true;
+}
+
+void SessionServer::SetServing(bool serving) {
+  if (shared_->serving.exchange(serving) == serving || !started_) return;
+  Shared* shared = shared_.get();
+  loop_->Post([shared] { HealthChanged(shared); });
 }
 
 }  // namespace cluster2

@@ -13,15 +13,20 @@
 // supervisor's timers, control calls, the monitor, an embedding app) are
 // handed to the loop in call order.
 //
-// The other services (Cluster, Status, Ecv, health) stay on gRPC's sync
-// API: they are not on the data path, and some block (Pause waits for the
-// worker's confirmation) which the loop must never do.
+// grpc.health.v1.Health is served here too (SetServing), instead of gRPC's
+// default health service, whose callback-API threads would poll the same
+// sockets and take the loop's wake-ups. The other services (Cluster,
+// Status, Ecv, reflection) stay on gRPC's sync API: they are not on the
+// data path, and some block (Pause waits for the worker's confirmation),
+// which the loop must never do.
 //
 // Thread-safe: Register, Start and the destructor from the thread that owns
-// the grpc::Server, in that order around BuildAndStart and Shutdown.
+// the grpc::Server, in that order around BuildAndStart and Shutdown;
+// SetServing from any thread.
 #ifndef CLUSTER2_MASTER_INTERNAL_SESSION_SERVER_H_
 #define CLUSTER2_MASTER_INTERNAL_SESSION_SERVER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 
@@ -67,11 +72,17 @@ class SessionServer {
   // served has come back.
   ~SessionServer();
 
-  // Adds the WorkerSession and Emitter services and the loop's completion
-  // queue to `builder`. Before BuildAndStart.
+  // Adds the WorkerSession, Emitter and grpc.health.v1.Health services and
+  // the loop's completion queue to `builder`. Before BuildAndStart. The
+  // caller turns gRPC's default health service off
+  // (grpc::EnableDefaultHealthCheckService(false)).
   void Register(grpc::ServerBuilder* builder);
   // Starts the loop and waits for calls. After BuildAndStart.
   void Start();
+
+  // What grpc.health.v1 says of the server (""): SERVING or NOT_SERVING.
+  // NOT_SERVING until called.
+  void SetServing(bool serving);
 
   // The loop (for tests and for work that must run on it); null before
   // Start.
@@ -83,6 +94,7 @@ class SessionServer {
   std::unique_ptr<Shared> shared_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;  // until Start
   std::unique_ptr<IoLoop> loop_;
+  std::atomic<bool> started_{false};
 };
 
 }  // namespace cluster2

@@ -15,6 +15,7 @@
 #include "cluster2/v1/worker_session.grpc.pb.h"
 #include "common/fake_clock.h"
 #include "grpcpp/grpcpp.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "master/internal/supervisor_fakes.h"
 
@@ -299,6 +300,42 @@ TEST_F(SessionServerTest, EmitStreamAnswersInOrderAndSubscribeSees) {
   subscribe_context.TryCancel();
   subscriber.join();
   worker_context.TryCancel();
+}
+
+// grpc.health.v1 on the loop: NOT_SERVING until SetServing(true); Watch
+// sends the status, then each change; other services are unknown.
+TEST_F(SessionServerTest, HealthFollowsSetServing) {
+  using grpc::health::v1::Health;
+  using grpc::health::v1::HealthCheckRequest;
+  using grpc::health::v1::HealthCheckResponse;
+  StartServer({});
+  auto health = Health::NewStub(channel_);
+  auto check = [&](const std::string& service, HealthCheckResponse* response) {
+    grpc::ClientContext context;
+    HealthCheckRequest request;
+    request.set_service(service);
+    return health->Check(&context, request, response);
+  };
+  HealthCheckResponse response;
+  ASSERT_TRUE(check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(check("cluster2.v1.Nothing", &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext watch_context;
+  auto watch = health->Watch(&watch_context, HealthCheckRequest());
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  sessions_->SetServing(true);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  ASSERT_TRUE(check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  sessions_->SetServing(false);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  watch_context.TryCancel();
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 }  // namespace
