@@ -192,6 +192,10 @@ class Master {
                          " workers, monitor http://", config_.mon_host(), ":",
                          config_.mon_port(), ", control ",
                          run_dir_->Address(RunDirectory::kMasterSocket)));
+    LogInfo(absl::StrCat("balance: ", config_.balance(),
+                         slot_group_ != nullptr
+                             ? ", " + slot_group_->Describe()
+                             : std::string()));
     return supervisor_->Start();
   }
 
@@ -219,11 +223,8 @@ class Master {
  private:
   absl::Status BindServicePort() {
     if (int inherited = InheritedListenSocket(); inherited >= 0) {
-      if (config_.balance() == "even") {  // the socket is given: one
-        LogInfo("balance: even needs a socket per slot; an inherited socket "
-                "is shared");
-        config_.set_balance("shared");
-      }
+      // even needs a socket per slot; the one inherited is shared.
+      if (config_.balance() == "even") config_.set_balance("shared");
       if (config_.balance() == "reuseport") {
         return absl::InvalidArgumentError(
             "field 'balance': \"reuseport\" needs the master to bind the port, "
@@ -240,8 +241,6 @@ class Master {
           ReuseportGroup::Create(config_.host(), config_.port(),
                                  config_.backlog(), config_.no_workers()));
       config_.set_port(slot_group_->port());
-      LogInfo(absl::StrCat("balance: even, ",
-                           MethodName(slot_group_->method())));
       return absl::OkStatus();
     }
     if (config_.balance() == "reuseport") {

@@ -195,10 +195,17 @@ TEST(BalanceTest, PauseUnderLoadRoutesNothingToThePausedWorker) {
   EXPECT_EQ(RequestsOf(cluster, paused), at_pause);
   CommandResult resume = cluster.Ctl({"resume", std::to_string(paused)});
   ASSERT_EQ(resume.exit_code, 0) << resume.err;
+  // The load's keep-alive connections stay where they are; new ones reach
+  // the resumed worker again.
+  int paused_id = -1;
+  for (const v1::Worker& worker : cluster.Workers()) {
+    if (worker.pid() == paused) paused_id = static_cast<int>(worker.id());
+  }
   EXPECT_TRUE(WaitUntil(
       [&] {
-        return AwaitFreshCounters(cluster, paused) &&
-               RequestsOf(cluster, paused) > at_pause + 100;
+        KeptConnection kept = ConnectAndAsk(cluster.port());
+        close(kept.fd);
+        return kept.worker_id == paused_id;
       },
       absl::Seconds(10)))
       << "the resumed worker gets connections again";

@@ -24,6 +24,13 @@ absl::StatusOr<std::unique_ptr<ReuseportGroup>> ReuseportGroup::Create(
                          ReuseportSelector::Create(try_round_robin)));
 }
 
+std::string ReuseportGroup::Describe() const {
+  std::string text(MethodName(selector_->method()));
+  if (!selector_->why_source_port().empty())
+    absl::StrAppend(&text, " (", selector_->why_source_port(), ")");
+  return text;
+}
+
 ReuseportGroup::~ReuseportGroup() {
   for (int fd : fds_) close(fd);
 }

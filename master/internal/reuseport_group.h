@@ -38,6 +38,8 @@ class ReuseportGroup final : public SlotSockets {
 
   uint16_t port() const { return port_; }
   ReuseportSelector::Method method() const { return selector_->method(); }
+  // "round robin", or "source port (why)" for the log.
+  std::string Describe() const;
 
   // Opens the sockets up to `id` if needed (they join the group in order).
   absl::StatusOr<int> SocketOf(unsigned id) override;

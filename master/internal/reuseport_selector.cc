@@ -155,15 +155,20 @@ std::unique_ptr<ReuseportSelector> ReuseportSelector::Create(
         return std::unique_ptr<ReuseportSelector>(
             new ReuseportSelector(Method::kRoundRobin, map));
       }
-      LogInfo(absl::StrCat(
-          "balance: the kernel refuses the round-robin program (",
-          std::strerror(errno), "); spreading by source port"));
+      std::string why = absl::StrCat(
+          "the kernel refuses the round-robin program: ", std::strerror(errno));
       close(map);
-    } else {
-      LogInfo(absl::StrCat("balance: no eBPF for this process (",
-                           std::strerror(errno),
-                           "; it needs CAP_BPF); spreading by source port"));
+      auto selector = std::unique_ptr<ReuseportSelector>(
+          new ReuseportSelector(Method::kSourcePort, -1));
+      selector->why_source_port_ = std::move(why);
+      return selector;
     }
+    auto selector = std::unique_ptr<ReuseportSelector>(
+        new ReuseportSelector(Method::kSourcePort, -1));
+    selector->why_source_port_ =
+        absl::StrCat("no eBPF for this process (", std::strerror(errno),
+                     "): round robin needs CAP_BPF");
+    return selector;
   }
   return std::unique_ptr<ReuseportSelector>(
       new ReuseportSelector(Method::kSourcePort, -1));

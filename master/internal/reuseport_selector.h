@@ -9,7 +9,7 @@
 // the group: the order the sockets started listening) and spread them
 // - round robin (Method::kRoundRobin): an eBPF program with a counter in an
 //   array map. Loading eBPF needs CAP_BPF (or kernel.unprivileged_bpf_
-//   disabled=0); the master tries it once at start;
+//   disabled=0); Create tries it once;
 // - otherwise by the client's source port (Method::kSourcePort): a classic
 //   BPF program, which any process may attach. Linux gives one client
 //   host's successive connect()s ports 2-16 apart at random, so windows of
@@ -33,6 +33,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -65,6 +66,8 @@ class ReuseportSelector {
   ReuseportSelector& operator=(const ReuseportSelector&) = delete;
 
   Method method() const { return method_; }
+  // Why Create chose kSourcePort when asked to try round robin; else empty.
+  const std::string& why_source_port() const { return why_source_port_; }
 
   // Attaches to the group of `group_fd` (any socket of it) a program that
   // sends new connections only to the sockets at `targets` (indices in the
@@ -82,6 +85,7 @@ class ReuseportSelector {
 
   Method method_;
   int counter_map_fd_;  // -1 for kSourcePort
+  std::string why_source_port_;
 };
 
 absl::string_view MethodName(ReuseportSelector::Method method);
