@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 WORKERS=${1:-4}
 SECONDS_PER_RUN=${2:-10}
 CONNECTIONS=${3:-64}
-bin=bazel-bin
+bin=${CLUSTER2_BIN:-bazel-bin}  # or a copy of the three binaries, same layout
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 counts() {  # requests_total per worker, space-separated, by slot, from
@@ -72,7 +72,7 @@ for mode in "${modes[@]}"; do
   esac
   "${prefix[@]}" "$bin/master/cluster2-master" --name=balance-bench --noWorkers="$WORKERS" --port="$PORT" \
     --host=127.0.0.1 --monPort=0 --heartbeatInterval=100 "${balance[@]}" \
-    -- "$PWD/$bin/examples/hello/hello_worker" 2>/dev/null &
+    -- "$(cd "$bin" && pwd)/examples/hello/hello_worker" 2>/dev/null &
   master=$!
   for _ in $(seq 1 100); do
     [ "$("$bin/cli/cluster2ctl" --name balance-bench workers 2>/dev/null | grep -c ' ready ')" = "$WORKERS" ] && break
