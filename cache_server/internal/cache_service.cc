@@ -92,9 +92,13 @@ template <typename Request, typename Response>
 class UnaryCall final : public Call {
  public:
   using Responder = grpc::ServerAsyncResponseWriter<Response>;
-  using RequestMethod = void (Cache::AsyncService::*)(
-      grpc::ServerContext*, Request*, Responder*, grpc::CompletionQueue*,
-      grpc::ServerCompletionQueue*, void*);
+  // Asks gRPC for the next call of the method (AsyncService::RequestX).
+  // A function, not a member pointer: gcc 12's UBSan instrumentation of
+  // calls through a member pointer of a base class template crashed.
+  using RequestMethod = void (*)(Cache::AsyncService* service,
+                                 grpc::ServerContext* context, Request* request,
+                                 Responder* responder,
+                                 grpc::ServerCompletionQueue* cq, void* tag);
   // Handles an accepted call; calls Reply now or later.
   using Handler = std::function<void(UnaryCall* call)>;
   struct Method {
@@ -141,8 +145,8 @@ class UnaryCall final : public Call {
         done_(loop(), On([this](bool) { OnDone(); })),
         finish_(loop(), On([](bool) {})) {
     if (method_->may_park) context_.AsyncNotifyWhenDone(&done_);
-    (env_.async->*method_->request)(&context_, &request_, &responder_, env_.cq,
-                                    env_.cq, Arm(accept_));
+    method_->request(env_.async, &context_, &request_, &responder_, env_.cq,
+                     Arm(accept_));
   }
 
   void OnAccepted(bool ok) {
@@ -258,6 +262,14 @@ void CacheService::Stop() {
   loop_.reset();
 }
 
+// The RequestMethod of method `name`.
+#define REQUEST(name)                                                 \
+  [](Cache::AsyncService* service, grpc::ServerContext* context,      \
+     auto* request, auto* responder, grpc::ServerCompletionQueue* cq, \
+     void* tag) {                                                     \
+    service->Request##name(context, request, responder, cq, cq, tag); \
+  }
+
 void CacheService::PostUnaryCalls() {
   CacheStore* store = store_;
   using Use = UnaryCall<v1::UseRequest, v1::UseResponse>;
@@ -268,7 +280,7 @@ void CacheService::PostUnaryCalls() {
   using Stats = UnaryCall<v1::StatsRequest, v1::StatsResponse>;
   using Batch = UnaryCall<v1::BatchRequest, v1::BatchResponse>;
   static const Use::Method use{
-      &Cache::AsyncService::RequestUse, [store](Use* call) {
+      REQUEST(Use), [store](Use* call) {
         bool conflict = false;
         auto used = store->Use(call->request().namespace_(),
                                FromProto(call->request().options()), &conflict);
@@ -279,40 +291,40 @@ void CacheService::PostUnaryCalls() {
         call->Reply(used.status());
       }};
   static const GetCall::Method get{
-      &Cache::AsyncService::RequestGet,
+      REQUEST(Get),
       [store](GetCall* call) {
         if (call->request().lease()) return GetOrLoad(store, call);
         call->Reply(PlainGet(store, call->request(), call->response()));
       },
       /*may_park=*/true};
   static const Set::Method set{
-      &Cache::AsyncService::RequestSet, [store](Set* call) {
+      REQUEST(Set), [store](Set* call) {
         call->Reply(DoSet(store, call->request(), call->response()));
       }};
   static const Release::Method release{
-      &Cache::AsyncService::RequestReleaseLease, [store](Release* call) {
+      REQUEST(ReleaseLease), [store](Release* call) {
         const v1::ReleaseLeaseRequest& request = call->request();
         call->Reply(store->ReleaseLease(request.namespace_(), request.key(),
                                         request.lease_token(), request.error(),
                                         request.retry()));
       }};
   static const Delete::Method del{
-      &Cache::AsyncService::RequestDelete, [store](Delete* call) {
+      REQUEST(Delete), [store](Delete* call) {
         call->Reply(DoDelete(store, call->request(), call->response()));
       }};
   static const Keys::Method keys{
-      &Cache::AsyncService::RequestKeys, [store](Keys* call) {
+      REQUEST(Keys), [store](Keys* call) {
         call->Reply(DoKeys(store, call->request(), call->response()));
       }};
   static const Stats::Method stats{
-      &Cache::AsyncService::RequestStats, [store](Stats* call) {
+      REQUEST(Stats), [store](Stats* call) {
         call->Reply(DoStats(store, call->request(), call->response()));
       }};
-  static const Batch::Method batch{
-      &Cache::AsyncService::RequestBatch, [this](Batch* call) {
-        RunBatch(call->request(), call->response());
-        call->Reply(absl::OkStatus());
-      }};
+  static const Batch::Method batch{REQUEST(Batch), [this](Batch* call) {
+                                     RunBatch(call->request(),
+                                              call->response());
+                                     call->Reply(absl::OkStatus());
+                                   }};
   // A few calls of each method wait posted, so that concurrent callers are
   // matched without waiting for the loop to post the next one.
   for (int i = 0; i < 4; ++i) {
@@ -326,6 +338,8 @@ void CacheService::PostUnaryCalls() {
     Batch::Post(env_, &batch);
   }
 }
+
+#undef REQUEST
 
 void CacheService::RunBatch(const v1::BatchRequest& request,
                             v1::BatchResponse* response) {
