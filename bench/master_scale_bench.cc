@@ -163,7 +163,11 @@ int RunSize(const std::string& master, const std::string& worker, int size,
     std::string dir = absl::StrCat("--runDir=", run_dir, "/run");
     execl(master.c_str(), master.c_str(), workers.c_str(), "--port=0",
           "--host=127.0.0.1", "--monPort=0", "--heartbeatInterval=1000",
-          "--timeout=600000", "--stopTimeout=10000", dir.c_str(), "--", worker.c_str(), nullptr);
+          "--timeout=600000", "--stopTimeout=10000",
+          // The master alone: with the cache on, /metrics also asks the
+          // cache server for its figures.
+          "--cache.enable=false", dir.c_str(), "--", worker.c_str(),
+          nullptr);
     _exit(127);
   }
   auto channel =
