@@ -13,8 +13,12 @@
 // Order: events from one sender are routed in the order Route() is called
 // for them, and sinks keep that order, so per-sender order holds.
 //
-// Thread-safe. Sinks are called with the router's mutex held: Deliver must
-// not block or call back into the router.
+// Thread-safe. Sinks are called on the routing thread with the router's
+// mutex held: Deliver must not block or call back into the router. In the
+// master, sessions and Emitter calls route on the I/O loop (master-io), so
+// their sinks write to the target sessions inline; a sink called from
+// another thread (the control API, an embedding app, the monitor) hands
+// the event to the loop itself (session_calls.h), in call order.
 #ifndef CLUSTER2_MASTER_INTERNAL_EVENT_ROUTER_H_
 #define CLUSTER2_MASTER_INTERNAL_EVENT_ROUTER_H_
 
