@@ -20,8 +20,10 @@ class Call {
   Call& operator=(const Call&) = delete;
 
  protected:
-  explicit Call(const CacheService::Env& env) : env_(env) {}
-  virtual ~Call() = default;
+  explicit Call(const CacheService::Env& env) : env_(env) {
+    env_.service->CallStarted();
+  }
+  virtual ~Call() { env_.service->CallEnded(); }
 
   // The handler of one of this call's tags: runs `handler`, then deletes
   // the call if nothing of it is out any more.

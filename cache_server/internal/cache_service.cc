@@ -257,9 +257,27 @@ void CacheService::Start() {
 void CacheService::Stop() {
   if (loop_ == nullptr) return;
   // grpc::Server::Shutdown has cancelled every call: their operations come
-  // back and each call deletes itself; nothing new is accepted.
+  // back and each call deletes itself; nothing new is accepted. A call may
+  // outlive its last operation: a parked get-or-load whose answer another
+  // thread (the store's timers, the maintenance sweep) is posting. So wait
+  // for the calls themselves, then for the queue to be quiet.
+  {
+    absl::MutexLock lock(&calls_mu_);
+    calls_mu_.Await(absl::Condition(
+        +[](int* live) { return *live == 0; }, &live_calls_));
+  }
   loop_->WaitIdle();
   loop_.reset();
+}
+
+void CacheService::CallStarted() {
+  absl::MutexLock lock(&calls_mu_);
+  ++live_calls_;
+}
+
+void CacheService::CallEnded() {
+  absl::MutexLock lock(&calls_mu_);
+  --live_calls_;
 }
 
 // The RequestMethod of method `name`.

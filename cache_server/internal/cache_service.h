@@ -27,6 +27,8 @@
 
 #include <memory>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "cache_server/internal/cache_store.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "common/io_loop.h"
@@ -51,6 +53,10 @@ class CacheService {
   // After grpc::Server::Shutdown: waits until every call has ended, then
   // stops the loop thread.
   void Stop();
+
+  // A call object was made / freed (loop thread; Stop waits for the last).
+  void CallStarted() ABSL_LOCKS_EXCLUDED(calls_mu_);
+  void CallEnded() ABSL_LOCKS_EXCLUDED(calls_mu_);
 
   // Runs the operations of `request` in order (no get-or-load).
   void RunBatch(const v1::BatchRequest& request, v1::BatchResponse* response);
@@ -79,6 +85,8 @@ class CacheService {
   grpc::ServerCompletionQueue* raw_cq_ = nullptr;
   std::unique_ptr<IoLoop> loop_;
   Env env_{};
+  absl::Mutex calls_mu_;
+  int live_calls_ ABSL_GUARDED_BY(calls_mu_) = 0;
 };
 
 }  // namespace cluster2

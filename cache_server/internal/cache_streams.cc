@@ -51,7 +51,7 @@ class PipelineCall final : public Call {
 
   void OnRead(bool ok) {
     reading_ = false;
-    if (!ok) {  // the client closed its side, or the call ended
+    if (!ok || failed_) {  // the client closed its side, left, or broke
       read_ended_ = true;
       return MaybeFinish();
     }

@@ -26,8 +26,11 @@ SessionServer::SessionServer(SessionServerOptions options,
 }
 
 SessionServer::~SessionServer() {
-  // The server is shut down: every call has come back or comes back now,
-  // and the loop frees it before the queue drains.
+  // The server is shut down: every call's operations come back (cancelled)
+  // and the calls free themselves. Only once none is out may the queue shut
+  // down: a handler that runs later (a failed read finishing its call)
+  // would start an operation on a shut-down queue, which gRPC aborts on.
+  if (loop_ != nullptr) loop_->WaitIdle();
   loop_.reset();
 }
 
