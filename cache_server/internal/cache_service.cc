@@ -188,7 +188,7 @@ void GetOrLoad(CacheStore* store, GetCall* call) {
       request.has_wait() ? FromProto(request.wait()) : kDefaultWait;
   // A lease granted to this call: passed on if the client never gets it.
   auto granted = std::make_shared<std::string>();
-  auto answer = [store, call, granted](absl::StatusOr<CacheGetResult> result) {
+  auto answer = [call, granted](absl::StatusOr<CacheGetResult> result) {
     if (!result.ok()) return call->Reply(result.status());
     *granted = result->lease_token;
     if (call->cancelled()) {  // answered after its client went away
