@@ -160,6 +160,7 @@ class Master {
     endpoints.master_address = run_dir_->Address(RunDirectory::kMasterSocket);
     if (StartCacheServer())
       endpoints.cache_address = run_dir_->Address(RunDirectory::kCacheSocket);
+    cache_address_ = endpoints.cache_address;
     endpoints.listen_fds = app_sockets_;
     endpoints.slot_sockets = slot_group_.get();
     SupervisorOptions options = SupervisorOptionsFromConfig(
@@ -193,9 +194,8 @@ class Master {
                          config_.mon_port(), ", control ",
                          run_dir_->Address(RunDirectory::kMasterSocket)));
     LogInfo(absl::StrCat("balance: ", config_.balance(),
-                         slot_group_ != nullptr
-                             ? ", " + slot_group_->Describe()
-                             : std::string()));
+                         slot_group_ != nullptr ? ", " + slot_group_->Describe()
+                                                : std::string()));
     return supervisor_->Start();
   }
 
@@ -273,6 +273,8 @@ class Master {
     SessionServerOptions sessions;
     sessions.max_sessions_before_hello = kMaxSessionsBeforeHello;
     sessions.hello_timeout = absl::Milliseconds(config_.hello_timeout());
+    sessions.cluster_name = config_.name();
+    sessions.cache_address = cache_address_;
     session_server_ = std::make_unique<SessionServer>(
         sessions, supervisor_.get(), router_.get(), registry_.get(),
         debug_.get());
@@ -486,6 +488,7 @@ class Master {
   std::vector<int> app_sockets_;
   std::unique_ptr<ReuseportGroup> slot_group_;  // balance=even
   std::string cache_binary_;
+  std::string cache_address_;                      // "" when the cache is off
   std::unique_ptr<CacheServer> in_process_cache_;  // cache.mode "master"
   std::unique_ptr<CacheServerSupervisor> cache_supervisor_;  // standalone
   std::unique_ptr<CacheHealthProbe> cache_probe_;  // with cache_supervisor_
@@ -498,7 +501,7 @@ class Master {
   std::unique_ptr<Ecv> ecv_;
   std::unique_ptr<EventRouter> router_;
   std::unique_ptr<StatusRegistry> registry_;
-  std::unique_ptr<MasterEvents> events_;   // the embedding app's side
+  std::unique_ptr<MasterEvents> events_;           // the embedding app's side
   std::unique_ptr<SessionServer> session_server_;  // sessions, Emitter
   std::unique_ptr<EcvService> ecv_service_;
   std::unique_ptr<StatusService> status_service_;

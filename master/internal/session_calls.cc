@@ -1,4 +1,6 @@
 // WorkerSession.Attach on the master's loop: one AttachCall per worker.
+#include "master/internal/session_calls.h"
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -7,7 +9,6 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/proto_time.h"
-#include "master/internal/session_calls.h"
 
 namespace cluster2 {
 namespace {
@@ -42,16 +43,17 @@ class AttachCall final : public WorkerChannel,
   static void Listen(SessionServer::Shared* shared) {
     std::shared_ptr<AttachCall> call(new AttachCall(shared));
     call->self_ = call;
-    shared->sessions.RequestAttach(&call->context_, &call->stream_,
-                                   shared->cq, shared->cq,
-                                   call->accept_.Arm());
+    shared->sessions.RequestAttach(&call->context_, &call->stream_, shared->cq,
+                                   shared->cq, call->accept_.Arm());
   }
 
   // WorkerChannel, EventSink, StatusChannel: any thread, while attached.
   void SendWelcome(absl::Duration heartbeat_interval) override {
     v1::MasterMessage message;
-    ToProto(heartbeat_interval,
-            message.mutable_welcome()->mutable_heartbeat_interval());
+    v1::Welcome* welcome = message.mutable_welcome();
+    ToProto(heartbeat_interval, welcome->mutable_heartbeat_interval());
+    welcome->set_cluster_name(s_->options.cluster_name);
+    welcome->set_cache_address(s_->options.cache_address);
     Send(std::move(message));
   }
   void Deliver(const v1::Event& event) override {
@@ -186,8 +188,8 @@ class AttachCall final : public WorkerChannel,
         break;
       case v1::WorkerMessage::kAck:
         if (in_.ack().what() != v1::Ack::WHAT_UNSPECIFIED) {
-          s_->supervisor->Acknowledge(
-              token_, in_.ack().what() == v1::Ack::WHAT_PAUSED);
+          s_->supervisor->Acknowledge(token_,
+                                      in_.ack().what() == v1::Ack::WHAT_PAUSED);
         }
         break;
       case v1::WorkerMessage::kHeartbeat:

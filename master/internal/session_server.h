@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "absl/time/time.h"
 #include "common/io_loop.h"
@@ -60,6 +61,10 @@ struct SessionServerOptions {
   // past this the master stops reading its requests until it does.
   // Default 1,024.
   size_t max_emit_stream_queue = 1024;
+  // Told to every worker in its Welcome: the cluster's name and the cache
+  // server's address ("unix:PATH"; empty when the cache is off).
+  std::string cluster_name;
+  std::string cache_address;
 };
 
 class SessionServer {

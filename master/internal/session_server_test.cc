@@ -14,8 +14,8 @@
 #include "cluster2/v1/emitter.grpc.pb.h"
 #include "cluster2/v1/worker_session.grpc.pb.h"
 #include "common/fake_clock.h"
-#include "grpcpp/grpcpp.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "master/internal/supervisor_fakes.h"
 
@@ -43,11 +43,11 @@ class SessionServerTest : public ::testing::Test {
     SupervisorOptions supervisor_options;
     supervisor_options.workers = 1;
     supervisor_options.command = {"/bin/sh"};
-    supervisor_ = std::make_unique<Supervisor>(supervisor_options, &launcher_,
-                                               &clock_);
+    supervisor_ =
+        std::make_unique<Supervisor>(supervisor_options, &launcher_, &clock_);
     ASSERT_TRUE(supervisor_->Start().ok());
-    sessions_ = std::make_unique<SessionServer>(
-        options, supervisor_.get(), &router_, &registry_, nullptr);
+    sessions_ = std::make_unique<SessionServer>(options, supervisor_.get(),
+                                                &router_, &registry_, nullptr);
     char dir[] = "/tmp/c2sst-XXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;
@@ -156,6 +156,30 @@ TEST_F(SessionServerTest, RoutesAWorkersEventAndAnswersIt) {
 
 // A worker that stops reading is cut off once its queue passes the bound,
 // instead of growing the master's memory; its session ends (worker gone).
+TEST_F(SessionServerTest, WelcomeNamesTheClusterAndTheCache) {
+  SessionServerOptions options;
+  options.cluster_name = "shop";
+  options.cache_address = "unix:/run/cluster2/shop/cache.sock";
+  StartServer(options);
+  stub_ = v1::WorkerSession::NewStub(channel_);
+  grpc::ClientContext context;
+  std::unique_ptr<Session> session = stub_->Attach(&context);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_token(launcher_.tokens_[kPid]);
+  hello.mutable_hello()->set_pid(kPid);
+  ASSERT_TRUE(session->Write(hello));
+  v1::MasterMessage welcome;
+  ASSERT_TRUE(session->Read(&welcome));
+  ASSERT_TRUE(welcome.has_welcome());
+  EXPECT_EQ(welcome.welcome().cluster_name(), "shop");
+  EXPECT_EQ(welcome.welcome().cache_address(),
+            "unix:/run/cluster2/shop/cache.sock");
+  EXPECT_GT(welcome.welcome().heartbeat_interval().seconds() * 1000 +
+                welcome.welcome().heartbeat_interval().nanos() / 1000000,
+            0);
+  context.TryCancel();
+}
+
 TEST_F(SessionServerTest, SlowConsumerIsCutAtTheQueueBound) {
   SessionServerOptions options;
   options.max_session_queue = 64;
@@ -183,8 +207,7 @@ TEST_F(SessionServerTest, SlowConsumerIsCutAtTheQueueBound) {
   }
   EXPECT_EQ(session->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // The router no longer knows the worker.
-  absl::StatusOr<RouteResult> routed =
-      router_.Route(EventTo("after", kPid), 0);
+  absl::StatusOr<RouteResult> routed = router_.Route(EventTo("after", kPid), 0);
   ASSERT_TRUE(routed.ok());
   EXPECT_EQ(routed->unknown_pids, std::vector<int32_t>{kPid});
 }
