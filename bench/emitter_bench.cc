@@ -115,7 +115,8 @@ std::string SwitchesByThread(const std::map<std::string, long>& before,
     auto it = before.find(name);
     long delta = count - (it == before.end() ? 0 : it->second);
     if (delta / per >= 0.05)
-      absl::StrAppend(&text, " ", name, "=", absl::StrFormat("%.2f", delta / per));
+      absl::StrAppend(&text, " ", name, "=",
+                      absl::StrFormat("%.2f", delta / per));
   }
   return text;
 }
@@ -168,16 +169,17 @@ std::string Flag(int argc, char** argv, const std::string& name,
   return fallback;
 }
 
-using cluster2::v1::Emitter;
 using cluster2::v1::EmitRequest;
 using cluster2::v1::EmitResponse;
+using cluster2::v1::Emitter;
 using cluster2::v1::Event;
 using cluster2::v1::Target;
 
 EmitRequest FanRequest() {
   EmitRequest request;
   request.mutable_event()->set_name("fan");
-  *request.mutable_event()->add_args() = Number(absl::ToUnixMicros(absl::Now()));
+  *request.mutable_event()->add_args() =
+      Number(absl::ToUnixMicros(absl::Now()));
   request.mutable_event()->add_targets()->set_workers(true);
   return request;
 }
@@ -294,11 +296,11 @@ int main(int argc, char** argv) {
     }
     reader->Finish();
   });
-  auto count_named = [&](const std::string& name)
-                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return std::count_if(stats.begin(), stats.end(),
-                         [&](const Event& e) { return e.name() == name; });
-  };
+  auto count_named =
+      [&](const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        return std::count_if(stats.begin(), stats.end(),
+                             [&](const Event& e) { return e.name() == name; });
+      };
   auto emit = [&](const std::string& name,
                   std::vector<google::protobuf::Value> args, Target target) {
     EmitRequest request;
@@ -318,8 +320,8 @@ int main(int argc, char** argv) {
     auto probed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       return count_named("bench-probe") > 0;
     };
-    seen = mu.AwaitWithTimeout(absl::Condition(&probed),
-                               absl::Milliseconds(100));
+    seen =
+        mu.AwaitWithTimeout(absl::Condition(&probed), absl::Milliseconds(100));
   }
   Target all;
   all.set_workers(true);
@@ -358,16 +360,15 @@ int main(int argc, char** argv) {
     absl::MutexLock lock(&mu);
     int seen = 0;
     for (const Event& e : stats) {
-      if (e.name() != "fan-stats" || ++seen <= fan_reports - kWorkers)
-        continue;
+      if (e.name() != "fan-stats" || ++seen <= fan_reports - kWorkers) continue;
       fan.delivered += e.args(0).number_value();
       p50s.push_back(e.args(1).number_value());
       p99s.push_back(e.args(2).number_value());
     }
     fan.by_thread =
         SwitchesByThread(threads_before, threads_after, fan.delivered);
-    fan.worker_by_thread = SwitchesByThread(worker_before, worker_after,
-                                            fan.delivered / kWorkers);
+    fan.worker_by_thread =
+        SwitchesByThread(worker_before, worker_after, fan.delivered / kWorkers);
     fan.p50 = Percentile(p50s, 0.5);
     fan.p99 = Percentile(p99s, 0.5);
     return fan;
@@ -385,9 +386,8 @@ int main(int argc, char** argv) {
       kFanEvents, full.delivered, full.seconds, rate, kFanEvents / full.seconds,
       full.p50, full.p99, full.master_switches / full.delivered,
       full.all_switches / full.delivered);
-  std::printf(
-      "    switches per delivery by thread: master%s; one worker%s\n",
-      full.by_thread.c_str(), full.worker_by_thread.c_str());
+  std::printf("    switches per delivery by thread: master%s; one worker%s\n",
+              full.by_thread.c_str(), full.worker_by_thread.c_str());
   const double half_events = rate / 2 / kWorkers;
   const int half_count = static_cast<int>(std::min(half_events * 3, 60000.0));
   Fan half = fan_phase(half_count, half_events);
@@ -398,9 +398,8 @@ int main(int argc, char** argv) {
       half_events, half_count, half.delivered / half.seconds, half.p50,
       half.p99, half.master_switches / half.delivered,
       half.all_switches / half.delivered);
-  std::printf(
-      "    switches per delivery by thread: master%s; one worker%s\n",
-      half.by_thread.c_str(), half.worker_by_thread.c_str());
+  std::printf("    switches per delivery by thread: master%s; one worker%s\n",
+              half.by_thread.c_str(), half.worker_by_thread.c_str());
 
   // Round trips (Emit, then EmitAsync), beside the raw floor.
   Target first;

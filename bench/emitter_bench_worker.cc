@@ -93,10 +93,10 @@ int main() {
       ping();
       return;
     }
-    (void)worker.Emit("rt-stats", {Worker::Target::Master()},
-                      {Number(Percentile(rt.rtt, 0.5)),
-                       Number(Percentile(rt.rtt, 0.99)),
-                       Number(rt.async ? 1 : 0)});
+    (void)worker.Emit(
+        "rt-stats", {Worker::Target::Master()},
+        {Number(Percentile(rt.rtt, 0.5)), Number(Percentile(rt.rtt, 0.99)),
+         Number(rt.async ? 1 : 0)});
   });
   worker.On("rt-start", [&](const Worker::Event& event) {
     rt.peer = static_cast<int>(event.args[0].number_value());

@@ -58,8 +58,7 @@ double CpuSeconds(pid_t pid) {
   std::string text((std::istreambuf_iterator<char>(stat)), {});
   size_t close = text.rfind(')');
   if (close == std::string::npos) return 0;
-  std::vector<std::string> fields =
-      absl::StrSplit(text.substr(close + 2), ' ');
+  std::vector<std::string> fields = absl::StrSplit(text.substr(close + 2), ' ');
   // After "pid (comm) ": state is field 0; utime 11, stime 12.
   double utime = 0, stime = 0;
   if (fields.size() < 13 || !absl::SimpleAtod(fields[11], &utime) ||
@@ -119,8 +118,8 @@ long HttpGet(int port, const std::string& path) {
     close(fd);
     return -1;
   }
-  std::string request = absl::StrCat("GET ", path,
-                                     " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  std::string request =
+      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
   if (write(fd, request.data(), request.size()) !=
       static_cast<ssize_t>(request.size())) {
     close(fd);
@@ -166,8 +165,7 @@ int RunSize(const std::string& master, const std::string& worker, int size,
           "--timeout=600000", "--stopTimeout=10000",
           // The master alone: with the cache on, /metrics also asks the
           // cache server for its figures.
-          "--cache.enable=false", dir.c_str(), "--", worker.c_str(),
-          nullptr);
+          "--cache.enable=false", dir.c_str(), "--", worker.c_str(), nullptr);
     _exit(127);
   }
   auto channel =

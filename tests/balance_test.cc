@@ -64,10 +64,10 @@ KeptConnection ConnectAndAsk(int port) {
   // The body is "worker <id> pid <pid>\n": read up to its newline.
   std::string response;
   char buffer[1024];
-  while (!absl::StrContains(response, "\r\n\r\n") ||
-         !absl::EndsWith(response, "\n") ||
-         !absl::StrContains(response.substr(response.find("\r\n\r\n")),
-                            "pid")) {
+  while (
+      !absl::StrContains(response, "\r\n\r\n") ||
+      !absl::EndsWith(response, "\n") ||
+      !absl::StrContains(response.substr(response.find("\r\n\r\n")), "pid")) {
     ssize_t n = read(kept.fd, buffer, sizeof(buffer));
     if (n <= 0) return kept;
     response.append(buffer, static_cast<size_t>(n));
@@ -104,9 +104,9 @@ uint64_t RequestsOf(Cluster& cluster, int pid) {
 bool AwaitFreshCounters(Cluster& cluster, int pid) {
   auto heartbeat_at = [&]() -> int64_t {
     for (const v1::Worker& worker : cluster.Workers()) {
-      if (worker.pid() == pid) return worker.last_heartbeat_at().seconds() *
-                                          1000000000 +
-                                      worker.last_heartbeat_at().nanos();
+      if (worker.pid() == pid)
+        return worker.last_heartbeat_at().seconds() * 1000000000 +
+               worker.last_heartbeat_at().nanos();
     }
     return 0;
   };
@@ -222,9 +222,8 @@ TEST(BalanceTest, ScaleDownUnderLoadLosesNothingAndScaleUpReusesTheSlot) {
   ASSERT_EQ(scale.exit_code, 0) << scale.err;
   ASSERT_EQ(cluster.WaitReady(2).size(), 2u) << cluster.master().Stderr();
   const uint64_t ok_at_scale = load.ok();
-  ASSERT_TRUE(
-      WaitUntil([&] { return load.ok() > ok_at_scale + 1000; },
-                absl::Seconds(20)));
+  ASSERT_TRUE(WaitUntil([&] { return load.ok() > ok_at_scale + 1000; },
+                        absl::Seconds(20)));
   for (const v1::Worker& worker : cluster.Workers()) EXPECT_LT(worker.id(), 2u);
   ASSERT_EQ(cluster.Ctl({"scale", "4"}).exit_code, 0);
   ASSERT_EQ(cluster.WaitReady(4).size(), 4u) << cluster.master().Stderr();

@@ -29,9 +29,9 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/io_loop.h"
 #include "cache_client/internal/unary_calls.h"
 #include "cluster2/v1/cache.grpc.pb.h"
+#include "common/io_loop.h"
 
 namespace cluster2::cache_internal {
 

@@ -25,12 +25,12 @@
 #include "absl/time/time.h"
 #include "cache_client/cache.h"
 #include "cache_client/internal/batcher.h"
-#include "common/io_loop.h"
 #include "cache_client/internal/resumable_stream.h"
 #include "cache_client/internal/unary_calls.h"
 #include "cache_client/internal/watch.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "common/clock.h"
+#include "common/io_loop.h"
 
 namespace cluster2::cache_internal {
 

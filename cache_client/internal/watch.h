@@ -17,9 +17,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cache_client/cache.h"
-#include "common/io_loop.h"
 #include "cache_client/internal/resumable_stream.h"
 #include "cluster2/v1/cache.grpc.pb.h"
+#include "common/io_loop.h"
 
 namespace cluster2::cache_internal {
 

@@ -46,7 +46,8 @@ class HealthCheckCall final {
     }
     Listen(s_);
     answered_ = true;
-    HealthCheckResponse::ServingStatus status = StatusOf(s_, request_.service());
+    HealthCheckResponse::ServingStatus status =
+        StatusOf(s_, request_.service());
     if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
       responder_.FinishWithError(
           grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service"),
@@ -83,7 +84,8 @@ class HealthWatchCall final {
   // The serving status may have changed.
   void Changed() {
     if (writing_ || done_seen_) return;
-    HealthCheckResponse::ServingStatus status = StatusOf(s_, request_.service());
+    HealthCheckResponse::ServingStatus status =
+        StatusOf(s_, request_.service());
     if (status == last_) return;
     last_ = status;
     HealthCheckResponse response;

@@ -113,8 +113,8 @@ absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
   return group;
 }
 
-absl::StatusOr<BoundSocket> JoinTcpGroup(const std::string& host,
-                                         uint16_t port, int backlog) {
+absl::StatusOr<BoundSocket> JoinTcpGroup(const std::string& host, uint16_t port,
+                                         int backlog) {
   return Bind(host, port, /*listen_too=*/true, backlog, Reuse::kPort);
 }
 

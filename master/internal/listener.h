@@ -37,8 +37,8 @@ absl::StatusOr<std::vector<BoundSocket>> ListenTcpGroup(const std::string& host,
 // One more listening socket in the SO_REUSEPORT group on host:port (made by
 // ListenTcpGroup): it becomes the group's last member. Same errors as
 // ListenTcp.
-absl::StatusOr<BoundSocket> JoinTcpGroup(const std::string& host,
-                                         uint16_t port, int backlog);
+absl::StatusOr<BoundSocket> JoinTcpGroup(const std::string& host, uint16_t port,
+                                         int backlog);
 
 // Binds without listening, to reserve a port (connections to it are refused
 // until someone listens). Same errors as ListenTcp.

@@ -19,8 +19,8 @@ int Connect(uint16_t port) {
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  EXPECT_EQ(
-      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+            0);
   return fd;
 }
 
@@ -37,8 +37,7 @@ int AcceptAll(int listen_fd) {
 // opened after the start (scale-up), and unrouted ids get nothing.
 TEST(ReuseportGroupTest, RoutesByWorkerIdIncludingSocketsAddedLater) {
   for (bool round_robin : {true, false}) {
-    auto group =
-        ReuseportGroup::Create("127.0.0.1", 0, 128, 2, round_robin);
+    auto group = ReuseportGroup::Create("127.0.0.1", 0, 128, 2, round_robin);
     ASSERT_TRUE(group.ok()) << group.status();
     std::vector<int> fds;
     for (unsigned id = 0; id < 4; ++id) {

@@ -17,8 +17,7 @@ namespace {
 constexpr size_t kMaxTargets = 1024;
 constexpr uint32_t kKernelHash = 0xffffffffu;
 
-sock_filter Classic(uint16_t code, uint32_t k, uint8_t jt = 0,
-                    uint8_t jf = 0) {
+sock_filter Classic(uint16_t code, uint32_t k, uint8_t jt = 0, uint8_t jf = 0) {
   return sock_filter{code, jt, jf, k};
 }
 
@@ -125,8 +124,8 @@ std::vector<bpf_insn> RoundRobinProgram(int counter_map_fd,
   };
   const size_t null_check = 6;
   if (Identity(targets)) {
-    program.push_back(Insn(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_0, BPF_REG_1,
-                           0, 0));
+    program.push_back(
+        Insn(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_0, BPF_REG_1, 0, 0));
     program.push_back(Insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
   } else {
     for (size_t i = 0; i < targets.size(); ++i) {
@@ -181,8 +180,8 @@ ReuseportSelector::~ReuseportSelector() {
 absl::Status ReuseportSelector::Select(int group_fd,
                                        const std::vector<uint32_t>& targets) {
   if (targets.size() > kMaxTargets) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("at most ", kMaxTargets, " sockets, not ", targets.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "at most ", kMaxTargets, " sockets, not ", targets.size()));
   }
   if (method_ == Method::kRoundRobin) {
     absl::Status status = AttachRoundRobin(group_fd, targets);
@@ -194,8 +193,7 @@ absl::Status ReuseportSelector::Select(int group_fd,
     method_ = Method::kSourcePort;
   }
   std::vector<sock_filter> program = SourcePortProgram(targets);
-  sock_fprog fprog{static_cast<unsigned short>(program.size()),
-                   program.data()};
+  sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
   if (setsockopt(group_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog,
                  sizeof(fprog)) != 0) {
     return ErrnoStatus(errno, "SO_ATTACH_REUSEPORT_CBPF");

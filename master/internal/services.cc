@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"

@@ -565,8 +565,8 @@ TEST_F(SupervisorTest, WithSlotSocketsPauseRoutesAwayBeforeTheWorkerStops) {
   MakeReady(101, &b);
   sockets.log_ = &a.messages_;
   ASSERT_TRUE(supervisor.Pause(100).ok());
-  EXPECT_EQ(a.messages_, (std::vector<std::string>{"welcome 500ms", "route 1",
-                                                   "pause"}));
+  EXPECT_EQ(a.messages_,
+            (std::vector<std::string>{"welcome 500ms", "route 1", "pause"}));
   supervisor.Acknowledge(launcher_.tokens_[100], /*paused=*/true);
   EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{1}));
   ASSERT_TRUE(supervisor.Resume(100).ok());
