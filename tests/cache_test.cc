@@ -42,7 +42,13 @@ class CacheTest : public ::testing::Test {
     use.set_namespace_("ns");
     v1::UseResponse used;
     grpc::ClientContext context;
-    ASSERT_TRUE(stub_->Use(&context, use, &used).ok());
+    // The socket file exists from bind(); the server may not serve yet (a
+    // slow sanitizer build): wait for it instead of failing at once.
+    context.set_wait_for_ready(true);
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    grpc::Status status = stub_->Use(&context, use, &used);
+    ASSERT_TRUE(status.ok()) << status.error_message() << server_->Stderr();
   }
 
   grpc::Status Set(const std::string& key, const std::string& value,
