@@ -20,6 +20,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_replace.h"
 #include "cache_server/cache_server.h"
 #include "common/log.h"
@@ -115,8 +117,12 @@ std::string ServiceAddress(const std::string& host) {
 class Master {
  public:
   Master(v1::ClusterConfig config,
-         std::vector<std::shared_ptr<RecyclePolicy>> policies)
-      : config_(std::move(config)), extra_policies_(std::move(policies)) {}
+         std::vector<std::shared_ptr<RecyclePolicy>> policies,
+         ConfigSource reload_source)
+      : requested_(config),
+        config_(std::move(config)),
+        extra_policies_(std::move(policies)),
+        reload_source_(std::move(reload_source)) {}
 
   ~Master() {
     if (server_ != nullptr) {
@@ -131,7 +137,9 @@ class Master {
 
   absl::Status Start() {
     // A command that cannot run fails the start before anything is created.
-    auto executable = ResolveExecutable(config_.command(0), config_.cwd());
+    // A fresh debug worker runs the first group's.
+    const WorkerGroup first = WorkerGroupsFromConfig(config_).front();
+    auto executable = ResolveExecutable(first.command[0], first.cwd);
     if (!executable.ok()) return executable.status();
     if (!config_.log_file().empty())
       CLUSTER2_RETURN_IF_ERROR(OpenLogFile(config_.log_file()));
@@ -156,7 +164,7 @@ class Master {
       config_.set_mon_port(reserved->port);
     }
 
-    MasterEndpoints endpoints;
+    MasterEndpoints& endpoints = endpoints_;
     endpoints.master_address = run_dir_->Address(RunDirectory::kMasterSocket);
     if (StartCacheServer())
       endpoints.cache_address = run_dir_->Address(RunDirectory::kCacheSocket);
@@ -280,12 +288,17 @@ class Master {
         debug_.get());
     ecv_service_ = std::make_unique<EcvService>(ecv_.get());
     status_service_ = std::make_unique<StatusService>(registry_.get());
+    ClusterService::Hooks hooks;
+    hooks.config = [this] { return ConfigNow(); };
+    hooks.request_stop = [this](bool fast, absl::Duration grace) {
+      RequestStop(fast, grace, "Cluster.Shutdown");
+      kill(getpid(), SIGUSR2);  // wake the loop
+    };
+    if (reload_source_) {
+      hooks.reload = [this](bool restart_all) { return Reload(restart_all); };
+    }
     cluster_service_ = std::make_unique<ClusterService>(
-        supervisor_.get(), debug_.get(), config_,
-        [this](bool fast, absl::Duration grace) {
-          RequestStop(fast, grace, "Cluster.Shutdown");
-          kill(getpid(), SIGUSR2);  // wake the loop
-        });
+        supervisor_.get(), debug_.get(), std::move(hooks));
     grpc::ServerBuilder builder;
     std::string address = run_dir_->Address(RunDirectory::kMasterSocket);
     builder.AddListeningPort(address, grpc::InsecureServerCredentials());
@@ -327,6 +340,49 @@ class Master {
     return absl::OkStatus();
   }
 
+  v1::ClusterConfig ConfigNow() const {
+    absl::MutexLock lock(&config_mu_);
+    return config_;
+  }
+
+  // Reads the configuration again and applies what can change while the
+  // master runs (Cluster.Reload, SIGHUP). Logs the outcome.
+  absl::StatusOr<v1::ReloadResponse> Reload(bool restart_all) {
+    absl::MutexLock reloading(&reload_mu_);
+    absl::StatusOr<v1::ClusterConfig> next = reload_source_();
+    if (!next.ok()) {
+      LogError(absl::StrCat("reload refused, nothing changed: ",
+                            next.status().message()));
+      return absl::InvalidArgumentError(next.status().message());
+    }
+    v1::ReloadResponse response;
+    for (std::string& field : FieldsNeedingRestart(requested_, *next))
+      response.add_needs_restart(std::move(field));
+    absl::StatusOr<Supervisor::Reconfigured> done = supervisor_->Reconfigure(
+        SupervisorOptionsFromConfig(*next, endpoints_, CurrentEnvironment(),
+                                    extra_policies_),
+        restart_all);
+    if (!done.ok()) {
+      LogError(absl::StrCat("reload refused, nothing changed: ",
+                            done.status().message()));
+      return done.status();
+    }
+    for (std::string& change : done->changes)
+      response.add_changes(std::move(change));
+    for (std::string& group : done->replaced_groups)
+      response.add_replaced_groups(std::move(group));
+    if (!response.needs_restart().empty()) {
+      LogWarning(absl::StrCat(
+          "reload: changed fields that need a new master were not applied: ",
+          absl::StrJoin(response.needs_restart(), ", ")));
+    }
+    {
+      absl::MutexLock lock(&config_mu_);
+      config_ = AppliedConfig(config_, *std::move(next));
+    }
+    return response;
+  }
+
   // The value of the master's "workers" status: one object per worker.
   google::protobuf::Value WorkerTable() const {
     google::protobuf::Value table;
@@ -351,7 +407,8 @@ class Master {
         ReapChildren();
         break;
       case SignalAction::kGracefulStop:
-        RequestStop(/*fast=*/false, absl::Milliseconds(config_.stop_timeout()),
+        RequestStop(/*fast=*/false,
+                    absl::Milliseconds(ConfigNow().stop_timeout()),
                     strsignal(signal));
         break;
       case SignalAction::kFastStop:
@@ -359,15 +416,19 @@ class Master {
                     absl::StrCat(stopping ? "second " : "", strsignal(signal)));
         break;
       case SignalAction::kRollingRestart:
-        if (auto pids = supervisor_->Restart(0, 0); !pids.ok()) {
+        // Reload (logged there), then every worker is replaced.
+        if (reload_source_) {
+          (void)Reload(/*restart_all=*/true);
+        } else if (auto pids = supervisor_->Restart(0, 0); !pids.ok()) {
           LogWarning(absl::StrCat("SIGHUP: ", pids.status().message()));
         }
         break;
       case SignalAction::kScaleUp:
       case SignalAction::kScaleDown: {
-        unsigned workers = supervisor_->desired_workers();
+        const std::string group = supervisor_->group_names().front();
+        unsigned workers = supervisor_->desired_workers(group);
         workers = signal == SIGTTIN ? workers + 1 : workers - 1;
-        if (auto scaled = supervisor_->Scale(workers); !scaled.ok()) {
+        if (auto scaled = supervisor_->Scale(workers, group); !scaled.ok()) {
           LogWarning(
               absl::StrCat(strsignal(signal), ": ", scaled.status().message()));
         }
@@ -482,8 +543,17 @@ class Master {
     }
   }
 
+  // The configuration as given (before the run directory and ports were
+  // resolved): what a reload compares with.
+  const v1::ClusterConfig requested_;
+  // The effective configuration: written only by Start (before any other
+  // thread reads it) and Reload.
+  mutable absl::Mutex config_mu_;
   v1::ClusterConfig config_;
   const std::vector<std::shared_ptr<RecyclePolicy>> extra_policies_;
+  const ConfigSource reload_source_;
+  absl::Mutex reload_mu_;  // one reload at a time
+  MasterEndpoints endpoints_;
   std::unique_ptr<RunDirectory> run_dir_;
   std::vector<int> app_sockets_;
   std::unique_ptr<ReuseportGroup> slot_group_;  // balance=even
@@ -515,11 +585,12 @@ class Master {
 
 int RunMaster(const v1::ClusterConfig& config,
               std::vector<std::shared_ptr<RecyclePolicy>> policies,
-              std::function<void(MasterContext&)> on_start) {
+              std::function<void(MasterContext&)> on_start,
+              ConfigSource reload) {
   SetLogComponent("master");
   sigset_t signals = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  Master master(config, std::move(policies));
+  Master master(config, std::move(policies), std::move(reload));
   if (absl::Status status = master.Start(); !status.ok()) {
     // One plain line: scripts and service managers show it as the reason.
     std::cerr << "cluster2-master: " << status.message() << std::endl;

@@ -35,10 +35,17 @@ absl::StatusOr<v1::ClusterConfig> CompleteConfig(v1::ClusterConfig config);
 // The usage text of cluster2-master.
 std::string MasterUsage();
 
+// Where a reload gets the configuration again (cluster2-master: the same
+// arguments through ConfigFromArgs, so the file is read afresh).
+using ConfigSource = std::function<absl::StatusOr<v1::ClusterConfig>()>;
+
 // Runs the cluster described by `config` (complete and validated, as from
 // ConfigFromArgs) until SIGTERM/SIGINT (graceful), SIGQUIT (fast) or
-// Cluster.Shutdown. SIGHUP is a rolling restart, SIGTTIN/SIGTTOU scale up
-// and down by one worker. Returns the process exit code: 0 after a clean stop,
+// Cluster.Shutdown. SIGHUP reloads the configuration from `reload` and
+// replaces every worker by a rolling restart (without `reload`: the rolling
+// restart only); Cluster.Reload (`cluster2ctl reload`) applies a reloaded
+// configuration, replacing only the groups that changed. SIGTTIN/SIGTTOU
+// scale the first worker group up and down by one worker. Returns the process exit code: 0 after a clean stop,
 // 1 when the cluster cannot start (busy port, a master already running, a
 // worker command that cannot run), after printing one line on stderr.
 //
@@ -53,7 +60,8 @@ std::string MasterUsage();
 // stays valid until RunMaster returns.
 int RunMaster(const v1::ClusterConfig& config,
               std::vector<std::shared_ptr<RecyclePolicy>> policies = {},
-              std::function<void(MasterContext&)> on_start = nullptr);
+              std::function<void(MasterContext&)> on_start = nullptr,
+              ConfigSource reload = nullptr);
 
 }  // namespace cluster2
 

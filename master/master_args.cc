@@ -28,8 +28,10 @@ Configuration (docs/configuration.md) comes from the JSON file, then flags:
                          or /tmp/cluster2-UID/NAME)
   --heartbeatInterval=MS, --stopTimeout=MS, --timeout=MS, --ecv.mode=..., ...
 Any field of ClusterConfig is a flag; nested fields use dots.
-Signals: TERM/INT graceful stop, QUIT fast stop, HUP rolling restart,
-TTIN/TTOU one worker more/less, USR1 reopen the log file.
+Signals: TERM/INT graceful stop, QUIT fast stop, HUP reload the config file
+and restart every worker, TTIN/TTOU one worker more/less (first group),
+USR1 reopen the log file. `cluster2ctl reload` reloads and replaces only
+the workers whose group changed.
 )";
 }
 

@@ -16,5 +16,8 @@ int main(int argc, char** argv) {
         << (help ? "" : "\n");
     return help ? 0 : 2;
   }
-  return cluster2::RunMaster(*config);
+  // A reload (SIGHUP, cluster2ctl reload) reads the file again and applies
+  // the same flags and command line on top.
+  return cluster2::RunMaster(*config, {}, nullptr,
+                             [args] { return cluster2::ConfigFromArgs(args); });
 }

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -14,6 +15,7 @@
 #include "common/status.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace cluster2 {
 namespace {
@@ -157,6 +159,69 @@ absl::Status CheckIntegerLiterals(absl::string_view json) {
   return absl::OkStatus();
 }
 
+// `groups` instead of `command`: names, commands and the sum of workers.
+bool Reloadable(const google::protobuf::FieldDescriptor* field) {
+  static const std::set<std::string>* const kReloadable =
+      new std::set<std::string>{
+          "groups",        "command",         "env",
+          "cwd",           "no_workers",      "heartbeat_interval",
+          "timeout",       "stop_timeout",    "nanny",
+          "restart_backoff", "crash_loop_limit", "surge",
+          "max_age",       "recycle"};
+  return kReloadable->count(field->name()) > 0;
+}
+
+// `config` with only `field` kept.
+v1::ClusterConfig OnlyField(const v1::ClusterConfig& config,
+                            const google::protobuf::FieldDescriptor* field) {
+  v1::ClusterConfig only = config;
+  const google::protobuf::Descriptor* descriptor = only.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    if (descriptor->field(i) != field)
+      only.GetReflection()->ClearField(&only, descriptor->field(i));
+  }
+  return only;
+}
+
+absl::Status ValidateGroups(const v1::ClusterConfig& config) {
+  if (!config.command().empty()) {
+    return FieldError("command",
+                      "give either 'command' (or a command after '--') or "
+                      "'groups', not both");
+  }
+  uint64_t sum = 0;
+  std::set<std::string> names;
+  for (int i = 0; i < config.groups_size(); ++i) {
+    const v1::ClusterConfig::Group& group = config.groups(i);
+    const std::string field = absl::StrCat("groups[", i, "]");
+    if (!ValidName(group.name())) {
+      return FieldError(absl::StrCat(field, ".name"),
+                        "must be 1-64 characters of [A-Za-z0-9._-]");
+    }
+    if (!names.insert(group.name()).second) {
+      return FieldError(absl::StrCat(field, ".name"),
+                        absl::StrCat("'", group.name(), "' is used twice"));
+    }
+    if (group.command().empty() || group.command(0).empty()) {
+      return FieldError(absl::StrCat(field, ".command"),
+                        absl::StrCat("group '", group.name(),
+                                     "' has no worker command"));
+    }
+    sum += group.no_workers();
+  }
+  if (sum > kMaxWorkers) {
+    return FieldError("groups", absl::StrCat("at most ", kMaxWorkers,
+                                             " workers in all, not ", sum));
+  }
+  if (config.no_workers() != sum) {
+    return FieldError(
+        "noWorkers",
+        absl::StrCat("is ", config.no_workers(), " but the groups' workers add up to ", sum,
+                     ": with 'groups', give each group's noWorkers"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string JsonFieldPath(absl::string_view proto_path) {
@@ -233,6 +298,16 @@ absl::Status ApplyConfigFlag(absl::string_view key, absl::string_view value,
 
 void ApplyConfigDefaults(unsigned cpu_count, v1::ClusterConfig* config) {
   if (config->name().empty()) config->set_name("default");
+  if (!config->groups().empty()) {
+    uint32_t sum = 0;
+    for (v1::ClusterConfig::Group& group : *config->mutable_groups()) {
+      if (group.no_workers() == 0) group.set_no_workers(1);
+      if (group.cwd().empty()) group.set_cwd(config->cwd());
+      sum += group.no_workers();
+    }
+    // A noWorkers that differs is left for ValidateConfig to refuse.
+    if (config->no_workers() == 0) config->set_no_workers(sum);
+  }
   if (config->no_workers() == 0)
     config->set_no_workers(cpu_count > 0 ? cpu_count : 1);
   if (!config->has_port()) config->set_port(8080);
@@ -347,6 +422,7 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
     return FieldError("recycle.degradationWindow",
                       "must be at least 2 heartbeats");
   }
+  if (!config.groups().empty()) return ValidateGroups(config);
   if (config.command().empty()) {
     return FieldError(
         "command", "no worker command: give one in the config or after '--'");
@@ -354,6 +430,38 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
   if (config.command(0).empty())
     return FieldError("command", "argv[0] is empty");
   return absl::OkStatus();
+}
+
+std::vector<std::string> FieldsNeedingRestart(const v1::ClusterConfig& running,
+                                              const v1::ClusterConfig& next) {
+  std::vector<std::string> fields;
+  const google::protobuf::Descriptor* descriptor = running.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (Reloadable(field)) continue;
+    if (!google::protobuf::util::MessageDifferencer::Equals(
+            OnlyField(running, field), OnlyField(next, field))) {
+      fields.push_back(field->json_name());
+    }
+  }
+  return fields;
+}
+
+v1::ClusterConfig AppliedConfig(const v1::ClusterConfig& running,
+                                v1::ClusterConfig next) {
+  const google::protobuf::Descriptor* descriptor = running.GetDescriptor();
+  const google::protobuf::Reflection* reflection = running.GetReflection();
+  v1::ClusterConfig fixed = running;
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (!Reloadable(field)) continue;
+    reflection->ClearField(&fixed, field);
+    if (field->is_repeated() || reflection->HasField(next, field)) {
+      // Moves next's value of a reloadable field over.
+      reflection->SwapFields(&fixed, &next, {field});
+    }
+  }
+  return fixed;
 }
 
 }  // namespace cluster2

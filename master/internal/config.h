@@ -45,6 +45,20 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config);
 // The JSON name of a proto field path ("ecv.mark_up" -> "ecv.markUp").
 std::string JsonFieldPath(absl::string_view proto_path);
 
+// Reload. A running master applies changes to the workers (groups,
+// command, env, cwd, noWorkers), their timing (heartbeatInterval, timeout,
+// stopTimeout, nanny, restartBackoff, crashLoopLimit, surge) and recycling
+// (maxAge, recycle); every other field is fixed until the master restarts.
+//
+// The JSON names of the fixed fields that differ between the running
+// master's configuration and `next`.
+std::vector<std::string> FieldsNeedingRestart(const v1::ClusterConfig& running,
+                                              const v1::ClusterConfig& next);
+// `next` with every fixed field taken from `running`: what the master runs
+// after a reload.
+v1::ClusterConfig AppliedConfig(const v1::ClusterConfig& running,
+                                v1::ClusterConfig next);
+
 }  // namespace cluster2
 
 #endif  // CLUSTER2_MASTER_INTERNAL_CONFIG_H_

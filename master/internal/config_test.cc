@@ -218,5 +218,70 @@ TEST(ConfigFromArgsTest, RejectsStrayArgumentsAndMissingValues) {
             "after '--'");
 }
 
+// Parses, completes and validates `json`; the error message if any.
+std::string Check(const std::string& json, v1::ClusterConfig* out = nullptr) {
+  auto config = ParseConfigJson(json);
+  if (!config.ok()) return std::string(config.status().message());
+  ApplyConfigDefaults(4, &*config);
+  absl::Status status = ValidateConfig(*config);
+  if (out != nullptr) *out = *config;
+  return std::string(status.message());
+}
+
+TEST(ConfigGroupsTest, GroupsReplaceCommandAndAddUpToNoWorkers) {
+  v1::ClusterConfig config;
+  EXPECT_EQ(Check(R"({"env": {"A": "1"}, "cwd": "/srv", "groups": [
+                     {"name": "cpp", "command": ["/bin/sh"], "noWorkers": 2},
+                     {"name": "node", "command": ["node", "w.js"]}]})",
+                  &config),
+            "");
+  EXPECT_EQ(config.no_workers(), 3u) << "node defaults to 1 worker";
+  EXPECT_EQ(config.groups(1).cwd(), "/srv");
+}
+
+TEST(ConfigGroupsTest, RefusesAmbiguousOrBrokenGroupsWithOneLine) {
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "groups": [
+                     {"name": "a", "command": ["/bin/sh"]}]})"),
+            "field 'command': give either 'command' (or a command after "
+            "'--') or 'groups', not both");
+  EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"]},
+                                 {"name": "a", "command": ["/bin/sh"]}]})"),
+            "field 'groups[1].name': 'a' is used twice");
+  EXPECT_EQ(Check(R"({"groups": [{"name": "a b", "command": ["/bin/sh"]}]})"),
+            "field 'groups[0].name': must be 1-64 characters of "
+            "[A-Za-z0-9._-]");
+  EXPECT_EQ(Check(R"({"groups": [{"name": "a"}]})"),
+            "field 'groups[0].command': group 'a' has no worker command");
+  EXPECT_EQ(Check(R"({"noWorkers": 5, "groups": [
+                     {"name": "a", "command": ["/bin/sh"], "noWorkers": 2}]})"),
+            "field 'noWorkers': is 5 but the groups' workers add up to 2: "
+            "with 'groups', give each group's noWorkers");
+  EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"],
+                                  "nWorkers": 2}]})"),
+            "unknown field 'groups[0].nWorkers'");
+}
+
+TEST(ConfigReloadTest, FixedFieldsAreListedAndKeptReloadableOnesApplied) {
+  v1::ClusterConfig running;
+  ASSERT_EQ(Check(R"({"port": 9000, "command": ["/bin/sh"], "surge": 1})",
+                  &running),
+            "");
+  v1::ClusterConfig next;
+  ASSERT_EQ(Check(R"({"port": 9001, "monPort": 9002, "command": ["/bin/ls"],
+                      "surge": 2, "noWorkers": 3})",
+                  &next),
+            "");
+  EXPECT_EQ(FieldsNeedingRestart(running, next),
+            (std::vector<std::string>{"port", "monPort"}));
+  v1::ClusterConfig applied = AppliedConfig(running, next);
+  EXPECT_EQ(applied.port(), 9000u);
+  EXPECT_EQ(applied.mon_port(), running.mon_port());
+  EXPECT_EQ(applied.surge(), 2u);
+  EXPECT_EQ(applied.no_workers(), 3u);
+  ASSERT_EQ(applied.command_size(), 1);
+  EXPECT_EQ(applied.command(0), "/bin/ls");
+  EXPECT_TRUE(FieldsNeedingRestart(running, running).empty());
+}
+
 }  // namespace
 }  // namespace cluster2

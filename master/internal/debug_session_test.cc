@@ -32,8 +32,7 @@ class DebugSessionTest : public ::testing::Test {
  protected:
   DebugSessionTest() {
     SupervisorOptions options;
-    options.workers = 2;
-    options.command = {"/bin/sh"};
+    options.groups = {{"default", 2, {"/bin/sh"}, {}, ""}};
     supervisor_ = std::make_unique<Supervisor>(options, &launcher_, &clock_);
     EXPECT_TRUE(supervisor_->Start().ok());
     for (pid_t pid : {100, 101}) {

@@ -1,5 +1,6 @@
 #include "master/internal/master_options.h"
 
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -7,18 +8,45 @@
 
 namespace cluster2 {
 
+std::vector<WorkerGroup> WorkerGroupsFromConfig(
+    const v1::ClusterConfig& config) {
+  std::vector<WorkerGroup> groups;
+  if (config.groups().empty()) {
+    WorkerGroup& group = groups.emplace_back();
+    group.name = kDefaultGroupName;
+    group.workers = config.no_workers();
+    group.command.assign(config.command().begin(), config.command().end());
+    for (const auto& [key, value] : config.env()) {
+      group.extra_env.push_back(absl::StrCat(key, "=", value));
+    }
+    group.cwd = config.cwd();
+    return groups;
+  }
+  for (const v1::ClusterConfig::Group& from : config.groups()) {
+    WorkerGroup& group = groups.emplace_back();
+    group.name = from.name();
+    group.workers = from.no_workers();
+    group.command.assign(from.command().begin(), from.command().end());
+    // The cluster's env under the group's, sorted by key (the maps are
+    // unordered): the same config gives the same list.
+    std::map<std::string, std::string> env(config.env().begin(),
+                                           config.env().end());
+    for (const auto& [key, value] : from.env()) env[key] = value;
+    for (const auto& [key, value] : env) {
+      group.extra_env.push_back(absl::StrCat(key, "=", value));
+    }
+    group.cwd = from.cwd().empty() ? config.cwd() : from.cwd();
+  }
+  return groups;
+}
+
 SupervisorOptions SupervisorOptionsFromConfig(
     const v1::ClusterConfig& config, const MasterEndpoints& endpoints,
     std::vector<std::string> base_env,
     const std::vector<std::shared_ptr<RecyclePolicy>>& extra_policies) {
   SupervisorOptions options;
-  options.workers = config.no_workers();
-  options.command.assign(config.command().begin(), config.command().end());
+  options.groups = WorkerGroupsFromConfig(config);
   options.base_env = std::move(base_env);
-  for (const auto& [key, value] : config.env()) {
-    options.extra_env.push_back(absl::StrCat(key, "=", value));
-  }
-  options.cwd = config.cwd();
   options.environment.cluster_name = config.name();
   options.environment.master_address = endpoints.master_address;
   options.environment.cache_address = endpoints.cache_address;

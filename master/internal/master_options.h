@@ -28,7 +28,16 @@ struct MasterEndpoints {
   SlotSockets* slot_sockets = nullptr;  // balance=even; borrowed
 };
 
-// The Supervisor's options: the worker command and environment (`base_env`
+// The name of the one group of a cluster configured with `command`.
+inline constexpr char kDefaultGroupName[] = "default";
+
+// The worker groups: the config's `groups`, or one group "default" of
+// `command` and `noWorkers`. Each group's env is the config's `env` under
+// its own.
+std::vector<WorkerGroup> WorkerGroupsFromConfig(
+    const v1::ClusterConfig& config);
+
+// The Supervisor's options: the worker groups and environment (`base_env`
 // plus the config's env), timing, backoff, policies (the configured ones,
 // then `extra_policies` of an embedding app), budget and drain.
 SupervisorOptions SupervisorOptionsFromConfig(

@@ -27,11 +27,13 @@ TEST(MasterOptionsTest, SupervisorGetsTheCommandEnvironmentAndTiming) {
   MasterEndpoints endpoints{"unix:/r/master.sock", "unix:/r/cache.sock", {7}};
   SupervisorOptions options = SupervisorOptionsFromConfig(
       config, endpoints, {"PATH=/bin"}, /*extra_policies=*/{});
-  EXPECT_EQ(options.workers, 3u);
-  EXPECT_EQ(options.command,
+  ASSERT_EQ(options.groups.size(), 1u);
+  EXPECT_EQ(options.groups[0].name, "default");
+  EXPECT_EQ(options.groups[0].workers, 3u);
+  EXPECT_EQ(options.groups[0].command,
             (std::vector<std::string>{"/bin/worker", "--flag"}));
   EXPECT_EQ(options.base_env, std::vector<std::string>{"PATH=/bin"});
-  EXPECT_EQ(options.extra_env, std::vector<std::string>{"MODE=test"});
+  EXPECT_EQ(options.groups[0].extra_env, std::vector<std::string>{"MODE=test"});
   EXPECT_EQ(options.environment.master_address, "unix:/r/master.sock");
   EXPECT_EQ(options.environment.cache_address, "unix:/r/cache.sock");
   EXPECT_EQ(options.listen_fds, std::vector<int>{7});

@@ -33,6 +33,7 @@ v1::WorkerState StateToProto(WorkerState state) {
 
 void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
   worker->set_id(snapshot.id);
+  worker->set_group(snapshot.group);
   worker->set_pid(snapshot.pid);
   worker->set_state(StateToProto(snapshot.state));
   if (snapshot.pid != 0)
@@ -89,7 +90,7 @@ grpc::Status ClusterService::Restart(grpc::ServerContext*,
                                      const v1::RestartRequest* request,
                                      v1::RestartResponse* response) {
   absl::StatusOr<std::vector<pid_t>> pids =
-      supervisor_->Restart(request->pid(), request->surge());
+      supervisor_->Restart(request->pid(), request->surge(), request->group());
   if (!pids.ok()) return ToGrpcStatus(pids.status());
   for (pid_t pid : *pids) response->add_pids(pid);
   return grpc::Status::OK;
@@ -98,7 +99,8 @@ grpc::Status ClusterService::Restart(grpc::ServerContext*,
 grpc::Status ClusterService::Scale(grpc::ServerContext*,
                                    const v1::ScaleRequest* request,
                                    v1::ScaleResponse* response) {
-  absl::StatusOr<unsigned> previous = supervisor_->Scale(request->workers());
+  absl::StatusOr<unsigned> previous =
+      supervisor_->Scale(request->workers(), request->group());
   if (!previous.ok()) return ToGrpcStatus(previous.status());
   response->set_previous(*previous);
   response->set_workers(request->workers());
@@ -109,6 +111,21 @@ grpc::Status ClusterService::Recycle(grpc::ServerContext*,
                                      const v1::RecycleRequest* request,
                                      v1::RecycleResponse*) {
   return ToGrpcStatus(supervisor_->Recycle(request->pid(), request->reason()));
+}
+
+grpc::Status ClusterService::Reload(grpc::ServerContext*,
+                                    const v1::ReloadRequest* request,
+                                    v1::ReloadResponse* response) {
+  if (!hooks_.reload) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this master has no configuration file to reload "
+                        "(an embedded cluster)");
+  }
+  absl::StatusOr<v1::ReloadResponse> reloaded =
+      hooks_.reload(request->restart_all());
+  if (!reloaded.ok()) return ToGrpcStatus(reloaded.status());
+  *response = *std::move(reloaded);
+  return grpc::Status::OK;
 }
 
 namespace {
@@ -217,15 +234,15 @@ grpc::Status ClusterService::Shutdown(grpc::ServerContext*,
                                       v1::ShutdownResponse*) {
   absl::Duration grace = request->has_timeout()
                              ? FromProto(request->timeout())
-                             : absl::Milliseconds(config_.stop_timeout());
-  request_stop_(request->fast(), grace);
+                             : absl::Milliseconds(hooks_.config().stop_timeout());
+  hooks_.request_stop(request->fast(), grace);
   return grpc::Status::OK;
 }
 
 grpc::Status ClusterService::GetConfig(grpc::ServerContext*,
                                        const v1::GetConfigRequest*,
                                        v1::GetConfigResponse* response) {
-  *response->mutable_config() = config_;
+  *response->mutable_config() = hooks_.config();
   return grpc::Status::OK;
 }
 

@@ -65,13 +65,18 @@ class StatusService final : public v1::Status::Service {
 // the effective configuration; `request_stop(fast)` begins a cluster stop.
 class ClusterService final : public v1::Cluster::Service {
  public:
-  ClusterService(
-      Supervisor* supervisor, DebugSession* debug, v1::ClusterConfig config,
-      std::function<void(bool fast, absl::Duration grace)> request_stop)
-      : supervisor_(supervisor),
-        debug_(debug),
-        config_(std::move(config)),
-        request_stop_(std::move(request_stop)) {}
+  // What the master does for the calls that are not the supervisor's.
+  struct Hooks {
+    // The effective configuration now (GetConfig).
+    std::function<v1::ClusterConfig()> config;
+    // Shutdown.
+    std::function<void(bool fast, absl::Duration grace)> request_stop;
+    // Reload; null: UNIMPLEMENTED.
+    std::function<absl::StatusOr<v1::ReloadResponse>(bool restart_all)>
+        reload;
+  };
+  ClusterService(Supervisor* supervisor, DebugSession* debug, Hooks hooks)
+      : supervisor_(supervisor), debug_(debug), hooks_(std::move(hooks)) {}
 
   grpc::Status ListWorkers(grpc::ServerContext* context,
                            const v1::ListWorkersRequest* request,
@@ -88,6 +93,9 @@ class ClusterService final : public v1::Cluster::Service {
   grpc::Status Recycle(grpc::ServerContext* context,
                        const v1::RecycleRequest* request,
                        v1::RecycleResponse* response) override;
+  grpc::Status Reload(grpc::ServerContext* context,
+                      const v1::ReloadRequest* request,
+                      v1::ReloadResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* context,
                         const v1::ShutdownRequest* request,
                         v1::ShutdownResponse* response) override;
@@ -115,8 +123,7 @@ class ClusterService final : public v1::Cluster::Service {
 
   Supervisor* const supervisor_;
   DebugSession* const debug_;
-  const v1::ClusterConfig config_;
-  const std::function<void(bool, absl::Duration)> request_stop_;
+  const Hooks hooks_;
 };
 
 }  // namespace cluster2

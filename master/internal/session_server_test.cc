@@ -41,8 +41,7 @@ class SessionServerTest : public ::testing::Test {
  protected:
   void StartServer(SessionServerOptions options) {
     SupervisorOptions supervisor_options;
-    supervisor_options.workers = 1;
-    supervisor_options.command = {"/bin/sh"};
+    supervisor_options.groups = {{"default", 1, {"/bin/sh"}, {}, ""}};
     supervisor_ =
         std::make_unique<Supervisor>(supervisor_options, &launcher_, &clock_);
     ASSERT_TRUE(supervisor_->Start().ok());

@@ -65,18 +65,29 @@ absl::string_view WorkerStateName(WorkerState state) {
 
 Supervisor::Supervisor(SupervisorOptions options, ProcessLauncher* launcher,
                        Clock* clock)
-    : options_(std::move(options)), launcher_(launcher), clock_(clock) {
-  slots_.resize(options_.workers);
-  for (unsigned i = 0; i < slots_.size(); ++i) slots_[i].id = i;
+    : launcher_(launcher), clock_(clock), options_(std::move(options)) {
+  for (unsigned g = 0; g < options_.groups.size(); ++g) {
+    groups_.push_back(LiveGroup{options_.groups[g], false});
+    for (unsigned i = 0; i < options_.groups[g].workers; ++i) {
+      Slot& slot = slots_.emplace_back();
+      slot.id = static_cast<unsigned>(slots_.size() - 1);
+      slot.group = g;
+    }
+  }
 }
 
 absl::Status Supervisor::Start() {
   absl::MutexLock lock(&mu_);
-  if (options_.command.empty())
-    return absl::InvalidArgumentError("no worker command");
-  // Fail before starting anything if the command cannot run at all.
-  auto resolved = ResolveExecutable(options_.command[0], options_.cwd);
-  if (!resolved.ok()) return resolved.status();
+  if (groups_.empty()) return absl::InvalidArgumentError("no worker group");
+  // Fail before starting anything if a command cannot run at all.
+  for (const LiveGroup& group : groups_) {
+    if (group.spec.command.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("group '", group.spec.name, "': no worker command"));
+    }
+    auto resolved = ResolveExecutable(group.spec.command[0], group.spec.cwd);
+    if (!resolved.ok()) return resolved.status();
+  }
   for (Slot& slot : slots_) {
     absl::StatusOr<pid_t> pid = SpawnLocked(slot);
     if (pid.ok()) {
@@ -91,7 +102,7 @@ absl::Status Supervisor::Start() {
 
 absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
   slot.respawn_at.reset();
-  absl::StatusOr<pid_t> pid = LaunchLocked(slot.id, slot.id, {});
+  absl::StatusOr<pid_t> pid = LaunchLocked(slot.id, slot.id, slot.group, {});
   if (!pid.ok()) return pid.status();
   if (slot.ever_started) ++slot.restarts;
   slot.ever_started = true;
@@ -100,7 +111,9 @@ absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
 }
 
 absl::StatusOr<pid_t> Supervisor::LaunchLocked(
-    unsigned id, unsigned slot, const std::vector<std::string>& prefix) {
+    unsigned id, unsigned slot, unsigned group,
+    const std::vector<std::string>& prefix) {
+  const WorkerGroup& group_spec = groups_[group].spec;
   WorkerEnvironment environment = options_.environment;
   environment.worker_id = id;
   environment.token = absl::StrCat(RandomToken(), "-", ++spawn_counter_);
@@ -108,14 +121,15 @@ absl::StatusOr<pid_t> Supervisor::LaunchLocked(
       absl::ToInt64Milliseconds(options_.heartbeat_interval));
   SpawnSpec spec;
   spec.argv = prefix;
-  spec.argv.insert(spec.argv.end(), options_.command.begin(),
-                   options_.command.end());
-  spec.env = BuildWorkerEnvironment(options_.base_env, options_.extra_env,
+  spec.argv.insert(spec.argv.end(), group_spec.command.begin(),
+                   group_spec.command.end());
+  spec.env = BuildWorkerEnvironment(options_.base_env, group_spec.extra_env,
                                     environment);
+  spec.env.push_back(absl::StrCat("CLUSTER2_WORKER_GROUP=", group_spec.name));
   // A worker run by a debugger gets fd 3 through it: LISTEN_PID names the
   // debugger, its parent (see Worker::Connect).
   if (!prefix.empty()) spec.env.push_back("CLUSTER2_UNDER_DEBUGGER=1");
-  spec.cwd = options_.cwd;
+  spec.cwd = group_spec.cwd;
   spec.log_component = absl::StrCat("worker ", id);
   if (options_.slot_sockets != nullptr) {
     absl::StatusOr<int> socket = options_.slot_sockets->SocketOf(id);
@@ -131,6 +145,7 @@ absl::StatusOr<pid_t> Supervisor::LaunchLocked(
   process.pid = *pid;
   process.slot = slot;
   process.id = id;
+  process.group = group;
   process.token = environment.token;
   process.started_at = clock_->Now();
   return *pid;
@@ -598,8 +613,8 @@ absl::Time Supervisor::Tick() {
   return next;
 }
 
-absl::StatusOr<std::vector<pid_t>> Supervisor::Restart(pid_t pid,
-                                                       unsigned surge) {
+absl::StatusOr<std::vector<pid_t>> Supervisor::Restart(
+    pid_t pid, unsigned surge, absl::string_view group) {
   absl::MutexLock lock(&mu_);
   if (stopping_)
     return absl::FailedPreconditionError("the cluster is stopping");
@@ -614,14 +629,31 @@ absl::StatusOr<std::vector<pid_t>> Supervisor::Restart(pid_t pid,
     CLUSTER2_RETURN_IF_ERROR(StartReplacementLocked(*slot, "restart"));
     return std::vector<pid_t>{pid};
   }
-  bool running = !restart_queue_.empty();
-  for (const Slot& slot : slots_) running = running || slot.successor != 0;
-  if (running)
+  std::optional<unsigned> only;
+  if (!group.empty()) {
+    CLUSTER2_ASSIGN_OR_RETURN(only, GroupIndexLocked(group));
+  }
+  if (RestartRunningLocked())
     return absl::FailedPreconditionError("a restart is already running");
   restart_surge_ = surge > 0 ? surge : std::max(options_.surge, 1u);
+  std::vector<pid_t> pids = QueueRestartLocked(only, "restart");
+  LogInfo(absl::StrCat("rolling restart of ", pids.size(), " workers",
+                       only ? absl::StrCat(" of group '", group, "'") : "",
+                       ", ", restart_surge_, " at a time"));
+  return pids;
+}
+
+bool Supervisor::RestartRunningLocked() const {
+  bool running = !restart_queue_.empty();
+  for (const Slot& slot : slots_) running = running || slot.successor != 0;
+  return running;
+}
+
+std::vector<pid_t> Supervisor::QueueRestartLocked(std::optional<unsigned> group,
+                                                  absl::string_view reason) {
   std::vector<pid_t> pids;
   for (Slot& slot : slots_) {
-    if (slot.retired) continue;
+    if (slot.retired || (group && slot.group != *group)) continue;
     if (slot.failed) {  // a given-up slot gets a fresh start
       slot.failed = false;
       slot.quick_failures = 0;
@@ -629,11 +661,9 @@ absl::StatusOr<std::vector<pid_t>> Supervisor::Restart(pid_t pid,
       continue;
     }
     if (slot.pid == 0) continue;
-    restart_queue_.emplace_back(slot.id, "restart");
+    restart_queue_.emplace_back(slot.id, std::string(reason));
     pids.push_back(slot.pid);
   }
-  LogInfo(absl::StrCat("rolling restart of ", pids.size(), " workers, ",
-                       restart_surge_, " at a time"));
   return pids;
 }
 
@@ -654,70 +684,6 @@ absl::Status Supervisor::Recycle(pid_t pid, absl::string_view reason) {
         absl::StrCat("worker pid ", pid, " is already being replaced"));
   }
   return StartReplacementLocked(*slot, reason.empty() ? "manual" : reason);
-}
-
-absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers) {
-  absl::MutexLock lock(&mu_);
-  if (workers == 0 || workers > kMaxWorkers) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("workers must be 1..", kMaxWorkers, ", not ", workers));
-  }
-  if (stopping_)
-    return absl::FailedPreconditionError("the cluster is stopping");
-  if (options_.listen_fds.size() > 1 && workers < options_.listen_fds.size()) {
-    // Each socket of a SO_REUSEPORT group gets its share of connections:
-    // one without a worker would leave them waiting.
-    return absl::FailedPreconditionError(absl::StrCat(
-        "with balance=reuseport the cluster cannot shrink below its ",
-        options_.listen_fds.size(), " sockets"));
-  }
-  unsigned previous = ActiveSlotsLocked();
-  std::vector<pid_t> to_drain;
-  // Slots stay ordered: the first `workers` are active.
-  for (unsigned id = 0; id < std::max<size_t>(workers, slots_.size()); ++id) {
-    if (id >= slots_.size()) {
-      slots_.emplace_back();
-      slots_.back().id = id;
-      slots_.back().retired = true;
-    }
-    Slot& slot = slots_[id];
-    if (id < workers && slot.retired) {
-      slot.retired = false;
-      slot.failed = false;
-      slot.quick_failures = 0;
-      absl::StatusOr<pid_t> pid = SpawnLocked(slot);
-      if (pid.ok()) {
-        slot.pid = *pid;
-      } else {
-        ScheduleRespawnLocked(slot, absl::ZeroDuration());
-      }
-    } else if (id >= workers && !slot.retired) {
-      slot.retired = true;
-      slot.respawn_at.reset();
-      for (pid_t pid : {slot.pid, slot.successor}) {
-        if (pid != 0) to_drain.push_back(pid);
-      }
-      slot.pid = 0;
-      slot.successor = 0;
-    }
-  }
-  // The retired slots get no new connections before their workers drain.
-  RouteLocked();
-  for (pid_t pid : to_drain) {
-    auto it = processes_.find(pid);
-    if (it != processes_.end()) {
-      DrainLocked(it->second, options_.stop_timeout, "scale down");
-    }
-  }
-  restart_queue_.erase(
-      std::remove_if(restart_queue_.begin(), restart_queue_.end(),
-                     [&](const auto& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                       return slots_[entry.first].retired;
-                     }),
-      restart_queue_.end());
-  if (workers > previous) all_ready_ = false;
-  LogInfo(absl::StrCat("scaled from ", previous, " to ", workers, " workers"));
-  return previous;
 }
 
 void Supervisor::Stop(bool fast, absl::Duration grace,
@@ -756,14 +722,17 @@ bool Supervisor::AllReady() const {
   return all_ready_;
 }
 
-unsigned Supervisor::desired_workers() const {
+unsigned Supervisor::desired_workers(absl::string_view group) const {
   absl::MutexLock lock(&mu_);
-  return ActiveSlotsLocked();
+  if (group.empty()) return ActiveSlotsLocked();
+  absl::StatusOr<unsigned> index = GroupIndexLocked(group);
+  return index.ok() ? GroupSlotsLocked(*index) : 0;
 }
 
 WorkerSnapshot Supervisor::SnapshotLocked(const Process& process) const {
   WorkerSnapshot snapshot;
   snapshot.id = process.id;
+  snapshot.group = groups_[process.group].spec.name;
   snapshot.pid = process.pid;
   snapshot.state = process.state;
   snapshot.started_at = process.started_at;
@@ -793,6 +762,7 @@ std::vector<WorkerSnapshot> Supervisor::Workers() const {
     }
     WorkerSnapshot empty;  // waiting for a restart, or given up
     empty.id = slot.id;
+    empty.group = groups_[slot.group].spec.name;
     empty.state = slot.failed ? WorkerState::kFailed : WorkerState::kExited;
     empty.restarts = slot.restarts;
     empty.last_exit = slot.last_exit;

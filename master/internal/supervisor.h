@@ -71,6 +71,7 @@ absl::string_view WorkerStateName(WorkerState state);
 // A copy of one worker's (or empty slot's) state, for listings.
 struct WorkerSnapshot {
   unsigned id = 0;
+  std::string group;  // the name of its worker group
   pid_t pid = 0;  // 0 for a slot without a process
   WorkerState state = WorkerState::kStarting;
   absl::Time started_at;
@@ -130,15 +131,32 @@ class SlotSockets {
   virtual void Route(const std::vector<unsigned>& ids) = 0;
 };
 
-struct SupervisorOptions {
-  // Number of slots. Required, >= 1.
+// One kind of worker: its command, environment and number of slots. A
+// cluster runs one group or several (a service being replaced by another,
+// slot by slot; a sidecar kind of worker).
+struct WorkerGroup {
+  std::string name;
+  // Number of slots, >= 0 (0 only for a group scaled away).
   unsigned workers = 1;
-  // The worker command and its environment: `environment.worker_id` and
-  // `.token` are filled per spawn.
   std::vector<std::string> command;
-  std::vector<std::string> base_env;   // normally the master's environment
-  std::vector<std::string> extra_env;  // "K=V" from the config
+  std::vector<std::string> extra_env;  // "K=V", added to base_env
   std::string cwd;
+
+  // Whether a worker started from `other` runs the same program: a change
+  // of command, environment or directory needs new processes.
+  bool SameProgram(const WorkerGroup& other) const {
+    return command == other.command && extra_env == other.extra_env &&
+           cwd == other.cwd;
+  }
+};
+
+struct SupervisorOptions {
+  // The worker groups, at least one, with distinct names. Slots are
+  // numbered across them in order: the first group has ids 0..n-1.
+  std::vector<WorkerGroup> groups;
+  // The workers' environment: `environment.worker_id` and `.token` are
+  // filled per spawn.
+  std::vector<std::string> base_env;  // normally the master's environment
   WorkerEnvironment environment;
   // The listening sockets, passed as fd 3: slot i gets
   // listen_fds[i % size] (one shared socket, or one per slot). Empty = none.
@@ -223,13 +241,15 @@ class Supervisor {
   // has something to do.
   absl::Time Tick() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Rolling restart of every slot (pid 0) or of the worker `pid`: each
-  // worker is replaced by a successor that is ready before it drains.
-  // `surge` (0 = the configured one) replacements run at once. Slots given
-  // up after a crash loop start again. Returns the pids to be replaced.
-  // NOT_FOUND for an unknown pid; FAILED_PRECONDITION while stopping or
-  // while a rolling restart runs.
-  absl::StatusOr<std::vector<pid_t>> Restart(pid_t pid, unsigned surge)
+  // Rolling restart of every slot (pid 0), of the slots of `group` (pid 0,
+  // a group named) or of the worker `pid`: each worker is replaced by a
+  // successor that is ready before it drains. `surge` (0 = the configured
+  // one) replacements run at once. Slots given up after a crash loop start
+  // again. Returns the pids to be replaced. NOT_FOUND for an unknown pid or
+  // group; FAILED_PRECONDITION while stopping or while a rolling restart
+  // runs.
+  absl::StatusOr<std::vector<pid_t>> Restart(pid_t pid, unsigned surge,
+                                             absl::string_view group = "")
       ABSL_LOCKS_EXCLUDED(mu_);
   // Replaces the worker `pid` now, recording `reason`. NOT_FOUND;
   // FAILED_PRECONDITION if it is not ready or already being replaced.
@@ -277,12 +297,34 @@ class Supervisor {
   // debugger). NOT_FOUND; FAILED_PRECONDITION if it is not debugging.
   absl::Status EndDebug(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Sets the number of slots: new slots start at once, the highest slots
-  // drain (with slot_sockets, after they stop getting connections).
-  // INVALID_ARGUMENT for 0 or more than 1024; FAILED_PRECONDITION while
-  // stopping, or below the number of listen_fds when there is one per slot
-  // (balance=reuseport). Returns the previous number.
-  absl::StatusOr<unsigned> Scale(unsigned workers) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sets the number of slots of `group` (empty: the only group): new slots
+  // start at once, the group's highest slots drain (with slot_sockets,
+  // after they stop getting connections). INVALID_ARGUMENT for 0 or a
+  // cluster of more than 1024; NOT_FOUND for an unknown group;
+  // FAILED_PRECONDITION while stopping, without a group name in a cluster
+  // of several, or below the number of listen_fds when there is one per
+  // slot (balance=reuseport). Returns the group's previous number.
+  absl::StatusOr<unsigned> Scale(unsigned workers, absl::string_view group = "")
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // What Reconfigure did, in words, for the log and the caller.
+  struct Reconfigured {
+    std::vector<std::string> replaced_groups;  // by a rolling restart
+    std::vector<std::string> changes;          // one line each
+  };
+  // Applies a reloaded configuration: timings, policies and surge at once;
+  // a group whose command, environment or directory changed has its
+  // workers replaced by a rolling restart (a successor ready before each
+  // old worker drains; the restart stops if a successor fails); a group
+  // whose size changed is scaled; a new group starts; a group no longer
+  // named drains away. `next` must keep listen_fds, slot_sockets, base_env
+  // and environment. With `restart_all`, every other group is restarted
+  // too (SIGHUP). Changes nothing and fails with FAILED_PRECONDITION while
+  // stopping or while a rolling restart runs, INVALID_ARGUMENT for a
+  // configuration without groups or past 1024 workers.
+  absl::StatusOr<Reconfigured> Reconfigure(SupervisorOptions next,
+                                           bool restart_all = false)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the cluster: no more restarts; every worker drains within
   // `grace` (or is killed at once if `fast`).
@@ -301,7 +343,12 @@ class Supervisor {
   // NOT_FOUND if no process has `pid`.
   absl::StatusOr<WorkerSnapshot> WorkerByPid(pid_t pid) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  unsigned desired_workers() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The number of slots of the cluster, or of `group` (0 if unknown).
+  unsigned desired_workers(absl::string_view group = "") const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The names of the worker groups, in order (without groups scaled away
+  // by a reload).
+  std::vector<std::string> group_names() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // Process::slot of a fresh debug worker.
@@ -313,6 +360,7 @@ class Supervisor {
     pid_t pid = 0;
     unsigned slot = 0;  // kNoSlot outside the slots
     unsigned id = 0;    // CLUSTER2_WORKER_ID: the slot, or past the slots
+    unsigned group = 0;  // index in groups_ of the command it runs
     std::string token;
     WorkerState state = WorkerState::kStarting;
     absl::Time started_at;
@@ -331,6 +379,7 @@ class Supervisor {
   };
   struct Slot {
     unsigned id = 0;
+    unsigned group = 0;   // index in groups_
     pid_t pid = 0;        // current process; 0 = none
     pid_t successor = 0;  // a replacement starting; 0 = none
     std::string replace_reason;
@@ -345,10 +394,30 @@ class Supervisor {
 
   absl::StatusOr<pid_t> SpawnLocked(Slot& slot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Launches `prefix` + the worker command as worker `id` in `slot`.
+  // Launches `prefix` + the command of `group` as worker `id` in `slot`.
   absl::StatusOr<pid_t> LaunchLocked(unsigned id, unsigned slot,
+                                     unsigned group,
                                      const std::vector<std::string>& prefix)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The index of `name` in groups_ (empty: the only live group), or an
+  // error as Scale describes.
+  absl::StatusOr<unsigned> GroupIndexLocked(absl::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Scale of one group, after the checks; appends the pids to drain.
+  void ScaleGroupLocked(unsigned group, unsigned workers,
+                        std::vector<pid_t>* to_drain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  unsigned GroupSlotsLocked(unsigned group) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drains `to_drain` after routing connections away from retired slots.
+  void DrainRetiredLocked(const std::vector<pid_t>& to_drain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the slots of `group` (all groups if nullopt) for a rolling
+  // restart; returns the pids to be replaced.
+  std::vector<pid_t> QueueRestartLocked(std::optional<unsigned> group,
+                                        absl::string_view reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RestartRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRespawnLocked(Slot& slot, absl::Duration ran)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DrainLocked(Process& process, absl::Duration grace,
@@ -369,11 +438,20 @@ class Supervisor {
   // Tells slot_sockets which workers get new connections, if that changed.
   void RouteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const SupervisorOptions options_;
   ProcessLauncher* const launcher_;
   Clock* const clock_;
 
   mutable absl::Mutex mu_;
+  // Changed only by Reconfigure. Its `groups` are the configured ones;
+  // groups_ below are the live ones.
+  SupervisorOptions options_ ABSL_GUARDED_BY(mu_);
+  // Every group the cluster has run, by index; one a reload dropped stays
+  // with 0 workers (its `removed` set), as its slots keep their index.
+  struct LiveGroup {
+    WorkerGroup spec;
+    bool removed = false;
+  };
+  std::vector<LiveGroup> groups_ ABSL_GUARDED_BY(mu_);
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
   std::map<pid_t, Process> processes_ ABSL_GUARDED_BY(mu_);
   // Slots waiting for their turn in a rolling restart, with the reason.

@@ -63,7 +63,10 @@ absl::StatusOr<pid_t> Supervisor::StartDebugWorker(
   if (stopping_)
     return absl::FailedPreconditionError("the cluster is stopping");
   const unsigned id = static_cast<unsigned>(slots_.size());
-  absl::StatusOr<pid_t> pid = LaunchLocked(id, kNoSlot, prefix);
+  // A fresh debug worker runs the first group's command.
+  unsigned group = 0;
+  while (group + 1 < groups_.size() && groups_[group].removed) ++group;
+  absl::StatusOr<pid_t> pid = LaunchLocked(id, kNoSlot, group, prefix);
   if (!pid.ok()) return pid.status();
   Process& process = processes_[*pid];
   process.state = WorkerState::kDebugging;
