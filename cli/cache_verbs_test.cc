@@ -323,14 +323,15 @@ TEST_F(CacheVerbsTest, StatsTableAndJson) {
   EXPECT_EQ(table.code, kExitOk) << table.err;
   std::vector<std::string> lines = Lines(table.out);
   ASSERT_EQ(lines.size(), 2u) << table.out;
-  EXPECT_EQ(lines[0], "NAMESPACE  HITS  MISSES  LOADS  ERRORS  KEYS  BYTES");
+  EXPECT_EQ(lines[0],
+            "NAMESPACE  HITS  MISSES  LOADS  WAITING  ERRORS  KEYS  BYTES");
   std::vector<std::string> row =
       absl::StrSplit(lines[1], ' ', absl::SkipEmpty());
-  ASSERT_EQ(row.size(), 7u) << lines[1];
-  EXPECT_EQ(std::vector<std::string>(row.begin(), row.begin() + 6),
-            (std::vector<std::string>{"st", "1", "1", "0", "0", "1"}));
+  ASSERT_EQ(row.size(), 8u) << lines[1];
+  EXPECT_EQ(std::vector<std::string>(row.begin(), row.begin() + 7),
+            (std::vector<std::string>{"st", "1", "1", "0", "0", "0", "1"}));
   uint64_t bytes = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(row[6], &bytes) && bytes > 0) << row[6];
+  EXPECT_TRUE(absl::SimpleAtoi(row[7], &bytes) && bytes > 0) << row[7];
 
   auto json = FromJson<v1::StatsResponse>(Cache({"stats", "-o", "json"}).out);
   ASSERT_EQ(json.namespaces_size(), 2);  // ns and st

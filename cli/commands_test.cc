@@ -160,12 +160,14 @@ TEST(FormatCacheStatsTableTest, OneRowPerNamespaceColumnsAligned) {
   pages->set_namespace_("rendered-pages");
   pages->set_hits(123456);
   pages->set_errors(7);
-  EXPECT_EQ(FormatCacheStatsTable(stats),
-            "NAMESPACE       HITS    MISSES  LOADS  ERRORS  KEYS  BYTES\n"
-            "sessions        10      2       1      0       3     120\n"
-            "rendered-pages  123456  0       0      7       0     0\n");
+  pages->set_waiting(4);
+  EXPECT_EQ(
+      FormatCacheStatsTable(stats),
+      "NAMESPACE       HITS    MISSES  LOADS  WAITING  ERRORS  KEYS  BYTES\n"
+      "sessions        10      2       1      0        0       3     120\n"
+      "rendered-pages  123456  0       0      4        7       0     0\n");
   EXPECT_EQ(FormatCacheStatsTable({}),
-            "NAMESPACE  HITS  MISSES  LOADS  ERRORS  KEYS  BYTES\n");
+            "NAMESPACE  HITS  MISSES  LOADS  WAITING  ERRORS  KEYS  BYTES\n");
 }
 
 TEST(FormatWatchEventTest, RevisionKindKeyValueAndResync) {
@@ -220,18 +222,21 @@ TEST(FormatWorkersTableTest, OneRowPerWorkerWithHumanFigures) {
   exited->set_state(v1::WORKER_STATE_EXITED);
   exited->set_last_exit("signal 9 (Killed)");
 
+  worker->set_group("default");
+  starting->set_group("node-web");
   std::string table = FormatWorkersTable(response, now);
   EXPECT_EQ(
       table,
-      "ID   PID      STATE     UPTIME    RESTARTS  RSS       HEARTBEAT  "
-      "REQUESTS  NOTE\n"
-      "0    4242     ready     1m5s      2         12.3MiB   2s ago     99\n"
-      "1    4243     starting  0s        0         -         -          0\n"
-      "2    -        failed    -         10        -         -          0      "
-      "   crash loop\n"
-      "3    -        exited    -         0         -         -          0      "
-      "   "
-      "last exit: signal 9 (Killed)\n");
+      "ID   GROUP    PID      STATE     UPTIME    RESTARTS  RSS       "
+      "HEARTBEAT  REQUESTS  NOTE\n"
+      "0    default  4242     ready     1m5s      2         12.3MiB   2s ago "
+      "    99\n"
+      "1    node-web 4243     starting  0s        0         -         -      "
+      "    0\n"
+      "2    -        -        failed    -         10        -         -      "
+      "    0         crash loop\n"
+      "3    -        -        exited    -         0         -         -      "
+      "    0         last exit: signal 9 (Killed)\n");
 }
 
 // Every verb, the words that select it and what its --help must mention.

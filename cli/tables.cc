@@ -1,5 +1,6 @@
 #include "cli/tables.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "absl/strings/match.h"
@@ -53,9 +54,13 @@ std::string WatchKindName(v1::WatchEvent::Kind kind) {
 
 std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
                                absl::Time now) {
+  size_t group_width = 7;  // "default"
+  for (const v1::Worker& worker : workers.workers())
+    group_width = std::max(group_width, worker.group().size());
   std::string table = absl::StrFormat(
-      "%-4s %-8s %-9s %-9s %-9s %-9s %-10s %-9s %s\n", "ID", "PID", "STATE",
-      "UPTIME", "RESTARTS", "RSS", "HEARTBEAT", "REQUESTS", "NOTE");
+      "%-4s %-*s %-8s %-9s %-9s %-9s %-9s %-10s %-9s %s\n", "ID",
+      group_width, "GROUP", "PID", "STATE", "UPTIME", "RESTARTS", "RSS",
+      "HEARTBEAT", "REQUESTS", "NOTE");
   for (const v1::Worker& worker : workers.workers()) {
     std::string heartbeat = "-";
     if (worker.has_last_heartbeat_at()) {
@@ -67,8 +72,8 @@ std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
     if (note.empty() && !worker.last_exit().empty())
       note = "last exit: " + worker.last_exit();
     std::string row = absl::StrFormat(
-        "%-4d %-8s %-9s %-9s %-9d %-9s %-10s %-9d %s", worker.id(),
-        running ? absl::StrCat(worker.pid()) : "-", StateName(worker.state()),
+        "%-4d %-*s %-8s %-9s %-9s %-9d %-9s %-10s %-9d %s", worker.id(),
+        group_width, worker.group().empty() ? "-" : worker.group(), running ? absl::StrCat(worker.pid()) : "-", StateName(worker.state()),
         running ? FormatAge(now - FromProto(worker.started_at())) : "-",
         worker.restarts(), FormatBytes(worker.last_heartbeat().rss_bytes()),
         heartbeat, worker.last_heartbeat().requests_total(), note);
@@ -80,12 +85,13 @@ std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
 
 std::string FormatCacheStatsTable(const v1::StatsResponse& stats) {
   std::vector<std::vector<std::string>> rows = {
-      {"NAMESPACE", "HITS", "MISSES", "LOADS", "ERRORS", "KEYS", "BYTES"}};
+      {"NAMESPACE", "HITS", "MISSES", "LOADS", "WAITING", "ERRORS", "KEYS",
+       "BYTES"}};
   for (const v1::NamespaceStats& ns : stats.namespaces()) {
     rows.push_back({ns.namespace_(), absl::StrCat(ns.hits()),
                     absl::StrCat(ns.misses()), absl::StrCat(ns.loads()),
-                    absl::StrCat(ns.errors()), absl::StrCat(ns.keys()),
-                    absl::StrCat(ns.bytes())});
+                    absl::StrCat(ns.waiting()), absl::StrCat(ns.errors()),
+                    absl::StrCat(ns.keys()), absl::StrCat(ns.bytes())});
   }
   return ctl::FormatTable(rows);
 }

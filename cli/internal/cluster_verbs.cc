@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "cli/exit_codes.h"
 #include "cli/internal/output.h"
@@ -79,6 +80,7 @@ int Config(VerbContext& ctl) {
 struct RestartArgs {
   std::string pid = "0";
   std::string surge = "0";
+  std::string group;
 };
 
 int Restart(const RestartArgs& args, VerbContext& ctl) {
@@ -94,6 +96,7 @@ int Restart(const RestartArgs& args, VerbContext& ctl) {
   v1::RestartRequest request;
   request.set_pid(pid);
   request.set_surge(surge);
+  request.set_group(args.group);
   grpc::ClientContext context;
   ctl.SetDeadline(&context);
   v1::RestartResponse response;
@@ -142,15 +145,21 @@ int Recycle(const RecycleArgs& args, VerbContext& ctl) {
   return kExitOk;
 }
 
-int Scale(const std::string& workers_text, VerbContext& ctl) {
+struct ScaleArgs {
+  std::string workers;
+  std::string group;
+};
+
+int Scale(const ScaleArgs& args, VerbContext& ctl) {
   unsigned workers = 0;
-  if (!absl::SimpleAtoi(workers_text, &workers))
+  if (!absl::SimpleAtoi(args.workers, &workers))
     return ctl.Usage("scale takes the number of workers");
   int code;
   auto stub = ClusterStub(ctl, &code);
   if (stub == nullptr) return code;
   v1::ScaleRequest request;
   request.set_workers(workers);
+  request.set_group(args.group);
   grpc::ClientContext context;
   ctl.SetDeadline(&context);
   v1::ScaleResponse response;
@@ -159,8 +168,44 @@ int Scale(const std::string& workers_text, VerbContext& ctl) {
   if (ctl.json()) {
     ctl.out() << ToJson(response);
   } else {
-    ctl.out() << "scaled from " << response.previous() << " to "
+    ctl.out() << "scaled "
+              << (args.group.empty() ? "" : "group '" + args.group + "' ")
+              << "from " << response.previous() << " to "
               << response.workers() << " workers\n";
+  }
+  return kExitOk;
+}
+
+int Reload(bool restart_all, VerbContext& ctl) {
+  int code;
+  auto stub = ClusterStub(ctl, &code);
+  if (stub == nullptr) return code;
+  v1::ReloadRequest request;
+  request.set_restart_all(restart_all);
+  grpc::ClientContext context;
+  ctl.SetDeadline(&context);
+  v1::ReloadResponse response;
+  grpc::Status status = stub->Reload(&context, request, &response);
+  if (!status.ok()) return ctl.FailMaster(status);
+  if (ctl.json()) {
+    ctl.out() << ToJson(response);
+    return kExitOk;
+  }
+  if (response.changes().empty()) ctl.out() << "reloaded: nothing changed\n";
+  if (!response.changes().empty()) ctl.out() << "reloaded:\n";
+  for (const std::string& change : response.changes())
+    ctl.out() << "  " << change << "\n";
+  if (!response.replaced_groups().empty()) {
+    ctl.out() << "replacing the workers of "
+              << absl::StrJoin(response.replaced_groups(), ", ")
+              << " by a rolling restart: each successor must be ready "
+                 "before its old worker drains; if one fails, the restart "
+                 "stops and the old workers keep serving (see `cluster2ctl "
+                 "workers`)\n";
+  }
+  if (!response.needs_restart().empty()) {
+    ctl.out() << "not applied (they need a new master): "
+              << absl::StrJoin(response.needs_restart(), ", ") << "\n";
   }
   return kExitOk;
 }
@@ -320,9 +365,9 @@ std::vector<Verb> ClusterVerbs() {
                     OneWorker),
       {"config", "", "the effective configuration (JSON)", "",
        [](CLI::App&) -> VerbHandler { return Config; }},
-      {"restart", "[--pid PID] [--surge N]",
+      {"restart", "[--pid PID | --group NAME] [--surge N]",
        "rolling restart: each worker is replaced by a successor that is "
-       "ready before it drains (all workers, or one)",
+       "ready before it drains (all workers, a group's, or one)",
        "",
        [](CLI::App& command) -> VerbHandler {
          auto args = std::make_shared<RestartArgs>();
@@ -333,6 +378,10 @@ std::vector<Verb> ClusterVerbs() {
              .add_option("--surge", args->surge,
                          "extra workers started at once (default 0)")
              ->type_name("N");
+         command
+             .add_option("--group", args->group,
+                         "only the workers of this group")
+             ->type_name("NAME");
          return [args](VerbContext& ctl) { return Restart(*args, ctl); };
        }},
       {"recycle", "PID [--reason TEXT]",
@@ -347,8 +396,34 @@ std::vector<Verb> ClusterVerbs() {
              ->type_name("TEXT");
          return [args](VerbContext& ctl) { return Recycle(*args, ctl); };
        }},
-      OnePositional("scale", "N", "the number of workers",
-                    "set the number of workers", Scale),
+      {"scale", "N [--group NAME]",
+       "set the number of workers (of a group, when there are several)", "",
+       [](CLI::App& command) -> VerbHandler {
+         auto args = std::make_shared<ScaleArgs>();
+         command.add_option("N", args->workers, "the number of workers")
+             ->required();
+         command
+             .add_option("--group", args->group,
+                         "the group to scale (needed with several)")
+             ->type_name("NAME");
+         return [args](VerbContext& ctl) { return Scale(*args, ctl); };
+       }},
+      {"reload", "[--all]",
+       "re-read the config file and apply it: changed groups are replaced "
+       "by a rolling restart, counts and timings change at once",
+       "Fields that need a new master (port, host, monPort, runDir, name, "
+       "balance, cache, logFile, debug, ecv) are listed, not applied. An "
+       "invalid file changes nothing: its error is printed (exit 1). "
+       "SIGHUP to the master reloads too, and restarts every worker "
+       "(--all).",
+       [](CLI::App& command) -> VerbHandler {
+         auto all = std::make_shared<bool>(false);
+         command
+             .add_flag("--all", *all,
+                       "replace every worker, not only changed groups")
+             ->disable_flag_override();
+         return [all](VerbContext& ctl) { return Reload(*all, ctl); };
+       }},
       OnePositional("pause", "PID", "the worker's process id",
                     "the worker stops accepting new connections (others serve)",
                     [](const std::string& pid, VerbContext& ctl) {
