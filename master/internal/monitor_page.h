@@ -50,7 +50,7 @@ inline constexpr char kMonitorPage[] = R"HTML(<!doctype html>
   <pre id="debug-instructions"></pre>
 </section>
 <table id="workers">
-  <thead><tr><th>slot</th><th>pid</th><th>state</th><th>uptime</th><th>restarts</th>
+  <thead><tr><th>slot</th><th>group</th><th>pid</th><th>state</th><th>uptime</th><th>restarts</th>
   <th>rss</th><th>cpu</th><th>requests</th><th>lag</th><th>note</th><th></th></tr></thead>
   <tbody></tbody>
 </table>
@@ -138,7 +138,7 @@ function render(state) {
   state.workers.forEach(function (w) {
     var tr = document.createElement('tr');
     tr.dataset.pid = w.pid;
-    [w.id, w.pid || '-', w.state, secs(w.uptime), w.restarts, mib(w.rss), secs(w.cpu),
+    [w.id, w.group || '-', w.pid || '-', w.state, secs(w.uptime), w.restarts, mib(w.rss), secs(w.cpu),
      w.requests, secs(w.lag), w.note].forEach(function (v, i) {
       var td = document.createElement('td');
       td.textContent = v;

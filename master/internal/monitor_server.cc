@@ -580,6 +580,7 @@ std::string MonitorServer::StateJson() {
   bool first = true;
   for (const WorkerSnapshot& worker : supervisor_->Workers()) {
     absl::StrAppend(&json, first ? "" : ",", "{\"id\":", worker.id,
+                    ",\"group\":", JsonString(worker.group),
                     ",\"pid\":", worker.pid,
                     ",\"state\":", JsonString(WorkerStateName(worker.state)),
                     ",\"restarts\":", worker.restarts);
@@ -646,7 +647,8 @@ std::string MonitorServer::Metrics() {
   for (const WorkerSnapshot& worker : workers) {
     if (worker.pid != 0 && worker.state == WorkerState::kDraining) continue;
     absl::StrAppend(&text, "cluster2_worker_restarts_total{slot=\"", worker.id,
-                    "\"} ", worker.restarts, "\n");
+                    "\",group=\"", worker.group, "\"} ", worker.restarts,
+                    "\n");
   }
   struct Figure {
     const char* name;
@@ -689,9 +691,10 @@ std::string MonitorServer::Metrics() {
     family(figure.name, figure.type, figure.help);
     for (const WorkerSnapshot& worker : workers) {
       if (!worker.heartbeat || worker.pid == 0) continue;
-      absl::StrAppendFormat(&text, "%s{slot=\"%d\",pid=\"%d\"} %.17g\n",
-                            figure.name, worker.id, worker.pid,
-                            figure.value(*worker.heartbeat));
+      absl::StrAppendFormat(
+          &text, "%s{slot=\"%d\",group=\"%s\",pid=\"%d\"} %.17g\n",
+          figure.name, worker.id, worker.group, worker.pid,
+          figure.value(*worker.heartbeat));
     }
   }
   Ecv::State ecv = ecv_->Get();
