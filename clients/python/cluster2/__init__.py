@@ -31,8 +31,15 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 try:
+    import grpc  # noqa: E402,F401
+    import google.protobuf  # noqa: E402,F401
+except ImportError as error:  # a set-up problem: say which
+    raise ImportError(
+        f"cluster2 needs gRPC and protobuf for this Python ({error}): Debian's "
+        "python3-grpcio and python3-protobuf with /usr/bin/python3") from error
+try:
     import cluster2.v1.worker_session_pb2  # noqa: E402,F401
-except ImportError as error:  # pragma: no cover - a set-up problem
+except ImportError as error:
     raise ImportError(
         "cluster2: the stubs cluster2.v1 are missing: run clients/python/gen_stubs.sh DIR "
         f"and put DIR on PYTHONPATH ({error})") from error

@@ -10,6 +10,7 @@ http.server handler (C2T_MODE=handler, the default) or a WSGI app
                      $C2T_LOAD_LOG and takes 300 ms)
     GET /emit-note   emits "note" to self, master and an unknown pid; JSON result
     GET /emit-bad    emits a reserved name; JSON {"code": ...}
+    GET /emit-big    emits over 1 MiB of args; JSON {"code": ...}
     GET /heard       the "note" events this worker heard
     POST /echo       the body back
 Listeners: "seq" n -> "seq-back" [n, pid] to the master. Status
@@ -75,9 +76,12 @@ def route(method, path, query, body):
             heard_cond.wait_for(lambda: len(heard) > before, 5)
         result = {"delivered": emitted.delivered, "unknown_pids": emitted.unknown_pids,
                   "heard": heard[before:]}
-    elif path == "/emit-bad":
+    elif path in ("/emit-bad", "/emit-big"):
         try:
-            emitter.emit("cluster2:x")
+            if path == "/emit-bad":
+                emitter.emit("cluster2:x")
+            else:
+                emitter.emit("big", "x" * ((1 << 20) + 10))
             result = {"code": "OK"}
         except cluster2.Error as error:
             result = {"code": error.code.name}
