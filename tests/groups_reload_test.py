@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+"""Worker groups and config reload against the real master, C++ workers and
+wrk: groups run their own commands in one cluster and are shown, scaled and
+restarted by name; `cluster2ctl reload` of a changed command replaces every
+worker under wrk load without a failed request; an invalid file changes
+nothing and says why; SIGHUP reloads and replaces every worker."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
+sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
+MASTER = os.path.join(RUNFILES, "master/cluster2-master")
+HELLO = os.path.join(RUNFILES, "examples/hello/hello_worker")
+CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
+WRK = "/usr/bin/wrk"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout, what):
+    """Polls `condition` (a cheap local query) until true; fails the test
+    with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, ValueError, KeyError, subprocess.CalledProcessError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_get(port, timeout=5):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as reply:
+        return reply.status, reply.read().decode()
+
+
+class CtlError(subprocess.CalledProcessError):
+    def __str__(self):
+        return f"cluster2ctl {' '.join(self.cmd)}: exit {self.returncode}: {self.stderr}"
+
+
+class Cluster:
+    """A master started on a config file, in its own /tmp directory."""
+
+    def __init__(self, config):
+        self.dir = tempfile.mkdtemp(prefix="c2g-", dir="/tmp")
+        self.port, self.mon_port = free_port(), free_port()
+        self.config_path = os.path.join(self.dir, "cluster.json")
+        self.write_config(config)
+        self.log_path = os.path.join(self.dir, "master.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [MASTER, "--config", self.config_path], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.ready_count() == self.desired(), 20, "every worker ready")
+
+    def write_config(self, config):
+        config = dict(config, port=self.port, host="127.0.0.1", monPort=self.mon_port,
+                      runDir=f"{self.dir}/run", heartbeatInterval=200, name="groups-test")
+        config.setdefault("cache", {"enable": False})
+        with open(self.config_path + ".new", "w") as out:
+            json.dump(config, out)
+        os.rename(self.config_path + ".new", self.config_path)
+
+    def write_raw(self, text):
+        with open(self.config_path, "w") as out:
+            out.write(text)
+
+    def ctl(self, *args, check=True):
+        result = subprocess.run([CTL, "--run-dir", f"{self.dir}/run", *args], capture_output=True,
+                                text=True, timeout=30)
+        if check and result.returncode != 0:
+            raise CtlError(result.returncode, args, result.stdout, result.stderr)
+        return result
+
+    def workers(self):
+        return json.loads(self.ctl("workers", "-o", "json").stdout)
+
+    def ready(self):
+        return [w for w in self.workers()["workers"] if w.get("state") == "WORKER_STATE_READY"]
+
+    def ready_count(self):
+        return len(self.ready())
+
+    def desired(self):
+        return self.workers().get("desired", 0)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Wrk:
+    """wrk -c32 against the service port until stop(); then its counts."""
+
+    def __init__(self, port):
+        self.proc = subprocess.Popen(
+            [WRK, "-t2", "-c32", "-d120s", "--timeout", "10s", f"http://127.0.0.1:{port}/"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        """Stops wrk (SIGINT: it prints its summary) and returns
+        (requests, failures, output)."""
+        self.proc.send_signal(signal.SIGINT)
+        output, _ = self.proc.communicate(timeout=30)
+        requests = int(re.search(r"(\d+) requests in", output).group(1))
+        failures = 0
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+        if errors:
+            failures += sum(int(n) for n in errors.groups())
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+        if non2xx:
+            failures += int(non2xx.group(1))
+        return requests, failures, output
+
+
+class GroupsTest(unittest.TestCase):
+    def setUp(self):
+        self.cluster = Cluster({"groups": [
+            {"name": "web", "command": [HELLO], "noWorkers": 2, "env": {"KIND": "web"}},
+            {"name": "side", "command": [HELLO, "--threads", "1"]},
+        ]})
+
+    def tearDown(self):
+        self.cluster.stop()
+
+    def test_groups_run_in_one_cluster_and_are_named_everywhere(self):
+        workers = self.cluster.ready()
+        self.assertEqual(sorted((w["id"], w["group"]) for w in workers),
+                         [(0, "web"), (1, "web"), (2, "side")])
+        table = self.cluster.ctl("workers").stdout
+        self.assertIn("GROUP", table.splitlines()[0])
+        self.assertRegex(table, r"\n2\s+side\s+\d+\s+ready")
+        # Every worker serves the shared port.
+        seen = set()
+        deadline = time.monotonic() + 10
+        while len(seen) < 3 and time.monotonic() < deadline:
+            status, body = http_get(self.cluster.port)
+            self.assertEqual(status, 200)
+            seen.add(int(body.split()[3]))
+        self.assertEqual(seen, {w["pid"] for w in workers})
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.cluster.mon_port}/metrics", timeout=5) as reply:
+            metrics = reply.read().decode()
+        self.assertRegex(metrics, r'cluster2_worker_restarts_total\{slot="2",group="side"\} 0')
+
+    def test_scale_and_restart_take_a_group(self):
+        refused = self.cluster.ctl("scale", "3", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("several worker groups: name one", refused.stderr)
+        unknown = self.cluster.ctl("scale", "3", "--group", "nope", check=False)
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("no worker group 'nope' (groups: web, side)", unknown.stderr)
+        self.assertIn("scaled group 'side' from 1 to 2 workers",
+                      self.cluster.ctl("scale", "2", "--group", "side").stdout)
+        wait_until(lambda: self.cluster.ready_count() == 4, 20, "4 ready workers")
+        side = {w["pid"] for w in self.cluster.ready() if w["group"] == "side"}
+        web = {w["pid"] for w in self.cluster.ready() if w["group"] == "web"}
+        self.cluster.ctl("restart", "--group", "side")
+        wait_until(lambda: not side & {w["pid"] for w in self.cluster.ready()}
+                   and self.cluster.ready_count() == 4, 30, "the side group replaced")
+        self.assertEqual(web, {w["pid"] for w in self.cluster.ready() if w["group"] == "web"},
+                         "the web group is not restarted")
+
+
+class ReloadTest(unittest.TestCase):
+    def setUp(self):
+        self.config = {"noWorkers": 3, "command": [HELLO]}
+        self.cluster = Cluster(self.config)
+
+    def tearDown(self):
+        self.cluster.stop()
+
+    def test_a_changed_command_replaces_every_worker_under_wrk_without_a_failure(self):
+        before = {w["pid"] for w in self.cluster.ready()}
+        load = Wrk(self.cluster.port)
+        try:
+            wait_until(lambda: os.path.exists(f"/proc/{load.proc.pid}"), 5, "wrk")
+            time.sleep(0.5)  # wrk has its 32 keep-alive connections open
+            self.cluster.write_config(dict(self.config, command=[HELLO, "--threads", "3"]))
+            answer = self.cluster.ctl("reload").stdout
+            self.assertIn("replacing the workers of default by a rolling restart", answer)
+            wait_until(lambda: not before & {w["pid"] for w in self.cluster.ready()}
+                       and self.cluster.ready_count() == 3, 60, "every worker replaced")
+            time.sleep(0.5)  # requests to the new workers too
+        finally:
+            requests, failures, output = load.stop()
+        print(f"wrk during the reload: {requests} requests, {failures} failed")
+        self.assertGreater(requests, 100, output)
+        self.assertEqual(failures, 0, output)
+        config = json.loads(self.cluster.ctl("config").stdout)
+        self.assertEqual(config["command"], [HELLO, "--threads", "3"])
+
+    def test_an_invalid_file_changes_nothing_and_says_why(self):
+        before = {w["pid"] for w in self.cluster.ready()}
+        self.cluster.write_raw('{"noWorkers": 5, "command": ["/bin/sh"],')
+        refused = self.cluster.ctl("reload", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("invalid JSON", refused.stderr)
+        self.assertEqual(len(refused.stderr.strip().splitlines()), 1, refused.stderr)
+        self.cluster.write_config(dict(self.config, noWorkers=2000))
+        refused = self.cluster.ctl("reload", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("field 'noWorkers': must be at most 1024", refused.stderr)
+        self.assertEqual({w["pid"] for w in self.cluster.ready()}, before)
+        self.assertEqual(self.cluster.desired(), 3)
+        with open(self.cluster.log_path) as log:
+            self.assertIn("reload refused, nothing changed", log.read())
+
+    def test_counts_apply_at_once_and_fixed_fields_are_listed(self):
+        before = {w["pid"] for w in self.cluster.ready()}
+        self.cluster.write_config(dict(self.config, noWorkers=4, surge=2, backlog=128))
+        answer = self.cluster.ctl("reload").stdout
+        self.assertIn("group 'default' workers: 3 -> 4", answer)
+        self.assertIn("surge: 1 -> 2", answer)
+        self.assertIn("not applied (they need a new master): backlog", answer)
+        wait_until(lambda: self.cluster.ready_count() == 4, 20, "4 ready workers")
+        self.assertTrue(before <= {w["pid"] for w in self.cluster.ready()}, "no worker replaced")
+
+    def test_sighup_reloads_and_replaces_every_worker(self):
+        before = {w["pid"] for w in self.cluster.ready()}
+        self.cluster.write_config(dict(self.config, noWorkers=2))
+        self.cluster.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.cluster.desired() == 2 and self.cluster.ready_count() == 2
+                   and not before & {w["pid"] for w in self.cluster.ready()}, 60,
+                   "2 new workers")
+
+
+if __name__ == "__main__":
+    import pyjunit
+    sys.exit(pyjunit.main(__name__, "GroupsReloadTest"))
