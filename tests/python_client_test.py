@@ -2,7 +2,9 @@
 """cluster2 from Python's own gRPC stack (Debian's python3-grpcio).
 
 Stubs are generated from proto/cluster2/v1 with Debian's protoc and
-grpc_python_plugin; the master runs Python workers (examples/python); the test
+grpc_python_plugin (clients/python's genrule under Bazel, its gen_stubs.sh
+otherwise); the master runs Python workers (examples/python, on the
+clients/python package); the test
 drives the master as any non-C++ client would: typed Cluster calls, the
 standard health service and server reflection (raw bytes, no stubs needed).
 """
@@ -19,15 +21,25 @@ import time
 import unittest
 import urllib.request
 
-RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
+if os.environ.get("TEST_SRCDIR"):  # under Bazel: everything from the runfiles
+    RUNFILES = os.path.join(os.environ["TEST_SRCDIR"], os.environ.get("TEST_WORKSPACE", "cluster2"))
+    MASTER = os.path.join(RUNFILES, "master/cluster2-master")
+    CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
+    STUBS = os.path.join(RUNFILES, "clients/python/stubs")  # the :cluster2_stubs genrule
+    OWN_STUBS = None
+else:  # binaries from $CLUSTER2_BIN_DIR (default bazel-bin), stubs generated here
+    RUNFILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    BIN_DIR = os.environ.get("CLUSTER2_BIN_DIR")
+    MASTER = os.path.join(BIN_DIR, "cluster2-master") if BIN_DIR else \
+        os.path.join(RUNFILES, "bazel-bin/master/cluster2-master")
+    CTL = os.path.join(BIN_DIR, "cluster2ctl") if BIN_DIR else \
+        os.path.join(RUNFILES, "bazel-bin/cli/cluster2ctl")
+    STUBS = OWN_STUBS = tempfile.mkdtemp(prefix="c2py-", dir="/tmp")
+    subprocess.run([os.path.join(RUNFILES, "clients/python/gen_stubs.sh"), STUBS], check=True)
 sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
-MASTER = os.path.join(RUNFILES, "master/cluster2-master")
-CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
 PY_WORKER = os.path.join(RUNFILES, "examples/python/hello_worker.py")
-GEN_STUBS = os.path.join(RUNFILES, "examples/python/gen_stubs.sh")
-
-STUBS = tempfile.mkdtemp(prefix="c2py-", dir="/tmp")
-subprocess.run([GEN_STUBS, STUBS], check=True)
+# The worker's package (clients/python) and its stubs.
+PYTHONPATH = f"{os.path.join(RUNFILES, 'clients/python')}:{STUBS}"
 sys.path.insert(0, STUBS)
 
 import grpc  # noqa: E402
@@ -105,7 +117,7 @@ class PythonClientTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="c2t-", dir="/tmp")
         self.port = free_port()
         self.debug_port = free_port_below_ephemeral()
-        env = dict(os.environ, PYTHONPATH=STUBS)
+        env = dict(os.environ, PYTHONPATH=PYTHONPATH)
         self.log = open(os.path.join(self.dir, "master.log"), "w+")
         self.master = subprocess.Popen(
             [MASTER, "--noWorkers=2", f"--port={self.port}", "--host=127.0.0.1", "--monPort=0",
@@ -376,5 +388,6 @@ class PythonClientTest(unittest.TestCase):
 if __name__ == "__main__":
     import pyjunit
     code = pyjunit.main(__name__, "PythonClientTest")
-    shutil.rmtree(STUBS, ignore_errors=True)
+    if OWN_STUBS:
+        shutil.rmtree(OWN_STUBS, ignore_errors=True)
     sys.exit(code)
