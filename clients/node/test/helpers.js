@@ -8,6 +8,7 @@
 const {spawn, execFile} = require('child_process');
 const fs = require('fs');
 const http = require('http');
+const net = require('net');
 const os = require('os');
 const path = require('path');
 const {load, grpc} = require('../lib/proto');
@@ -238,9 +239,21 @@ function loadGenerator(port, connections = 32) {
   };
 }
 
+// A TCP port free on 127.0.0.1 right now (for a flag that cannot take 0).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const {port} = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 function readJson(file) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 
 module.exports = {REPO, BIN, BIN_DIR, FIXTURE_WORKER, haveBinaries, tempDir, waitFor, alive, ctl,
-                  Cluster, get, loadGenerator, readJson, masterClient};
+                  Cluster, get, loadGenerator, readJson, masterClient, freePort};

@@ -7,7 +7,7 @@ const {execFile, spawn} = require('child_process');
 const fs = require('fs');
 const path = require('path');
 const {Cluster, get, loadGenerator, waitFor, alive, readJson, haveBinaries, BIN, BIN_DIR,
-       FIXTURE_WORKER, tempDir} = require('./helpers');
+       FIXTURE_WORKER, tempDir, freePort} = require('./helpers');
 const {StatusRegistry} = require('../lib/status');
 
 const skip = haveBinaries() ? false : `no cluster2 binaries in ${BIN_DIR} (set CLUSTER2_BIN_DIR)`;
@@ -29,9 +29,11 @@ describe('a cluster of node workers', {skip, timeout: 300000}, () => {
   let cluster;
   let workers;
   let port;
+  let debugPort;
 
   before(async () => {
-    cluster = new Cluster({noWorkers: 2});
+    debugPort = await freePort();
+    cluster = new Cluster({noWorkers: 2, flags: [`--debug.webPort=${debugPort}`]});
     workers = await cluster.ready();
     port = await cluster.port();
   });
@@ -181,6 +183,21 @@ describe('a cluster of node workers', {skip, timeout: 300000}, () => {
     await cluster.ready();
   });
 
+  it('opens the v8 inspector for cluster2ctl debug', {timeout: TEST_TIMEOUT}, async () => {
+    const pid = workers[0].pid;
+    const debug = await cluster.ctl(['debug', String(pid)]);
+    assert.strictEqual(debug.code, 0, debug.stdout + debug.stderr);
+    assert.match(debug.stdout, new RegExp(`ws://127\\.0\\.0\\.1:${debugPort}/[0-9a-f-]+`));
+    const list = JSON.parse((await get(debugPort, '/json/list', {agent: false})).body);
+    assert.strictEqual(list.length, 1);
+    assert.match(list[0].webSocketDebuggerUrl, new RegExp(`:${debugPort}/`));
+    const end = await cluster.ctl(['debug', '--end']);
+    assert.strictEqual(end.code, 0, end.stdout + end.stderr);
+    await waitFor(`pid ${pid} to end`, () => !alive(pid));
+    workers = await cluster.ready();
+    assert.ok(workers.every((w) => w.pid !== pid));
+  });
+
   it('loses no request in a rolling restart under keep-alive load', {timeout: TEST_TIMEOUT},
      async () => {
        const before = new Set((await cluster.ready()).map((w) => w.pid));
@@ -245,6 +262,32 @@ describe('a cluster of node workers', {skip, timeout: 300000}, () => {
        await waitFor(`pid ${drained} to exit`, () => !alive(drained));
        assert.match(cluster.log(), new RegExp(`pid ${drained} ended: exit 0`));
        await cluster.ready(1);
+     });
+});
+
+describe('a cluster with balance "shared"', {skip, timeout: 120000}, () => {
+  let cluster;
+
+  before(async () => {
+    cluster = new Cluster({noWorkers: 2, flags: ['--balance=shared']});
+  });
+
+  after(async () => {
+    if (cluster) await cluster.stop();
+  });
+
+  it('does not confirm a pause it cannot do: the worker keeps serving', {timeout: TEST_TIMEOUT},
+     async () => {
+       const workers = await cluster.ready();
+       const pid = workers[0].pid;
+       const paused = await cluster.ctl(['pause', String(pid)], {timeoutMs: 20000});
+       assert.strictEqual(paused.code, 1, paused.stdout + paused.stderr);
+       assert.match(paused.stderr, /Deadline Exceeded/i);
+       const w = await cluster.client.call('GetWorker', {pid});
+       assert.strictEqual(w.state, 'WORKER_STATE_READY');
+       assert.match(cluster.log(), /pause refused: with balance "shared"/);
+       const port = await cluster.port();
+       assert.strictEqual((await get(port, '/', {agent: false})).status, 200);
      });
 });
 
