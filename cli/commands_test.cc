@@ -564,3 +564,34 @@ TEST(FakeMasterTest, TimeoutIsEachCallsDeadline) {
 }
 }  // namespace
 }  // namespace cluster2
+
+namespace cluster2 {
+namespace {
+
+TEST(FormatWorkerDetailTest, ShowsTheGroupAndWhenTheLastHeartbeatWasSent) {
+  absl::Time now = absl::FromUnixSeconds(1700000100);
+  v1::Worker worker;
+  worker.set_id(1);
+  worker.set_pid(4242);
+  worker.set_group("node");
+  worker.set_attached(true);
+  worker.set_state(v1::WORKER_STATE_READY);
+  worker.mutable_started_at()->set_seconds(1700000000);
+  v1::Heartbeat* beat = worker.mutable_last_heartbeat();
+  beat->set_requests_total(7);
+  beat->mutable_latency_p99()->set_nanos(3000000);
+  beat->mutable_sent_at()->set_seconds(1700000098);
+  worker.mutable_last_heartbeat_at()->set_seconds(1700000098);
+  worker.mutable_last_heartbeat_at()->set_nanos(2000000);
+  std::string text = FormatWorkerDetail(worker, now);
+  EXPECT_NE(text.find("group: node\nsession: attached\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("p99 3ms"), std::string::npos) << text;
+  EXPECT_NE(text.find("last heartbeat: sent 2023-11-14 22:14:58.000 UTC, "
+                      "reached the master 2ms later\n"),
+            std::string::npos)
+      << text;
+}
+
+}  // namespace
+}  // namespace cluster2

@@ -83,6 +83,39 @@ std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
   return table;
 }
 
+std::string FormatWorkerDetail(const v1::Worker& worker, absl::Time now) {
+  v1::ListWorkersResponse one;
+  *one.add_workers() = worker;
+  std::string text = FormatWorkersTable(one, now);
+  absl::StrAppend(&text, "group: ", worker.group().empty() ? "-" : worker.group(),
+                  "\n");
+  absl::StrAppend(&text, "session: ",
+                  worker.attached() ? "attached" : "not attached", "\n");
+  if (!worker.has_last_heartbeat()) return text;
+  const v1::Heartbeat& beat = worker.last_heartbeat();
+  auto seconds = [](const google::protobuf::Duration& d) {
+    return absl::FormatDuration(FromProto(d));
+  };
+  absl::StrAppend(
+      &text, "heartbeat: rss ", FormatBytes(beat.rss_bytes()), ", cpu ",
+      seconds(beat.cpu_time()), ", threads ", beat.threads(), ", fds ",
+      beat.open_fds(), ", requests ", beat.requests_total(), " (",
+      beat.requests_in_flight(), " in flight), latency p50 ",
+      seconds(beat.latency_p50()), " p99 ", seconds(beat.latency_p99()),
+      ", lag ", seconds(beat.lag()), "\n");
+  if (beat.has_sent_at() && worker.has_last_heartbeat_at()) {
+    absl::StrAppend(
+        &text, "last heartbeat: sent ",
+        absl::FormatTime("%Y-%m-%d %H:%M:%E3S", FromProto(beat.sent_at()),
+                         absl::UTCTimeZone()),
+        " UTC, reached the master ",
+        absl::FormatDuration(FromProto(worker.last_heartbeat_at()) -
+                             FromProto(beat.sent_at())),
+        " later\n");
+  }
+  return text;
+}
+
 std::string FormatCacheStatsTable(const v1::StatsResponse& stats) {
   std::vector<std::vector<std::string>> rows = {
       {"NAMESPACE", "HITS", "MISSES", "LOADS", "WAITING", "ERRORS", "KEYS",

@@ -15,6 +15,11 @@ namespace cluster2 {
 // The human table of `workers` at time `now`:
 //   ID  PID    STATE   UPTIME  RESTARTS  RSS     HEARTBEAT
 //   0   4242   ready   1m5s    0         12.3MiB 1.2s ago
+// One worker in detail (`cluster2ctl worker PID`): the table row, then its
+// group, session and last heartbeat, including when the worker sent it and
+// how long it took to reach the master.
+std::string FormatWorkerDetail(const v1::Worker& worker, absl::Time now);
+
 std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
                                absl::Time now);
 

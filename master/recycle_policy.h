@@ -37,6 +37,8 @@ struct HeartbeatFigures {
   absl::Duration latency_p50;
   absl::Duration latency_p99;
   absl::Duration lag;
+  // When the worker sent it, by its clock (unset if it did not say).
+  std::optional<absl::Time> sent_at;
 };
 
 // One ready worker and its latest heartbeat, as a policy sees it.

@@ -56,9 +56,7 @@ int OneWorker(const std::string& pid_text, VerbContext& ctl) {
   if (ctl.json()) {
     ctl.out() << ToJson(response);
   } else {
-    v1::ListWorkersResponse one;
-    *one.add_workers() = response;
-    ctl.out() << FormatWorkersTable(one, absl::Now());
+    ctl.out() << FormatWorkerDetail(response, absl::Now());
   }
   return kExitOk;
 }

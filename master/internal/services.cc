@@ -59,6 +59,7 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
     ToProto(figures.latency_p50, heartbeat->mutable_latency_p50());
     ToProto(figures.latency_p99, heartbeat->mutable_latency_p99());
     ToProto(figures.lag, heartbeat->mutable_lag());
+    if (figures.sent_at) ToProto(*figures.sent_at, heartbeat->mutable_sent_at());
   }
   if (snapshot.heartbeat_at) {
     ToProto(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());

@@ -25,6 +25,8 @@ HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
   figures.latency_p50 = cluster2::FromProto(heartbeat.latency_p50());
   figures.latency_p99 = cluster2::FromProto(heartbeat.latency_p99());
   figures.lag = cluster2::FromProto(heartbeat.lag());
+  if (heartbeat.has_sent_at())
+    figures.sent_at = cluster2::FromProto(heartbeat.sent_at());
   return figures;
 }
 
