@@ -123,6 +123,11 @@ def listen(app=None, *, handler_class=None, serve=None, warm_up=None,
             run_dir=run_dir, mon_port=mon_port)
         return launcher.run_master(argv)
     worker = attach()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (the master's way to stop a worker without a session) and
+        # SIGINT drain.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.drain())
     if serve is not None:
         try:
             return serve(worker)
@@ -140,19 +145,8 @@ def _serve_http(worker, app, handler_class, warm_up, idle_timeout):
     """The worker role of listen() with the package's HTTP server."""
     listener = worker.listen_socket()
     connections = serving.Connections(idle_timeout=idle_timeout,
-                                      on_request=worker.record_request)
-    original_started = connections.request_started
-    original_finished = connections.request_finished
-
-    def started():
-        original_started()
-        worker.set_requests_in_flight(connections.in_flight)
-
-    def finished(answered, latency):
-        original_finished(answered, latency)
-        worker.set_requests_in_flight(connections.in_flight)
-    connections.request_started, connections.request_finished = started, finished
-
+                                      on_request=worker.record_request,
+                                      on_in_flight=worker.set_requests_in_flight)
     if app is not None:
         server = serving.Server(listener, serving.WSGIRequestHandler, connections, wsgi_app=app)
     else:
@@ -164,10 +158,6 @@ def _serve_http(worker, app, handler_class, warm_up, idle_timeout):
         connections.drain()
     worker.on_drain(drain)
     worker.on_pause(connections.pause, connections.resume)
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (a worker without a session) and SIGINT drain too.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.drain())
     if warm_up is not None:
         warm_up()
     worker.ready()

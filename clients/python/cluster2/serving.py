@@ -40,14 +40,17 @@ class Connections:
     """The HTTP connections of this worker and whether it accepts more.
 
     Thread-safe: the accept loop, the handler threads and the session's
-    control thread change it under `cond`. `on_request(latency)` (optional)
-    is called for each answered request, on its handler's thread.
+    control thread change it under `cond`. Optional callbacks, called on a
+    handler's thread: `on_request(latency)` for each answered request,
+    `on_in_flight(count)` under `cond` (in order) when the requests in
+    flight change; neither may take `cond`'s users' locks.
     """
 
-    def __init__(self, idle_timeout=None, on_request=None):
+    def __init__(self, idle_timeout=None, on_request=None, on_in_flight=None):
         self.cond = threading.Condition()
         self.idle_timeout = idle_timeout  # seconds a keep-alive connection may idle
         self.on_request = on_request
+        self.on_in_flight = on_in_flight
         self.open = 0          # accepted and not closed yet
         self.in_flight = 0     # requests being handled
         self.served = 0        # requests completed since start
@@ -172,11 +175,15 @@ class Connections:
     def request_started(self):
         with self.cond:
             self.in_flight += 1
+            if self.on_in_flight is not None:
+                self.on_in_flight(self.in_flight)
 
     def request_finished(self, answered, latency):
         with self.cond:
             self.in_flight -= 1
             self.served += answered
+            if self.on_in_flight is not None:
+                self.on_in_flight(self.in_flight)
             self.cond.notify_all()
         if answered and self.on_request is not None:
             self.on_request(latency)
@@ -321,6 +328,7 @@ class _WSGIResponse(wsgiref.handlers.SimpleHandler):
     Connection: close when the length is unknown or the worker closes."""
 
     http_version = "1.1"
+    os_environ = {}  # not the process's environment (its worker token)
 
     def __init__(self, request_handler, stdin, environ):
         super().__init__(stdin, request_handler.wfile, sys.stderr, environ,

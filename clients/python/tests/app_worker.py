@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The worker the package's tests run: cluster2.listen() with an
-http.server handler (C2T_MODE=handler, the default) or a WSGI app
-(C2T_MODE=wsgi), and the package's emitter, status and cache.
+http.server handler (C2T_MODE=handler, the default), a WSGI app
+(C2T_MODE=wsgi) or a server of its own (C2T_MODE=serve: GET answers
+"serve pid <pid>"), and the package's emitter, status and cache.
 
     GET /            "py <slot> pid <pid>"
     GET /info        JSON: pid, id, cluster_name, cache_address, heartbeat_interval
@@ -125,10 +126,37 @@ def wsgi_app(environ, start_response):
     return [data]
 
 
+def serve(worker):
+    """listen(serve=...): a minimal server of the app's own, one request per
+    connection, until the drain."""
+    import select
+    listener = worker.listen_socket()
+    wake_r, wake_w = os.pipe()
+    worker.on_drain(lambda grace: os.write(wake_w, b"x"))
+    worker.ready()
+    while True:
+        readable, _, _ = select.select([listener, wake_r], [], [])
+        if wake_r in readable:
+            return 0
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            continue
+        with connection:
+            connection.setblocking(True)
+            connection.recv(65536)
+            body = f"serve pid {os.getpid()}\n".encode()
+            connection.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            worker.record_request(0.001)
+
+
 if __name__ == "__main__":
     # Started from a shell (the launcher test), listen() starts the master
     # with these options.
     options = json.loads(os.environ.get("C2T_LISTEN", "{}"))
     if os.environ.get("C2T_MODE") == "wsgi":
         sys.exit(cluster2.listen(app=wsgi_app, **options))
+    if os.environ.get("C2T_MODE") == "serve":
+        sys.exit(cluster2.listen(serve=serve, **options))
     sys.exit(cluster2.listen(handler_class=Handler, **options))

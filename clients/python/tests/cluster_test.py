@@ -120,6 +120,17 @@ class ClusterTest(unittest.TestCase):
                 self.assertIs(connection.sock, sock, "the connection was not kept")
                 cluster.stop()
 
+    def test_a_server_of_the_apps_own_with_serve(self):
+        cluster = self.start(workers=1, env={"C2T_MODE": "serve"})
+        [pid] = cluster.ready_pids()
+        status, body, _ = http_get(cluster.port)
+        self.assertEqual((status, body), (200, f"serve pid {pid}\n"))
+        self.assertTrue(wait_until(lambda: cluster.workers()[0].last_heartbeat
+                                   .requests_total == 1, 5))
+        os.kill(pid, signal.SIGTERM)  # drains: serve() returns 0
+        self.assertTrue(wait_until(lambda: f"pid {pid} ended: exit 0" in cluster.master_log(),
+                                   10), cluster.master_log())
+
     def test_pause_and_resume_are_acknowledged(self):
         cluster = self.start()
         paused, other = cluster.ready_pids()
