@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "absl/strings/str_replace.h"
 #include "cache_server/cache_server.h"
 #include "common/log.h"
@@ -53,6 +54,8 @@
 
 namespace cluster2 {
 namespace {
+
+using google::protobuf::util::MessageDifferencer;
 
 // The soft limit on open descriptors raised to the hard one (as nginx's
 // worker_rlimit_nofile and systemd's services do): the master holds a
@@ -376,11 +379,34 @@ class Master {
           "reload: changed fields that need a new master were not applied: ",
           absl::StrJoin(response.needs_restart(), ", ")));
     }
+    v1::ClusterConfig applied;
     {
       absl::MutexLock lock(&config_mu_);
+      const v1::ClusterConfig::Ecv before = config_.ecv();
       config_ = AppliedConfig(config_, *std::move(next));
+      applied = config_;
+      if (MessageDifferencer::Equals(before, applied.ecv())) return response;
+      response.add_changes(absl::StrCat("ecv: mode ", before.mode(), " -> ",
+                                        applied.ecv().mode(), ", monitor ",
+                                        applied.ecv().monitor()));
     }
+    ReloadEcv(applied);
     return response;
+  }
+
+  // A reload changed the ECV's mode or monitor check: the check restarts
+  // with its new options, and a switch to monitor mode takes the result of
+  // one check made now, so the health does not drop in between.
+  void ReloadEcv(const v1::ClusterConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_) {
+    app_check_.reset();
+    if (config.ecv().mode() != "monitor") {
+      ecv_->SetMode(config.ecv().mode(), "");
+      return;
+    }
+    AppCheckOptions check = AppCheckOptionsFromConfig(config);
+    ecv_->SetMode("monitor", CheckApp(check));
+    app_check_ = std::make_unique<AppCheck>(std::move(check), ecv_.get());
   }
 
   // The value of the master's "workers" status: one object per worker.
@@ -578,7 +604,8 @@ class Master {
   std::unique_ptr<ClusterService> cluster_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MonitorServer> monitor_;
-  std::unique_ptr<AppCheck> app_check_;  // destroyed first
+  // Replaced by a reload (under reload_mu_); destroyed first.
+  std::unique_ptr<AppCheck> app_check_;
 };
 
 }  // namespace

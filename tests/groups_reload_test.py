@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
@@ -237,6 +238,28 @@ class ReloadTest(unittest.TestCase):
         self.assertIn("not applied (they need a new master): backlog", answer)
         wait_until(lambda: self.cluster.ready_count() == 4, 20, "4 ready workers")
         self.assertTrue(before <= {w["pid"] for w in self.cluster.ready()}, "no worker replaced")
+
+    def test_the_ecv_mode_and_monitor_check_apply_at_once(self):
+        def ecv_status():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.cluster.mon_port}/ecv", timeout=5) as reply:
+                    return reply.status
+            except urllib.error.HTTPError as error:
+                return error.code
+        self.assertEqual(ecv_status(), 200)
+        # The app answers 404 on /nope: the monitor check fails.
+        self.cluster.write_config(dict(self.config, ecv={"mode": "monitor", "monitor": "/nope",
+                                                         "monitorInterval": 200}))
+        answer = self.cluster.ctl("reload").stdout
+        self.assertIn("ecv: mode control -> monitor, monitor /nope", answer)
+        self.assertEqual(ecv_status(), 503, "down at once: the first check ran in the reload")
+        self.cluster.write_config(dict(self.config, ecv={"mode": "monitor", "monitor": "/"}))
+        self.cluster.ctl("reload")
+        self.assertEqual(ecv_status(), 200)
+        self.cluster.write_config(dict(self.config, ecv={"root": "/lb"}))
+        self.assertIn("not applied (they need a new master): ecv.root",
+                      self.cluster.ctl("reload").stdout)
+        self.assertEqual(ecv_status(), 200)
 
     def test_sighup_reloads_and_replaces_every_worker(self):
         before = {w["pid"] for w in self.cluster.ready()}

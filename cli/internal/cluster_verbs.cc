@@ -410,7 +410,8 @@ std::vector<Verb> ClusterVerbs() {
        "re-read the config file and apply it: changed groups are replaced "
        "by a rolling restart, counts and timings change at once",
        "Fields that need a new master (port, host, monPort, runDir, name, "
-       "balance, cache, logFile, debug, ecv) are listed, not applied. An "
+       "balance, cache, logFile, debug, the ECV's paths) are listed, not "
+       "applied. An "
        "invalid file changes nothing: its error is printed (exit 1). "
        "SIGHUP to the master reloads too, and restarts every worker "
        "(--all).",

@@ -171,6 +171,14 @@ bool Reloadable(const google::protobuf::FieldDescriptor* field) {
   return kReloadable->count(field->name()) > 0;
 }
 
+// The fields of `ecv` a reload applies: the mode and the monitor check.
+bool ReloadableEcvField(const google::protobuf::FieldDescriptor* field) {
+  static const std::set<std::string>* const kReloadable =
+      new std::set<std::string>{"mode", "monitor", "monitor_status",
+                                "monitor_body", "monitor_interval"};
+  return kReloadable->count(field->name()) > 0;
+}
+
 // `config` with only `field` kept.
 v1::ClusterConfig OnlyField(const v1::ClusterConfig& config,
                             const google::protobuf::FieldDescriptor* field) {
@@ -439,6 +447,25 @@ std::vector<std::string> FieldsNeedingRestart(const v1::ClusterConfig& running,
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* field = descriptor->field(i);
     if (Reloadable(field)) continue;
+    if (field->name() == "ecv") {
+      const google::protobuf::Descriptor* ecv = running.ecv().GetDescriptor();
+      for (int j = 0; j < ecv->field_count(); ++j) {
+        const google::protobuf::FieldDescriptor* sub = ecv->field(j);
+        const google::protobuf::Reflection* reflection =
+            running.ecv().GetReflection();
+        v1::ClusterConfig::Ecv a = running.ecv(), b = next.ecv();
+        for (int k = 0; k < ecv->field_count(); ++k) {
+          if (k == j) continue;
+          reflection->ClearField(&a, ecv->field(k));
+          reflection->ClearField(&b, ecv->field(k));
+        }
+        if (!ReloadableEcvField(sub) &&
+            !google::protobuf::util::MessageDifferencer::Equals(a, b)) {
+          fields.push_back(absl::StrCat("ecv.", sub->json_name()));
+        }
+      }
+      continue;
+    }
     if (!google::protobuf::util::MessageDifferencer::Equals(
             OnlyField(running, field), OnlyField(next, field))) {
       fields.push_back(field->json_name());
@@ -452,6 +479,12 @@ v1::ClusterConfig AppliedConfig(const v1::ClusterConfig& running,
   const google::protobuf::Descriptor* descriptor = running.GetDescriptor();
   const google::protobuf::Reflection* reflection = running.GetReflection();
   v1::ClusterConfig fixed = running;
+  v1::ClusterConfig::Ecv* ecv = fixed.mutable_ecv();
+  ecv->set_mode(next.ecv().mode());
+  ecv->set_monitor(next.ecv().monitor());
+  ecv->set_monitor_status(next.ecv().monitor_status());
+  ecv->set_monitor_body(next.ecv().monitor_body());
+  ecv->set_monitor_interval(next.ecv().monitor_interval());
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* field = descriptor->field(i);
     if (!Reloadable(field)) continue;

@@ -281,6 +281,18 @@ TEST(ConfigReloadTest, FixedFieldsAreListedAndKeptReloadableOnesApplied) {
   ASSERT_EQ(applied.command_size(), 1);
   EXPECT_EQ(applied.command(0), "/bin/ls");
   EXPECT_TRUE(FieldsNeedingRestart(running, running).empty());
+
+  // The ECV's mode and monitor check apply; its paths do not.
+  next = running;
+  next.mutable_ecv()->set_mode("monitor");
+  next.mutable_ecv()->set_monitor("/health");
+  next.mutable_ecv()->set_root("/lb");
+  EXPECT_EQ(FieldsNeedingRestart(running, next),
+            std::vector<std::string>{"ecv.root"});
+  applied = AppliedConfig(running, next);
+  EXPECT_EQ(applied.ecv().mode(), "monitor");
+  EXPECT_EQ(applied.ecv().monitor(), "/health");
+  EXPECT_EQ(applied.ecv().root(), running.ecv().root());
 }
 
 }  // namespace

@@ -8,11 +8,11 @@ namespace cluster2 {
 Ecv::Ecv(std::string mode, bool start_marked_down, Clock* clock,
          std::function<unsigned()> ready_workers, std::function<bool()> started,
          std::function<void(const State&)> on_change)
-    : mode_(std::move(mode)),
-      clock_(clock),
+    : clock_(clock),
       ready_workers_(std::move(ready_workers)),
       started_(std::move(started)),
       on_change_(std::move(on_change)),
+      mode_(std::move(mode)),
       marked_down_(start_marked_down),
       changed_at_(clock->Now()) {}
 
@@ -72,14 +72,14 @@ void Ecv::Publish(State state) {
 }
 
 absl::StatusOr<Ecv::State> Ecv::Mark(bool down, const std::string& who) {
-  if (mode_ != "control") {
-    return absl::FailedPreconditionError(
-        "the ECV is in monitor mode: its state follows the app check");
-  }
   State state;
   bool changed;
   {
     absl::MutexLock lock(&mu_);
+    if (mode_ != "control") {
+      return absl::FailedPreconditionError(
+          "the ECV is in monitor mode: its state follows the app check");
+    }
     marked_down_ = down;
     changed = UpdateLocked(&state, who);
   }
@@ -118,6 +118,25 @@ void Ecv::SetMonitorResult(bool ok, const std::string& detail) {
                          state.changed_by, ")"));
     Publish(state);
   }
+}
+
+void Ecv::SetMode(const std::string& mode, const std::string& first_check) {
+  State state;
+  bool changed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (mode == mode_) return;
+    mode_ = mode;
+    if (mode_ == "monitor") {
+      monitor_checked_ = true;
+      monitor_ok_ = first_check.empty();
+      monitor_detail_ = first_check.empty() ? "ok" : first_check;
+    }
+    changed = UpdateLocked(&state, absl::StrCat("reload: mode ", mode));
+  }
+  LogInfo(absl::StrCat("ECV mode ", mode, " (reload): now ",
+                       HealthName(state.health)));
+  if (changed) Publish(state);
 }
 
 void Ecv::Refresh() {

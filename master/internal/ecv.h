@@ -60,6 +60,12 @@ class Ecv {
   // Re-evaluates the health (workers came or went); calls on_change if it
   // changed.
   void Refresh() ABSL_LOCKS_EXCLUDED(mu_);
+  // A reload changed the mode ("control" or "monitor"). Switching to
+  // monitor takes `first_check` (empty: passed, else why not) as the app
+  // check's result, so the health does not drop while the first periodic
+  // check is pending. A mark down made in control mode is kept.
+  void SetMode(const std::string& mode, const std::string& first_check)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The HTTP status and body for `state` (see above).
   static int HttpStatus(const State& state);
@@ -79,12 +85,12 @@ class Ecv {
       ABSL_LOCKS_EXCLUDED(mu_);
   void Publish(State state) ABSL_LOCKS_EXCLUDED(mu_);
 
-  const std::string mode_;
   Clock* const clock_;
   const std::function<unsigned()> ready_workers_;
   const std::function<bool()> started_;
   const std::function<void(const State&)> on_change_;
   absl::Mutex mu_;
+  std::string mode_ ABSL_GUARDED_BY(mu_);
   bool marked_down_ ABSL_GUARDED_BY(mu_);
   bool monitor_ok_ ABSL_GUARDED_BY(mu_) = false;
   bool monitor_checked_ ABSL_GUARDED_BY(mu_) = false;

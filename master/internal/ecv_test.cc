@@ -101,5 +101,25 @@ TEST_F(EcvTest, MonitorReasonFollowsTheLatestCheck) {
   EXPECT_TRUE(changes_.empty()) << "down all along: no change published";
 }
 
+TEST_F(EcvTest, AReloadSwitchesTheModeWithoutDroppingTheHealth) {
+  Ecv ecv = Make("control");
+  ready_ = 2;
+  started_ = true;
+  ecv.Refresh();
+  ecv.SetMode("monitor", /*first_check=*/"");
+  EXPECT_EQ(ecv.Get().health, Ecv::Health::kUp) << "the first check passed";
+  EXPECT_EQ(ecv.Get().mode, "monitor");
+  EXPECT_EQ(ecv.MarkDown("op").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ecv.SetMonitorResult(false, "status 500");
+  EXPECT_EQ(ecv.Get().health, Ecv::Health::kDown);
+  ecv.SetMode("control", "");
+  EXPECT_EQ(ecv.Get().health, Ecv::Health::kUp);
+  EXPECT_EQ(ecv.Get().changed_by, "reload: mode control");
+  ASSERT_TRUE(ecv.MarkDown("op").ok());
+  ecv.SetMode("monitor", "connect: Connection refused");
+  EXPECT_EQ(ecv.Get().health, Ecv::Health::kDown) << "the first check failed";
+}
+
 }  // namespace
 }  // namespace cluster2
