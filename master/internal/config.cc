@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -159,6 +160,25 @@ absl::Status CheckIntegerLiterals(absl::string_view json) {
   return absl::OkStatus();
 }
 
+// The master sets these in every worker's environment; a config may not.
+absl::Status CheckEnvNames(const google::protobuf::Map<std::string, std::string>& env,
+                           absl::string_view field) {
+  for (const auto& [key, value] : env) {
+    if (absl::StartsWith(key, "CLUSTER2_") || key == "LISTEN_FDS" ||
+        key == "LISTEN_PID" || key == "LISTEN_FDNAMES") {
+      return FieldError(field,
+                        absl::StrCat("'", absl::CHexEscape(key),
+                                     "' is set by the master for each worker "
+                                     "(CLUSTER2_* and LISTEN_* are reserved)"));
+    }
+    if (key.empty() || key.find('=') != std::string::npos) {
+      return FieldError(field, absl::StrCat("'", absl::CHexEscape(key),
+                                            "' is not a variable name"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // `groups` instead of `command`: names, commands and the sum of workers.
 bool Reloadable(const google::protobuf::FieldDescriptor* field) {
   static const std::set<std::string>* const kReloadable =
@@ -210,6 +230,8 @@ absl::Status ValidateGroups(const v1::ClusterConfig& config) {
       return FieldError(absl::StrCat(field, ".name"),
                         absl::StrCat("'", group.name(), "' is used twice"));
     }
+    CLUSTER2_RETURN_IF_ERROR(
+        CheckEnvNames(group.env(), absl::StrCat(field, ".env")));
     if (group.command().empty() || group.command(0).empty()) {
       return FieldError(absl::StrCat(field, ".command"),
                         absl::StrCat("group '", group.name(),
@@ -430,6 +452,7 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
     return FieldError("recycle.degradationWindow",
                       "must be at least 2 heartbeats");
   }
+  CLUSTER2_RETURN_IF_ERROR(CheckEnvNames(config.env(), "env"));
   if (!config.groups().empty()) return ValidateGroups(config);
   if (config.command().empty()) {
     return FieldError(

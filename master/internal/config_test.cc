@@ -257,6 +257,13 @@ TEST(ConfigGroupsTest, RefusesAmbiguousOrBrokenGroupsWithOneLine) {
             "field 'noWorkers': is 5 but the groups' workers add up to 2: "
             "with 'groups', give each group's noWorkers");
   EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"],
+                                  "env": {"CLUSTER2_X": "1"}}]})"),
+            "field 'groups[0].env': 'CLUSTER2_X' is set by the master for "
+            "each worker (CLUSTER2_* and LISTEN_* are reserved)");
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "env": {"LISTEN_FDS": "2"}})"),
+            "field 'env': 'LISTEN_FDS' is set by the master for each worker "
+            "(CLUSTER2_* and LISTEN_* are reserved)");
+  EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"],
                                   "nWorkers": 2}]})"),
             "unknown field 'groups[0].nWorkers'");
 }
