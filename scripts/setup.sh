@@ -24,6 +24,10 @@ PACKAGES=(
 )
 
 missing=()
+# Node workers (clients/node, examples/node, the mixed-cluster test): any
+# node >= 18 with npm; Debian's when there is none.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 for package in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$package")
