@@ -26,7 +26,6 @@ __path__ = pkgutil.extend_path(__path__, __name__)  # cluster2.v1: the stubs
 
 import os  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -114,7 +113,7 @@ def listen(app=None, *, handler_class=None, serve=None, warm_up=None,
         raise TypeError("app is a WSGI application (a callable)")
     if not is_worker():
         if os.environ.get("CLUSTER2_MASTER"):
-            raise Error(_grpc_code("FAILED_PRECONDITION"),
+            raise Error(grpc.StatusCode.FAILED_PRECONDITION,
                         "listen() in a process of a cluster that is not its worker "
                         "(CLUSTER2_MASTER is set, LISTEN_FDS is not ours)")
         argv = launcher.master_argv(
@@ -134,11 +133,6 @@ def listen(app=None, *, handler_class=None, serve=None, warm_up=None,
         finally:
             worker.close()
     return _serve_http(worker, app, handler_class, warm_up, idle_timeout)
-
-
-def _grpc_code(name):
-    import grpc
-    return getattr(grpc.StatusCode, name)
 
 
 def _serve_http(worker, app, handler_class, warm_up, idle_timeout):

@@ -8,7 +8,6 @@ import queue
 import select
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
