@@ -57,10 +57,10 @@ std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
   size_t group_width = 7;  // "default"
   for (const v1::Worker& worker : workers.workers())
     group_width = std::max(group_width, worker.group().size());
-  std::string table = absl::StrFormat(
-      "%-4s %-*s %-8s %-9s %-9s %-9s %-9s %-10s %-9s %s\n", "ID",
-      group_width, "GROUP", "PID", "STATE", "UPTIME", "RESTARTS", "RSS",
-      "HEARTBEAT", "REQUESTS", "NOTE");
+  std::string table =
+      absl::StrFormat("%-4s %-*s %-8s %-9s %-9s %-9s %-9s %-10s %-9s %s\n",
+                      "ID", group_width, "GROUP", "PID", "STATE", "UPTIME",
+                      "RESTARTS", "RSS", "HEARTBEAT", "REQUESTS", "NOTE");
   for (const v1::Worker& worker : workers.workers()) {
     std::string heartbeat = "-";
     if (worker.has_last_heartbeat_at()) {
@@ -73,7 +73,8 @@ std::string FormatWorkersTable(const v1::ListWorkersResponse& workers,
       note = "last exit: " + worker.last_exit();
     std::string row = absl::StrFormat(
         "%-4d %-*s %-8s %-9s %-9s %-9d %-9s %-10s %-9d %s", worker.id(),
-        group_width, worker.group().empty() ? "-" : worker.group(), running ? absl::StrCat(worker.pid()) : "-", StateName(worker.state()),
+        group_width, worker.group().empty() ? "-" : worker.group(),
+        running ? absl::StrCat(worker.pid()) : "-", StateName(worker.state()),
         running ? FormatAge(now - FromProto(worker.started_at())) : "-",
         worker.restarts(), FormatBytes(worker.last_heartbeat().rss_bytes()),
         heartbeat, worker.last_heartbeat().requests_total(), note);
@@ -87,22 +88,23 @@ std::string FormatWorkerDetail(const v1::Worker& worker, absl::Time now) {
   v1::ListWorkersResponse one;
   *one.add_workers() = worker;
   std::string text = FormatWorkersTable(one, now);
-  absl::StrAppend(&text, "group: ", worker.group().empty() ? "-" : worker.group(),
+  absl::StrAppend(
+      &text, "group: ", worker.group().empty() ? "-" : worker.group(), "\n");
+  absl::StrAppend(&text,
+                  "session: ", worker.attached() ? "attached" : "not attached",
                   "\n");
-  absl::StrAppend(&text, "session: ",
-                  worker.attached() ? "attached" : "not attached", "\n");
   if (!worker.has_last_heartbeat()) return text;
   const v1::Heartbeat& beat = worker.last_heartbeat();
   auto seconds = [](const google::protobuf::Duration& d) {
     return absl::FormatDuration(FromProto(d));
   };
-  absl::StrAppend(
-      &text, "heartbeat: rss ", FormatBytes(beat.rss_bytes()), ", cpu ",
-      seconds(beat.cpu_time()), ", threads ", beat.threads(), ", fds ",
-      beat.open_fds(), ", requests ", beat.requests_total(), " (",
-      beat.requests_in_flight(), " in flight), latency p50 ",
-      seconds(beat.latency_p50()), " p99 ", seconds(beat.latency_p99()),
-      ", lag ", seconds(beat.lag()), "\n");
+  absl::StrAppend(&text, "heartbeat: rss ", FormatBytes(beat.rss_bytes()),
+                  ", cpu ", seconds(beat.cpu_time()), ", threads ",
+                  beat.threads(), ", fds ", beat.open_fds(), ", requests ",
+                  beat.requests_total(), " (", beat.requests_in_flight(),
+                  " in flight), latency p50 ", seconds(beat.latency_p50()),
+                  " p99 ", seconds(beat.latency_p99()), ", lag ",
+                  seconds(beat.lag()), "\n");
   if (beat.has_sent_at() && worker.has_last_heartbeat_at()) {
     absl::StrAppend(
         &text, "last heartbeat: sent ",
@@ -117,9 +119,9 @@ std::string FormatWorkerDetail(const v1::Worker& worker, absl::Time now) {
 }
 
 std::string FormatCacheStatsTable(const v1::StatsResponse& stats) {
-  std::vector<std::vector<std::string>> rows = {
-      {"NAMESPACE", "HITS", "MISSES", "LOADS", "WAITING", "ERRORS", "KEYS",
-       "BYTES"}};
+  std::vector<std::vector<std::string>> rows = {{"NAMESPACE", "HITS", "MISSES",
+                                                 "LOADS", "WAITING", "ERRORS",
+                                                 "KEYS", "BYTES"}};
   for (const v1::NamespaceStats& ns : stats.namespaces()) {
     rows.push_back({ns.namespace_(), absl::StrCat(ns.hits()),
                     absl::StrCat(ns.misses()), absl::StrCat(ns.loads()),

@@ -45,9 +45,10 @@ using ConfigSource = std::function<absl::StatusOr<v1::ClusterConfig>()>;
 // replaces every worker by a rolling restart (without `reload`: the rolling
 // restart only); Cluster.Reload (`cluster2ctl reload`) applies a reloaded
 // configuration, replacing only the groups that changed. SIGTTIN/SIGTTOU
-// scale the first worker group up and down by one worker. Returns the process exit code: 0 after a clean stop,
-// 1 when the cluster cannot start (busy port, a master already running, a
-// worker command that cannot run), after printing one line on stderr.
+// scale the first worker group up and down by one worker. Returns the process
+// exit code: 0 after a clean stop, 1 when the cluster cannot start (busy port,
+// a master already running, a worker command that cannot run), after printing
+// one line on stderr.
 //
 // Call it before the process starts any thread: it blocks the signals it
 // handles in the calling thread, and threads inherit that mask.

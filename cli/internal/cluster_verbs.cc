@@ -168,8 +168,8 @@ int Scale(const ScaleArgs& args, VerbContext& ctl) {
   } else {
     ctl.out() << "scaled "
               << (args.group.empty() ? "" : "group '" + args.group + "' ")
-              << "from " << response.previous() << " to "
-              << response.workers() << " workers\n";
+              << "from " << response.previous() << " to " << response.workers()
+              << " workers\n";
   }
   return kExitOk;
 }

@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -161,8 +161,9 @@ absl::Status CheckIntegerLiterals(absl::string_view json) {
 }
 
 // The master sets these in every worker's environment; a config may not.
-absl::Status CheckEnvNames(const google::protobuf::Map<std::string, std::string>& env,
-                           absl::string_view field) {
+absl::Status CheckEnvNames(
+    const google::protobuf::Map<std::string, std::string>& env,
+    absl::string_view field) {
   for (const auto& [key, value] : env) {
     if (absl::StartsWith(key, "CLUSTER2_") || key == "LISTEN_FDS" ||
         key == "LISTEN_PID" || key == "LISTEN_FDNAMES") {
@@ -182,12 +183,20 @@ absl::Status CheckEnvNames(const google::protobuf::Map<std::string, std::string>
 // `groups` instead of `command`: names, commands and the sum of workers.
 bool Reloadable(const google::protobuf::FieldDescriptor* field) {
   static const std::set<std::string>* const kReloadable =
-      new std::set<std::string>{
-          "groups",        "command",         "env",
-          "cwd",           "no_workers",      "heartbeat_interval",
-          "timeout",       "stop_timeout",    "nanny",
-          "restart_backoff", "crash_loop_limit", "surge",
-          "max_age",       "recycle"};
+      new std::set<std::string>{"groups",
+                                "command",
+                                "env",
+                                "cwd",
+                                "no_workers",
+                                "heartbeat_interval",
+                                "timeout",
+                                "stop_timeout",
+                                "nanny",
+                                "restart_backoff",
+                                "crash_loop_limit",
+                                "surge",
+                                "max_age",
+                                "recycle"};
   return kReloadable->count(field->name()) > 0;
 }
 
@@ -233,9 +242,9 @@ absl::Status ValidateGroups(const v1::ClusterConfig& config) {
     CLUSTER2_RETURN_IF_ERROR(
         CheckEnvNames(group.env(), absl::StrCat(field, ".env")));
     if (group.command().empty() || group.command(0).empty()) {
-      return FieldError(absl::StrCat(field, ".command"),
-                        absl::StrCat("group '", group.name(),
-                                     "' has no worker command"));
+      return FieldError(
+          absl::StrCat(field, ".command"),
+          absl::StrCat("group '", group.name(), "' has no worker command"));
     }
     sum += group.no_workers();
   }
@@ -246,7 +255,8 @@ absl::Status ValidateGroups(const v1::ClusterConfig& config) {
   if (config.no_workers() != sum) {
     return FieldError(
         "noWorkers",
-        absl::StrCat("is ", config.no_workers(), " but the groups' workers add up to ", sum,
+        absl::StrCat("is ", config.no_workers(),
+                     " but the groups' workers add up to ", sum,
                      ": with 'groups', give each group's noWorkers"));
   }
   return absl::OkStatus();

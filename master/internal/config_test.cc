@@ -270,9 +270,9 @@ TEST(ConfigGroupsTest, RefusesAmbiguousOrBrokenGroupsWithOneLine) {
 
 TEST(ConfigReloadTest, FixedFieldsAreListedAndKeptReloadableOnesApplied) {
   v1::ClusterConfig running;
-  ASSERT_EQ(Check(R"({"port": 9000, "command": ["/bin/sh"], "surge": 1})",
-                  &running),
-            "");
+  ASSERT_EQ(
+      Check(R"({"port": 9000, "command": ["/bin/sh"], "surge": 1})", &running),
+      "");
   v1::ClusterConfig next;
   ASSERT_EQ(Check(R"({"port": 9001, "monPort": 9002, "command": ["/bin/ls"],
                       "surge": 2, "noWorkers": 3})",

@@ -647,8 +647,7 @@ std::string MonitorServer::Metrics() {
   for (const WorkerSnapshot& worker : workers) {
     if (worker.pid != 0 && worker.state == WorkerState::kDraining) continue;
     absl::StrAppend(&text, "cluster2_worker_restarts_total{slot=\"", worker.id,
-                    "\",group=\"", worker.group, "\"} ", worker.restarts,
-                    "\n");
+                    "\",group=\"", worker.group, "\"} ", worker.restarts, "\n");
   }
   struct Figure {
     const char* name;
@@ -692,9 +691,8 @@ std::string MonitorServer::Metrics() {
     for (const WorkerSnapshot& worker : workers) {
       if (!worker.heartbeat || worker.pid == 0) continue;
       absl::StrAppendFormat(
-          &text, "%s{slot=\"%d\",group=\"%s\",pid=\"%d\"} %.17g\n",
-          figure.name, worker.id, worker.group, worker.pid,
-          figure.value(*worker.heartbeat));
+          &text, "%s{slot=\"%d\",group=\"%s\",pid=\"%d\"} %.17g\n", figure.name,
+          worker.id, worker.group, worker.pid, figure.value(*worker.heartbeat));
     }
   }
   Ecv::State ecv = ecv_->Get();

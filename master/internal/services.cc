@@ -59,7 +59,8 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
     ToProto(figures.latency_p50, heartbeat->mutable_latency_p50());
     ToProto(figures.latency_p99, heartbeat->mutable_latency_p99());
     ToProto(figures.lag, heartbeat->mutable_lag());
-    if (figures.sent_at) ToProto(*figures.sent_at, heartbeat->mutable_sent_at());
+    if (figures.sent_at)
+      ToProto(*figures.sent_at, heartbeat->mutable_sent_at());
   }
   if (snapshot.heartbeat_at) {
     ToProto(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());
@@ -233,9 +234,10 @@ grpc::Status ClusterService::Stacks(grpc::ServerContext*,
 grpc::Status ClusterService::Shutdown(grpc::ServerContext*,
                                       const v1::ShutdownRequest* request,
                                       v1::ShutdownResponse*) {
-  absl::Duration grace = request->has_timeout()
-                             ? FromProto(request->timeout())
-                             : absl::Milliseconds(hooks_.config().stop_timeout());
+  absl::Duration grace =
+      request->has_timeout()
+          ? FromProto(request->timeout())
+          : absl::Milliseconds(hooks_.config().stop_timeout());
   hooks_.request_stop(request->fast(), grace);
   return grpc::Status::OK;
 }

@@ -72,8 +72,7 @@ class ClusterService final : public v1::Cluster::Service {
     // Shutdown.
     std::function<void(bool fast, absl::Duration grace)> request_stop;
     // Reload; null: UNIMPLEMENTED.
-    std::function<absl::StatusOr<v1::ReloadResponse>(bool restart_all)>
-        reload;
+    std::function<absl::StatusOr<v1::ReloadResponse>(bool restart_all)> reload;
   };
   ClusterService(Supervisor* supervisor, DebugSession* debug, Hooks hooks)
       : supervisor_(supervisor), debug_(debug), hooks_(std::move(hooks)) {}

@@ -72,7 +72,7 @@ absl::string_view WorkerStateName(WorkerState state);
 struct WorkerSnapshot {
   unsigned id = 0;
   std::string group;  // the name of its worker group
-  pid_t pid = 0;  // 0 for a slot without a process
+  pid_t pid = 0;      // 0 for a slot without a process
   WorkerState state = WorkerState::kStarting;
   absl::Time started_at;
   std::optional<absl::Time> ready_at;
@@ -358,8 +358,8 @@ class Supervisor {
 
   struct Process {
     pid_t pid = 0;
-    unsigned slot = 0;  // kNoSlot outside the slots
-    unsigned id = 0;    // CLUSTER2_WORKER_ID: the slot, or past the slots
+    unsigned slot = 0;   // kNoSlot outside the slots
+    unsigned id = 0;     // CLUSTER2_WORKER_ID: the slot, or past the slots
     unsigned group = 0;  // index in groups_ of the command it runs
     std::string token;
     WorkerState state = WorkerState::kStarting;
@@ -395,8 +395,7 @@ class Supervisor {
   absl::StatusOr<pid_t> SpawnLocked(Slot& slot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Launches `prefix` + the command of `group` as worker `id` in `slot`.
-  absl::StatusOr<pid_t> LaunchLocked(unsigned id, unsigned slot,
-                                     unsigned group,
+  absl::StatusOr<pid_t> LaunchLocked(unsigned id, unsigned slot, unsigned group,
                                      const std::vector<std::string>& prefix)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The index of `name` in groups_ (empty: the only live group), or an

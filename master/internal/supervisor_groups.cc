@@ -43,9 +43,9 @@ absl::StatusOr<unsigned> Supervisor::GroupIndexLocked(
   for (const LiveGroup& group : groups_) {
     if (!group.removed) names.push_back(group.spec.name);
   }
-  return absl::NotFoundError(absl::StrCat("no worker group '", name,
-                                          "' (groups: ",
-                                          absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(
+      absl::StrCat("no worker group '", name,
+                   "' (groups: ", absl::StrJoin(names, ", "), ")"));
 }
 
 unsigned Supervisor::GroupSlotsLocked(unsigned group) const {
@@ -89,12 +89,12 @@ absl::StatusOr<unsigned> Supervisor::Scale(unsigned workers,
   ScaleGroupLocked(index, workers, &to_drain);
   DrainRetiredLocked(to_drain);
   if (workers > previous) all_ready_ = false;
-  LogInfo(absl::StrCat("scaled ",
-                       groups_.size() > 1
-                           ? absl::StrCat("group '", groups_[index].spec.name,
-                                          "' ")
-                           : "",
-                       "from ", previous, " to ", workers, " workers"));
+  LogInfo(
+      absl::StrCat("scaled ",
+                   groups_.size() > 1
+                       ? absl::StrCat("group '", groups_[index].spec.name, "' ")
+                       : "",
+                   "from ", previous, " to ", workers, " workers"));
   return previous;
 }
 
@@ -171,8 +171,7 @@ absl::StatusOr<Supervisor::Reconfigured> Supervisor::Reconfigure(
   absl::MutexLock lock(&mu_);
   if (stopping_)
     return absl::FailedPreconditionError("the cluster is stopping");
-  if (next.groups.empty())
-    return absl::InvalidArgumentError("no worker group");
+  if (next.groups.empty()) return absl::InvalidArgumentError("no worker group");
   unsigned total = 0;
   for (const WorkerGroup& group : next.groups) total += group.workers;
   if (total == 0 || total > kMaxWorkers) {
@@ -207,8 +206,8 @@ absl::StatusOr<Supervisor::Reconfigured> Supervisor::Reconfigure(
   };
   const SupervisorOptions& now = options_;
   if (now.heartbeat_interval != next.heartbeat_interval) {
-    changed("heartbeatInterval", DescribeDuration(now.heartbeat_interval,
-                                                  next.heartbeat_interval));
+    changed("heartbeatInterval",
+            DescribeDuration(now.heartbeat_interval, next.heartbeat_interval));
   }
   if (now.hung_tolerance != next.hung_tolerance) {
     changed("nanny.tolerance",
@@ -227,8 +226,8 @@ absl::StatusOr<Supervisor::Reconfigured> Supervisor::Reconfigure(
     changed("restartBackoff", "updated");
   }
   if (now.crash_loop_limit != next.crash_loop_limit) {
-    changed("crashLoopLimit", absl::StrCat(now.crash_loop_limit, " -> ",
-                                           next.crash_loop_limit));
+    changed("crashLoopLimit",
+            absl::StrCat(now.crash_loop_limit, " -> ", next.crash_loop_limit));
   }
   if (now.surge != next.surge) {
     changed("surge", absl::StrCat(now.surge, " -> ", next.surge));
@@ -240,8 +239,8 @@ absl::StatusOr<Supervisor::Reconfigured> Supervisor::Reconfigure(
   // Policies are objects: the caller rebuilt them from the new file, so
   // they start afresh whatever changed.
   if (!now.policies.empty() || !next.policies.empty()) {
-    changed("recycle policies", absl::StrCat(now.policies.size(), " -> ",
-                                             next.policies.size()));
+    changed("recycle policies",
+            absl::StrCat(now.policies.size(), " -> ", next.policies.size()));
   }
   next.listen_fds = options_.listen_fds;
   next.slot_sockets = options_.slot_sockets;
@@ -317,10 +316,10 @@ absl::StatusOr<Supervisor::Reconfigured> Supervisor::Reconfigure(
   DrainRetiredLocked(to_drain);
   restart_surge_ = std::max(next.surge, 1u);
   options_ = std::move(next);
-  LogInfo(absl::StrCat(
-      "configuration reloaded: ",
-      result.changes.empty() ? "nothing changed"
-                             : absl::StrJoin(result.changes, "; ")));
+  LogInfo(absl::StrCat("configuration reloaded: ",
+                       result.changes.empty()
+                           ? "nothing changed"
+                           : absl::StrJoin(result.changes, "; ")));
   return result;
 }
 

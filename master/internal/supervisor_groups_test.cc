@@ -16,8 +16,7 @@ TEST_F(SupervisorTest, GroupsRunTheirOwnCommandsInConsecutiveSlots) {
   Supervisor& supervisor = Start();
   ASSERT_EQ(launcher_.launched_.size(), 3u);
   EXPECT_EQ(launcher_.specs_[100].argv, std::vector<std::string>{"/bin/sh"});
-  EXPECT_EQ(launcher_.specs_[102].argv,
-            std::vector<std::string>{"/bin/true"});
+  EXPECT_EQ(launcher_.specs_[102].argv, std::vector<std::string>{"/bin/true"});
   EXPECT_EQ(launcher_.ids_[102], "2");
   auto has = [&](pid_t pid, const std::string& entry) {
     const std::vector<std::string>& env = launcher_.specs_[pid].env;
@@ -48,8 +47,7 @@ TEST_F(SupervisorTest, ScaleAndRestartNameAGroupWhenThereAreSeveral) {
   // The node group grows in a new slot (3) and shrinks from its highest.
   EXPECT_EQ(*supervisor.Scale(2, "node"), 1u);
   EXPECT_EQ(launcher_.ids_[103], "3");
-  EXPECT_EQ(launcher_.specs_[103].argv,
-            std::vector<std::string>{"/bin/true"});
+  EXPECT_EQ(launcher_.specs_[103].argv, std::vector<std::string>{"/bin/true"});
   EXPECT_EQ(*supervisor.Scale(1, "cpp"), 2u);
   EXPECT_EQ(b.messages_.back(), "drain 1m scale down");
   EXPECT_EQ(supervisor.desired_workers(), 3u);
@@ -75,13 +73,11 @@ TEST_F(SupervisorTest, ReconfigureReplacesOnlyChangedGroupsAndScalesOthers) {
   next.groups[0].command = {"/bin/sh", "-c", "exec new"};  // changed
   next.groups[1].workers = 2;                              // scaled
   next.surge = 2;
-  absl::StatusOr<Supervisor::Reconfigured> done =
-      supervisor.Reconfigure(next);
+  absl::StatusOr<Supervisor::Reconfigured> done = supervisor.Reconfigure(next);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->replaced_groups, std::vector<std::string>{"cpp"});
   // The node group's new slot starts at once with its (same) command.
-  EXPECT_EQ(launcher_.specs_[103].argv,
-            std::vector<std::string>{"/bin/true"});
+  EXPECT_EQ(launcher_.specs_[103].argv, std::vector<std::string>{"/bin/true"});
   // The cpp slots are replaced by the rolling restart, 2 at a time, with
   // the new command; the old workers drain only once successors are ready.
   supervisor.Tick();
@@ -112,12 +108,10 @@ TEST_F(SupervisorTest, ReconfigureAddsAndRemovesGroups) {
   MakeReady(101, &b);
   SupervisorOptions next = options_;
   next.groups = {{"node", 1, {"/bin/true"}, {}, ""}};
-  absl::StatusOr<Supervisor::Reconfigured> done =
-      supervisor.Reconfigure(next);
+  absl::StatusOr<Supervisor::Reconfigured> done = supervisor.Reconfigure(next);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_TRUE(done->replaced_groups.empty());
-  EXPECT_EQ(launcher_.specs_[102].argv,
-            std::vector<std::string>{"/bin/true"});
+  EXPECT_EQ(launcher_.specs_[102].argv, std::vector<std::string>{"/bin/true"});
   EXPECT_EQ(launcher_.ids_[102], "2") << "new slots after the old ones";
   EXPECT_EQ(a.messages_.back(), "drain 1m scale down");
   EXPECT_EQ(b.messages_.back(), "drain 1m scale down");

@@ -13,7 +13,9 @@
 
 namespace cluster2 {
 
-inline int Killed(int signal) { return signal; }  // wait status of death by `signal`
+inline int Killed(int signal) {
+  return signal;
+}  // wait status of death by `signal`
 inline int Exited(int code) { return code << 8; }
 
 class SupervisorTest : public ::testing::Test {
