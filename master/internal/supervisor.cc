@@ -474,7 +474,22 @@ bool Supervisor::AwaitState(pid_t pid, WorkerState state, absl::Time deadline) {
 void Supervisor::Detach(absl::string_view token) {
   absl::MutexLock lock(&mu_);
   Process* process = FindByTokenLocked(token);
-  if (process != nullptr) process->channel = nullptr;
+  if (process == nullptr) return;
+  process->channel = nullptr;
+  if (process->state == WorkerState::kDraining ||
+      process->state == WorkerState::kDebugging) {
+    return;
+  }
+  // The end of the session means the worker is gone (worker_session.proto):
+  // it gets no more connections, and a process still running is asked to
+  // stop (SIGTERM), killed after the drain grace, and replaced. Its exit is
+  // not counted as an expected one.
+  LogWarning(absl::StrCat(WorkerName(process->id, process->pid),
+                          " ended its session without being drained: "
+                          "taken out of service"));
+  process->session_lost = true;
+  DrainLocked(*process, options_.stop_timeout, "session ended");
+  RouteLocked();
 }
 
 void Supervisor::ProcessExited(pid_t pid, int wait_status) {
@@ -501,7 +516,8 @@ void Supervisor::ProcessExited(pid_t pid, int wait_status) {
   }
   Slot& slot = slots_[process.slot];
   std::string how = DescribeExit(wait_status);
-  bool expected = process.state == WorkerState::kDraining;
+  bool expected =
+      process.state == WorkerState::kDraining && !process.session_lost;
   (expected ? LogInfo : LogWarning)(
       absl::StrCat(WorkerName(slot.id, pid), " ended: ", how,
                    expected ? "" : " (unexpected)"));
@@ -589,8 +605,10 @@ absl::Time Supervisor::Tick() {
     bool serving = process.state == WorkerState::kReady ||
                    process.state == WorkerState::kPaused;
     if (serving && options_.hung_tolerance > absl::ZeroDuration()) {
-      absl::Time last =
-          process.heartbeat_at ? *process.heartbeat_at : *process.ready_at;
+      // Counted from the ready at the earliest: a beat sent while starting
+      // must not make a worker hung the moment it is ready.
+      absl::Time last = *process.ready_at;
+      if (process.heartbeat_at) last = std::max(last, *process.heartbeat_at);
       if (process.excused_until) last = std::max(last, *process.excused_until);
       absl::Time deadline = last + options_.hung_tolerance;
       if (deadline <= now) {

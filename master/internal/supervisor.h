@@ -230,7 +230,9 @@ class Supervisor {
   // The worker of `token` confirmed a Pause (paused = true) or a Resume.
   void Acknowledge(absl::string_view token, bool paused)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // The session of `token` ended; its channel is no longer used.
+  // The session of `token` ended; its channel is no longer used. A worker
+  // not draining is gone as far as the cluster is concerned: routed away,
+  // SIGTERM, killed after stop_timeout, and its slot restarted.
   void Detach(absl::string_view token) ABSL_LOCKS_EXCLUDED(mu_);
 
   // A child process ended (from waitpid). Unknown pids are ignored.
@@ -371,6 +373,8 @@ class Supervisor {
     std::string reason;
     std::optional<absl::Time> kill_at;  // while draining
     bool killed = false;
+    // Its session ended while it served (Detach): it is drained as gone.
+    bool session_lost = false;
     std::optional<absl::Time> paused_at;
     // Pause sent, not confirmed: no new connections are routed to it.
     std::optional<absl::Time> pause_requested_at;

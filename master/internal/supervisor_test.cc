@@ -678,5 +678,39 @@ TEST_F(SupervisorTest, ExcusedHeartbeatsPostponeTheHungCheck) {
   EXPECT_TRUE(launcher_.Signalled(100, SIGKILL));
 }
 
+TEST_F(SupervisorTest, AWorkerWhoseSessionEndsIsTakenOutOfServiceAndReplaced) {
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  supervisor.Detach(launcher_.tokens_[100]);
+  EXPECT_EQ(Slot(0).state, WorkerState::kDraining);
+  EXPECT_EQ(Slot(0).reason, "session ended");
+  EXPECT_TRUE(launcher_.Signalled(100, SIGTERM));
+  supervisor.ProcessExited(100, Exited(0));
+  supervisor.Tick();
+  EXPECT_EQ(launcher_.ids_[launcher_.launched_.back()], "0")
+      << "its slot is restarted";
+  // A drained worker closing its session is the normal end: nothing more.
+  supervisor.Stop(false, absl::Seconds(5), "test");
+  supervisor.Detach(launcher_.tokens_[101]);
+  EXPECT_FALSE(launcher_.Signalled(101, SIGTERM));
+}
+
+TEST_F(SupervisorTest, TheHungCheckCountsFromReadyNotFromABeatBeforeIt) {
+  options_.hung_tolerance = absl::Seconds(3);
+  Supervisor& supervisor = Start();
+  FakeChannel a;
+  ASSERT_TRUE(supervisor.Attach(launcher_.tokens_[100], &a).ok());
+  supervisor.Heartbeat(launcher_.tokens_[100], {});  // while starting
+  clock_.Advance(absl::Seconds(5));
+  supervisor.Ready(launcher_.tokens_[100]);
+  supervisor.Tick();
+  EXPECT_EQ(Slot(0).state, WorkerState::kReady);
+  clock_.Advance(absl::Seconds(4));
+  supervisor.Tick();
+  EXPECT_EQ(Slot(0).state, WorkerState::kDraining) << "hung 4 s after ready";
+}
+
 }  // namespace
 }  // namespace cluster2
