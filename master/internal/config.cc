@@ -14,6 +14,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "master/internal/spawn.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -165,12 +166,10 @@ absl::Status CheckEnvNames(
     const google::protobuf::Map<std::string, std::string>& env,
     absl::string_view field) {
   for (const auto& [key, value] : env) {
-    if (absl::StartsWith(key, "CLUSTER2_") || key == "LISTEN_FDS" ||
-        key == "LISTEN_PID" || key == "LISTEN_FDNAMES") {
-      return FieldError(field,
-                        absl::StrCat("'", absl::CHexEscape(key),
-                                     "' is set by the master for each worker "
-                                     "(CLUSTER2_* and LISTEN_* are reserved)"));
+    if (IsWorkerVariable(key)) {
+      return FieldError(field, absl::StrCat("'", absl::CHexEscape(key),
+                                            "' is set by the master for each "
+                                            "worker"));
     }
     if (key.empty() || key.find('=') != std::string::npos) {
       return FieldError(field, absl::StrCat("'", absl::CHexEscape(key),

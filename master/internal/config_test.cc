@@ -257,12 +257,14 @@ TEST(ConfigGroupsTest, RefusesAmbiguousOrBrokenGroupsWithOneLine) {
             "field 'noWorkers': is 5 but the groups' workers add up to 2: "
             "with 'groups', give each group's noWorkers");
   EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"],
-                                  "env": {"CLUSTER2_X": "1"}}]})"),
-            "field 'groups[0].env': 'CLUSTER2_X' is set by the master for "
-            "each worker (CLUSTER2_* and LISTEN_* are reserved)");
+                                  "env": {"CLUSTER2_MASTER": "x"}}]})"),
+            "field 'groups[0].env': 'CLUSTER2_MASTER' is set by the master "
+            "for each worker");
   EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "env": {"LISTEN_FDS": "2"}})"),
-            "field 'env': 'LISTEN_FDS' is set by the master for each worker "
-            "(CLUSTER2_* and LISTEN_* are reserved)");
+            "field 'env': 'LISTEN_FDS' is set by the master for each worker");
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"],
+                      "env": {"CLUSTER2_PROTO_DIR": "/p"}})"),
+            "") << "other CLUSTER2_ names reach the workers";
   EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"],
                                   "nWorkers": 2}]})"),
             "unknown field 'groups[0].nWorkers'");

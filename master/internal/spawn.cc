@@ -23,10 +23,7 @@ namespace cluster2 {
 namespace {
 
 bool HasReservedName(const std::string& entry) {
-  return absl::StartsWith(entry, "LISTEN_PID=") ||
-         absl::StartsWith(entry, "LISTEN_FDS=") ||
-         absl::StartsWith(entry, "LISTEN_FDNAMES=") ||
-         absl::StartsWith(entry, "CLUSTER2_");
+  return IsWorkerVariable(absl::string_view(entry).substr(0, entry.find('=')));
 }
 
 // Writes `value` in decimal at `out` (async-signal-safe); returns the end.
@@ -74,6 +71,20 @@ absl::StatusOr<std::string> ResolveExecutable(const std::string& name,
   }
   return absl::NotFoundError(
       absl::StrCat("worker command '", name, "' not found in PATH"));
+}
+
+bool IsWorkerVariable(absl::string_view name) {
+  static constexpr absl::string_view kNames[] = {
+      "CLUSTER2_NAME",          "CLUSTER2_MASTER",
+      "CLUSTER2_CACHE",         "CLUSTER2_WORKER_ID",
+      "CLUSTER2_WORKER_TOKEN",  "CLUSTER2_HEARTBEAT_INTERVAL_MS",
+      "CLUSTER2_WORKER_GROUP",  "CLUSTER2_UNDER_DEBUGGER",
+      "LISTEN_FDS",             "LISTEN_PID",
+      "LISTEN_FDNAMES"};
+  for (absl::string_view reserved : kNames) {
+    if (name == reserved) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> BuildWorkerEnvironment(

@@ -32,8 +32,14 @@ struct WorkerEnvironment {
   unsigned heartbeat_interval_ms = 0;  // CLUSTER2_HEARTBEAT_INTERVAL_MS
 };
 
+// Whether the master sets the variable `name` for each worker itself
+// (CLUSTER2_MASTER, CLUSTER2_WORKER_ID, ..., LISTEN_FDS, LISTEN_PID,
+// LISTEN_FDNAMES): an inherited or configured value would mislead the
+// worker. Other CLUSTER2_* names (CLUSTER2_PROTO_DIR) pass through.
+bool IsWorkerVariable(absl::string_view name);
+
 // The environment of a worker: `base` ("K=V" entries, normally the master's
-// own) without inherited LISTEN_* and CLUSTER2_* entries, plus `extra`
+// own) without the variables the master sets (IsWorkerVariable), plus `extra`
 // ("K=V", from the config), plus the CLUSTER2_* variables, plus LISTEN_FDS=1
 // and LISTEN_FDNAMES=app. LISTEN_PID is added by the launcher in the child,
 // where the pid is known.

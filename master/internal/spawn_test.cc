@@ -32,7 +32,7 @@ TEST(BuildWorkerEnvironmentTest,
   worker.heartbeat_interval_ms = 250;
   std::vector<std::string> env = BuildWorkerEnvironment(
       {"PATH=/bin", "LISTEN_PID=1", "LISTEN_FDS=4", "LISTEN_FDNAMES=x",
-       "CLUSTER2_WORKER_ID=9", "HOME=/root"},
+       "CLUSTER2_WORKER_ID=9", "CLUSTER2_PROTO_DIR=/p", "HOME=/root"},
       {"APP_MODE=prod", "CLUSTER2_NAME=evil"}, worker);
   EXPECT_TRUE(Contains(env, "PATH=/bin"));
   EXPECT_TRUE(Contains(env, "HOME=/root"));
@@ -49,6 +49,8 @@ TEST(BuildWorkerEnvironmentTest,
   EXPECT_FALSE(Contains(env, "LISTEN_FDS=4"));
   EXPECT_FALSE(Contains(env, "CLUSTER2_WORKER_ID=9"));
   EXPECT_FALSE(Contains(env, "CLUSTER2_NAME=evil"));
+  EXPECT_TRUE(Contains(env, "CLUSTER2_PROTO_DIR=/p"))
+      << "a CLUSTER2_ name the master does not set passes through";
 }
 
 TEST(ResolveExecutableTest, SearchesPathAndChecksExplicitPaths) {

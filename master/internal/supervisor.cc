@@ -397,9 +397,8 @@ absl::Status Supervisor::Pause(pid_t pid) {
   absl::MutexLock lock(&mu_);
   if (!options_.pause_supported && options_.slot_sockets == nullptr) {
     return absl::FailedPreconditionError(
-        "pause needs balance=shared: with one socket per slot, connections "
-        "would wait for "
-        "the paused worker");
+        "pause needs balance=even or shared: with balance=reuseport, "
+        "connections would wait in the paused worker's own socket");
   }
   auto it = processes_.find(pid);
   if (it == processes_.end())
