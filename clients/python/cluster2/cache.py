@@ -79,7 +79,10 @@ class _Client:
     def __init__(self, address):
         cache_pb2, cache_pb2_grpc = _pb()
         self.address = address
-        self.channel = grpc.insecure_channel(address)
+        # Replies may be larger than gRPC's 4 MiB default: a value of the
+        # maximum size plus its envelope (the server bounds what it sends).
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", -1)])
         self.stub = cache_pb2_grpc.CacheStub(self.channel)
         self.client_id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._cond = threading.Condition()

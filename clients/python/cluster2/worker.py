@@ -46,12 +46,14 @@ def current():
 def is_worker(environ=None):
     """Whether this process was started by a cluster2 master as a worker:
     CLUSTER2_MASTER and CLUSTER2_WORKER_TOKEN are set and LISTEN_FDS=1 is
-    meant for this pid (LISTEN_PID unset or ours)."""
+    meant for this pid (LISTEN_PID unset or ours, or our parent's when the
+    master started us under a debugger: CLUSTER2_UNDER_DEBUGGER=1)."""
     environ = os.environ if environ is None else environ
     listen_pid = environ.get("LISTEN_PID")
+    ours = (not listen_pid or listen_pid == str(os.getpid()) or
+            (environ.get("CLUSTER2_UNDER_DEBUGGER") == "1" and listen_pid == str(os.getppid())))
     return bool(environ.get("CLUSTER2_MASTER") and environ.get("CLUSTER2_WORKER_TOKEN") and
-                environ.get("LISTEN_FDS") == "1" and
-                (not listen_pid or listen_pid == str(os.getpid())))
+                environ.get("LISTEN_FDS") == "1" and ours)
 
 
 def _percentile(samples, fraction):

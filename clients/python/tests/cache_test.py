@@ -156,6 +156,14 @@ class CacheTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             ns.set("bad", {1, 2})
 
+    def test_a_value_of_the_largest_size_reads_back(self):
+        # 4 MiB of JSON text (a string of 4 MiB - 2 characters and its
+        # quotes): the reply is over gRPC's default 4 MiB receive limit.
+        ns = self.use("big")
+        value = "x" * ((4 << 20) - 2)
+        self.assertTrue(ns.set("k", value))
+        self.assertEqual(ns.get("k"), value)
+
     def test_watch_and_unwatch(self):
         ns = self.use("watched")
         on_key, on_all = queue.Queue(), queue.Queue()

@@ -191,6 +191,10 @@ class OptionsTest(unittest.TestCase):
         self.assertTrue(cluster2.is_worker(env))
         self.assertTrue(cluster2.is_worker(dict(env, LISTEN_PID=str(os.getpid()))))
         self.assertFalse(cluster2.is_worker(dict(env, LISTEN_PID="1")))
+        # Under a debugger the master started, LISTEN_PID names our parent.
+        parent = dict(env, LISTEN_PID=str(os.getppid()))
+        self.assertFalse(cluster2.is_worker(parent))
+        self.assertTrue(cluster2.is_worker(dict(parent, CLUSTER2_UNDER_DEBUGGER="1")))
         self.assertFalse(cluster2.is_worker(dict(env, LISTEN_FDS="2")))
         self.assertFalse(cluster2.is_worker({"LISTEN_FDS": "1"}))
 
