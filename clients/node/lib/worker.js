@@ -59,7 +59,8 @@ async function runWorker(options, {emitter, status, cache}) {
   status._useMaster(session.address);
 
   const worker = new WorkerRuntime({server, tracker, session, welcome, cache,
-                                    exitOnDrain: options.exitOnDrain !== false});
+                                    exitOnDrain: options.exitOnDrain !== false,
+                                    beforeExit: options.beforeExit});
   await listenOnFd3(server);
   if (typeof options.warmUp === 'function') {
     try {
@@ -94,13 +95,14 @@ function listenOnFd3(server) {
 }
 
 class WorkerRuntime {
-  constructor({server, tracker, session, welcome, cache, exitOnDrain}) {
+  constructor({server, tracker, session, welcome, cache, exitOnDrain, beforeExit}) {
     this.server = server;
     this.tracker = tracker;
     this.session = session;
     this.cache = cache;
     this.intervalMs = welcome.heartbeatIntervalMs;
     this.exitOnDrain = exitOnDrain;
+    this.beforeExit = beforeExit;
     this.draining = false;
     this.paused = false;
     this.balance = null;  // the cluster's, learnt from GetConfig
@@ -203,8 +205,9 @@ class WorkerRuntime {
     this.session.send({debugger_opened: answer});
   }
 
-  // Drains (once): resolves when done; then exits 0 unless exitOnDrain is
-  // false.
+  // Drains (once): stops accepting, closes the connections, awaits
+  // options.beforeExit(reason) (bounded by the grace), ends the session;
+  // then exits 0 unless options.exitOnDrain is false. Resolves when done.
   drain(graceMs, reason) {
     if (this._drained) return this._drained;
     this.draining = true;
@@ -221,6 +224,17 @@ class WorkerRuntime {
         this.tracker.destroyAll();
       }
       this.tracker.dispose();
+      if (typeof this.beforeExit === 'function') {
+        // The app's last word (the session still up), within the grace.
+        let timer;
+        await Promise.race([
+          Promise.resolve().then(() => this.beforeExit(reason)).catch((error) => {
+            log(`beforeExit failed: ${(error && error.stack) || error}`);
+          }),
+          new Promise((r) => { timer = setTimeout(r, Math.max(0, deadline - performance.now())); }),
+        ]);
+        clearTimeout(timer);
+      }
       clearTimeout(this._beatTimer);
       await this.session.end(Math.max(100, deadline - performance.now()));
       this.cache.close();

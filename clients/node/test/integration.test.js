@@ -246,6 +246,8 @@ describe('a cluster of node workers', {skip, timeout: 300000}, () => {
        process.kill(pid, 'SIGTERM');
        await waitFor(`pid ${pid} to exit`, () => !alive(pid));
        await waitFor('its exit in the log', () => cluster.log().includes(`pid ${pid} ended: exit 0`));
+       assert.deepStrictEqual(readJson(path.join(cluster.dir, `exit-${pid}.json`)),
+                              {reason: 'SIGTERM'});
        workers = await cluster.ready();
      });
 
@@ -261,6 +263,8 @@ describe('a cluster of node workers', {skip, timeout: 300000}, () => {
        for (const res of await Promise.all(slow)) assert.strictEqual(res.status, 200);
        await waitFor(`pid ${drained} to exit`, () => !alive(drained));
        assert.match(cluster.log(), new RegExp(`pid ${drained} ended: exit 0`));
+       assert.deepStrictEqual(readJson(path.join(cluster.dir, `exit-${drained}.json`)),
+                              {reason: 'scale down'});
        await cluster.ready(1);
      });
 });
