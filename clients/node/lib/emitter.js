@@ -104,7 +104,9 @@ class Emitter {
   }
 
   // The same to `targets` ('self', 'master', 'workers', pids, or an array).
+  // The original's form emitTo(targets, [name, ...args]) works too.
   emitTo(targets, name, ...args) {
+    if (Array.isArray(name) && args.length === 0) [name, ...args] = name;
     let protoTargets;
     try {
       protoTargets = toTargets(targets);

@@ -150,8 +150,11 @@ describe('emitter', () => {
     assert.deepStrictEqual(await emitter.emit('local', {a: 1}), {delivered: 1, unknownPids: []});
     assert.deepStrictEqual(await emitter.emitTo([999999], 'local', 2),
                            {delivered: 0, unknownPids: [999999]});
+    // The original's emitTo(targets, [name, ...args]).
+    assert.deepStrictEqual(await emitter.emitTo(['self'], ['local', 3, 4]),
+                           {delivered: 1, unknownPids: []});
     await new Promise((r) => setImmediate(r));
-    assert.deepStrictEqual(got, [[{a: 1}]]);
+    assert.deepStrictEqual(got, [[{a: 1}], [3, 4]]);
   });
 
   it('checks names, targets and args', async () => {
