@@ -253,8 +253,10 @@ absl::StatusOr<DebugInfo> DebugSession::OpenLive(pid_t pid,
 
   // Out of rotation first: the others take its new connections.
   CLUSTER2_RETURN_IF_ERROR(supervisor_->Pause(pid));
-  if (!supervisor_->AwaitState(pid, WorkerState::kPaused,
-                               absl::Now() + options_.pause_timeout)) {
+  if (absl::Status paused =
+          supervisor_->AwaitPause(pid, absl::Now() + options_.pause_timeout);
+      !paused.ok()) {
+    if (paused.code() != absl::StatusCode::kDeadlineExceeded) return paused;
     return absl::DeadlineExceededError(
         absl::StrCat("worker pid ", pid, " did not confirm its pause within ",
                      absl::FormatDuration(options_.pause_timeout)));

@@ -154,8 +154,17 @@ grpc::Status ClusterService::ChangePause(pid_t pid, bool pause,
   absl::Status status =
       pause ? supervisor_->Pause(pid) : supervisor_->Resume(pid);
   if (!status.ok()) return ToGrpcStatus(status);
-  WorkerState wanted = pause ? WorkerState::kPaused : WorkerState::kReady;
-  if (!supervisor_->AwaitState(pid, wanted, absl::Now() + kConfirmTimeout)) {
+  const absl::Time deadline = absl::Now() + kConfirmTimeout;
+  // A pause may also be refused (Ack WHAT_REFUSED), which ends the wait.
+  const bool confirmed =
+      pause ? [&] {
+        absl::Status paused = supervisor_->AwaitPause(pid, deadline);
+        if (!paused.ok() && !absl::IsDeadlineExceeded(paused)) status = paused;
+        return paused.ok();
+      }()
+            : supervisor_->AwaitState(pid, WorkerState::kReady, deadline);
+  if (!status.ok()) return ToGrpcStatus(status);
+  if (!confirmed) {
     return grpc::Status(
         grpc::StatusCode::DEADLINE_EXCEEDED,
         absl::StrCat("worker pid ", pid, " did not confirm the ",

@@ -189,7 +189,9 @@ class AttachCall final : public WorkerChannel,
         s_->supervisor->Ready(token_);
         break;
       case v1::WorkerMessage::kAck:
-        if (in_.ack().what() != v1::Ack::WHAT_UNSPECIFIED) {
+        if (in_.ack().what() == v1::Ack::WHAT_REFUSED) {
+          s_->supervisor->RefusePause(token_, in_.ack().reason());
+        } else if (in_.ack().what() != v1::Ack::WHAT_UNSPECIFIED) {
           s_->supervisor->Acknowledge(token_,
                                       in_.ack().what() == v1::Ack::WHAT_PAUSED);
         }

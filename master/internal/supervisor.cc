@@ -415,6 +415,7 @@ absl::Status Supervisor::Pause(pid_t pid) {
   }
   // New connections go elsewhere before the worker stops accepting.
   process.pause_requested_at = clock_->Now();
+  process.pause_refused.clear();
   RouteLocked();
   process.channel->SendPause();
   return absl::OkStatus();
@@ -457,6 +458,44 @@ void Supervisor::Acknowledge(absl::string_view token, bool paused) {
   RouteLocked();
   LogInfo(absl::StrCat(WorkerName(process->id, process->pid),
                        paused ? " paused" : " resumed"));
+}
+
+void Supervisor::RefusePause(absl::string_view token,
+                             absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  Process* process = FindByTokenLocked(token);
+  if (process == nullptr || !process->pause_requested_at ||
+      process->state != WorkerState::kReady) {
+    return;  // a stale answer
+  }
+  process->pause_requested_at.reset();
+  process->pause_refused =
+      reason.empty() ? "the worker cannot pause" : std::string(reason);
+  RouteLocked();
+  LogWarning(absl::StrCat(WorkerName(process->id, process->pid),
+                          " refused to pause (", process->pause_refused,
+                          "): it serves on"));
+}
+
+absl::Status Supervisor::AwaitPause(pid_t pid, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = processes_.find(pid);
+    return it == processes_.end() || it->second.state == WorkerState::kPaused ||
+           !it->second.pause_refused.empty();
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
+  auto it = processes_.find(pid);
+  if (it == processes_.end())
+    return absl::NotFoundError(absl::StrCat("worker pid ", pid, " is gone"));
+  if (it->second.state == WorkerState::kPaused) return absl::OkStatus();
+  if (!it->second.pause_refused.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker pid ", pid,
+                     " cannot pause: ", it->second.pause_refused));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("worker pid ", pid, " did not confirm the pause"));
 }
 
 bool Supervisor::AwaitState(pid_t pid, WorkerState state, absl::Time deadline) {

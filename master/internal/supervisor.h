@@ -263,6 +263,15 @@ class Supervisor {
   // (Resume), has no session, or pausing is not supported.
   absl::Status Pause(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Resume(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_);
+  // The worker of `token` answered a Pause with WHAT_REFUSED: it gets
+  // connections again at once, and AwaitPause reports `reason`.
+  void RefusePause(absl::string_view token, absl::string_view reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits for the outcome of Pause(pid): OK once paused; FAILED_PRECONDITION
+  // with the worker's reason if it refused; NOT_FOUND if it is gone;
+  // DEADLINE_EXCEEDED at `deadline`.
+  absl::Status AwaitPause(pid_t pid, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until the worker `pid` is in `state` (true) or `deadline` passes.
   bool AwaitState(pid_t pid, WorkerState state, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -378,6 +387,8 @@ class Supervisor {
     std::optional<absl::Time> paused_at;
     // Pause sent, not confirmed: no new connections are routed to it.
     std::optional<absl::Time> pause_requested_at;
+    // Why the worker refused its last Pause (empty: it did not).
+    std::string pause_refused;
     std::optional<absl::Time> excused_until;  // see ExcuseHeartbeats
     SessionHello hello;
   };

@@ -712,5 +712,28 @@ TEST_F(SupervisorTest, TheHungCheckCountsFromReadyNotFromABeatBeforeIt) {
   EXPECT_EQ(Slot(0).state, WorkerState::kDraining) << "hung 4 s after ready";
 }
 
+TEST_F(SupervisorTest, AWorkerThatRefusesAPauseServesOnAndThePauseFailsAtOnce) {
+  FakeSlotSockets sockets;
+  options_.slot_sockets = &sockets;
+  Supervisor& supervisor = Start();
+  FakeChannel a, b;
+  MakeReady(100, &a);
+  MakeReady(101, &b);
+  ASSERT_TRUE(supervisor.Pause(100).ok());
+  EXPECT_EQ(sockets.routed_, std::vector<unsigned>{1});
+  supervisor.RefusePause(launcher_.tokens_[100], "cannot stop accepting");
+  EXPECT_EQ(sockets.routed_, (std::vector<unsigned>{0, 1}))
+      << "it gets connections again";
+  absl::Status paused = supervisor.AwaitPause(100, absl::InfiniteFuture());
+  EXPECT_EQ(paused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(paused.message(),
+            "worker pid 100 cannot pause: cannot stop accepting");
+  EXPECT_EQ(Slot(0).state, WorkerState::kReady);
+  // A later pause that is confirmed clears the refusal.
+  ASSERT_TRUE(supervisor.Pause(100).ok());
+  supervisor.Acknowledge(launcher_.tokens_[100], /*paused=*/true);
+  EXPECT_TRUE(supervisor.AwaitPause(100, absl::InfiniteFuture()).ok());
+}
+
 }  // namespace
 }  // namespace cluster2

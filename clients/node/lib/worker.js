@@ -15,8 +15,9 @@
 // worker closes its keep-alive connections the drain's way and confirms
 // (Ack) once they are closed (at most PAUSE_CONNECTIONS_TIMEOUT_MS); Resume
 // keeps connections alive again and confirms. With balance "shared" the
-// worker cannot stop taking connections: it does not confirm, and the
-// master's Pause ends with DEADLINE_EXCEEDED (the worker keeps serving).
+// worker cannot stop taking connections: it refuses (Ack WHAT_REFUSED with
+// the reason), the master routes to it again and its Pause fails at once
+// with FAILED_PRECONDITION (the worker keeps serving).
 
 const http = require('http');
 const net = require('net');
@@ -171,8 +172,10 @@ class WorkerRuntime {
   async _pause() {
     if (this.draining) return;
     if (this.balance === 'shared') {
-      log('pause refused: with balance "shared" a Node worker cannot stop accepting on fd 3 ' +
-          'without closing it; not confirmed (serving on)');
+      const reason = 'with balance "shared" a Node worker cannot stop accepting on fd 3 ' +
+          'without closing it';
+      log(`pause refused: ${reason} (serving on)`);
+      this.session.send({ack: {what: 'WHAT_REFUSED', reason}});
       return;
     }
     this.paused = true;
