@@ -6,10 +6,8 @@ worker under wrk load without a failed request; an invalid file changes
 nothing and says why; SIGHUP reloads and replaces every worker."""
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,37 +21,13 @@ sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
 MASTER = os.path.join(RUNFILES, "master/cluster2-master")
 HELLO = os.path.join(RUNFILES, "examples/hello/hello_worker")
 CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
-WRK = "/usr/bin/wrk"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout, what):
-    """Polls `condition` (a cheap local query) until true; fails the test
-    with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (OSError, ValueError, KeyError, subprocess.CalledProcessError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from e2e import CtlError, Wrk, free_port, wait_until  # noqa: E402
 
 
 def http_get(port, timeout=5):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as reply:
         return reply.status, reply.read().decode()
-
-
-class CtlError(subprocess.CalledProcessError):
-    def __str__(self):
-        return f"cluster2ctl {' '.join(self.cmd)}: exit {self.returncode}: {self.stderr}"
 
 
 class Cluster:
@@ -111,30 +85,6 @@ class Cluster:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Wrk:
-    """wrk -c32 against the service port until stop(); then its counts."""
-
-    def __init__(self, port):
-        self.proc = subprocess.Popen(
-            [WRK, "-t2", "-c32", "-d120s", "--timeout", "10s", f"http://127.0.0.1:{port}/"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def stop(self):
-        """Stops wrk (SIGINT: it prints its summary) and returns
-        (requests, failures, output)."""
-        self.proc.send_signal(signal.SIGINT)
-        output, _ = self.proc.communicate(timeout=30)
-        requests = int(re.search(r"(\d+) requests in", output).group(1))
-        failures = 0
-        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-        if errors:
-            failures += sum(int(n) for n in errors.groups())
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-        if non2xx:
-            failures += int(non2xx.group(1))
-        return requests, failures, output
 
 
 class GroupsTest(unittest.TestCase):

@@ -13,8 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,26 +32,9 @@ PYTHONPATH = ":".join(os.path.join(RUNFILES, d) for d in ("clients/python", "cli
 # The Node package where its node_modules are: the source tree.
 NODE_PACKAGE = os.path.dirname(os.path.realpath(os.path.join(RUNFILES, "clients/node/index.js")))
 NODE = shutil.which("node") or "/usr/bin/node"
-WRK = "/usr/bin/wrk"
 NAME = "mixed"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (OSError, ValueError, KeyError, subprocess.CalledProcessError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from e2e import CtlError, Wrk, free_port, wait_until  # noqa: E402
 
 
 def http_get(port, path="/", timeout=15):
@@ -63,11 +44,6 @@ def http_get(port, path="/", timeout=15):
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-class CtlError(subprocess.CalledProcessError):
-    def __str__(self):
-        return f"cluster2ctl {' '.join(self.cmd)}: exit {self.returncode}: {self.stderr}"
 
 
 class MixedCluster:
@@ -223,9 +199,7 @@ class MixedClusterTest(unittest.TestCase):
 
     def test_zz_a_rolling_restart_under_wrk_fails_no_request(self):
         before = {w["pid"] for w in self.cluster.ready()}
-        load = subprocess.Popen([WRK, "-t2", "-c32", "-d120s", "--timeout", "10s",
-                                 f"http://127.0.0.1:{self.cluster.port}/"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        load = Wrk(self.cluster.port)
         try:
             time.sleep(0.5)  # wrk's 32 keep-alive connections are open
             self.cluster.ctl("restart")
@@ -233,16 +207,7 @@ class MixedClusterTest(unittest.TestCase):
                        and len(self.cluster.ready()) == 4, 90, "every worker replaced")
             time.sleep(0.5)
         finally:
-            load.send_signal(signal.SIGINT)
-            output, _ = load.communicate(timeout=30)
-        requests = int(re.search(r"(\d+) requests in", output).group(1))
-        failures = 0
-        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-        if errors:
-            failures += sum(int(n) for n in errors.groups())
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-        if non2xx:
-            failures += int(non2xx.group(1))
+            requests, failures, output = load.stop()
         print(f"wrk during the rolling restart of the mixed cluster: {requests} requests, "
               f"{failures} failed")
         self.assertGreater(requests, 100, output)

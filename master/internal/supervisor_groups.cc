@@ -102,6 +102,15 @@ void Supervisor::ScaleGroupLocked(unsigned group, unsigned workers,
                                   std::vector<pid_t>* to_drain) {
   groups_[group].spec.workers = workers;
   unsigned active = GroupSlotsLocked(group);
+  auto start = [&](Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<pid_t> pid = SpawnLocked(slot);
+    if (pid.ok()) {
+      slot.pid = *pid;
+    } else {
+      ScheduleRespawnLocked(slot, absl::ZeroDuration());
+    }
+    ++active;
+  };
   // Growing: the group's retired slots come back first (lowest id first),
   // then new slots are appended; shrinking retires its highest slots.
   for (Slot& slot : slots_) {
@@ -110,25 +119,13 @@ void Supervisor::ScaleGroupLocked(unsigned group, unsigned workers,
     slot.retired = false;
     slot.failed = false;
     slot.quick_failures = 0;
-    absl::StatusOr<pid_t> pid = SpawnLocked(slot);
-    if (pid.ok()) {
-      slot.pid = *pid;
-    } else {
-      ScheduleRespawnLocked(slot, absl::ZeroDuration());
-    }
-    ++active;
+    start(slot);
   }
   while (active < workers) {
     Slot& slot = slots_.emplace_back();
     slot.id = static_cast<unsigned>(slots_.size() - 1);
     slot.group = group;
-    absl::StatusOr<pid_t> pid = SpawnLocked(slot);
-    if (pid.ok()) {
-      slot.pid = *pid;
-    } else {
-      ScheduleRespawnLocked(slot, absl::ZeroDuration());
-    }
-    ++active;
+    start(slot);
   }
   std::vector<Slot*> retiring;  // highest first
   for (auto it = slots_.rbegin(); it != slots_.rend() && active > workers;

@@ -1,0 +1,64 @@
+"""Helpers of the Python end-to-end tests (groups_reload_test,
+mixed_cluster_test): free ports, waiting for a condition, cluster2ctl errors
+that say what failed, and wrk under load with its failures counted."""
+import re
+import signal
+import socket
+import subprocess
+import time
+
+WRK = "/usr/bin/wrk"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout, what):
+    """Polls `condition` (a cheap local query) until it is true; fails the
+    test with `what` after `timeout` seconds. Errors of a query that cannot
+    answer yet (the master still starting) count as false."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, ValueError, KeyError, subprocess.CalledProcessError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class CtlError(subprocess.CalledProcessError):
+    """A cluster2ctl call that failed, with its stderr in the message."""
+
+    def __str__(self):
+        return f"cluster2ctl {' '.join(self.cmd)}: exit {self.returncode}: {self.stderr}"
+
+
+class Wrk:
+    """wrk -t2 -c32 against `port` until stop()."""
+
+    def __init__(self, port):
+        self.proc = subprocess.Popen(
+            [WRK, "-t2", "-c32", "-d120s", "--timeout", "10s", f"http://127.0.0.1:{port}/"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        """Stops wrk (SIGINT: it prints its summary); returns (requests,
+        failures, output). Failures are socket errors of any kind plus
+        non-2xx/3xx answers."""
+        self.proc.send_signal(signal.SIGINT)
+        output, _ = self.proc.communicate(timeout=30)
+        requests = int(re.search(r"(\d+) requests in", output).group(1))
+        failures = 0
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                           output)
+        if errors:
+            failures += sum(int(n) for n in errors.groups())
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+        if non2xx:
+            failures += int(non2xx.group(1))
+        return requests, failures, output
