@@ -28,6 +28,8 @@ Configuration (docs/configuration.md) comes from the JSON file, then flags:
                          or /tmp/cluster2-UID/NAME)
   --heartbeatInterval=MS, --stopTimeout=MS, --timeout=MS, --ecv.mode=..., ...
 Any field of ClusterConfig is a flag; nested fields use dots.
+  --check                validate the configuration and exit (0, or 2 and
+                         the one-line error a start would print)
 Signals: TERM/INT graceful stop, QUIT fast stop, HUP reload the config file
 and restart every worker, TTIN/TTOU one worker more/less (first group),
 USR1 reopen the log file. `cluster2ctl reload` reloads and replaces only

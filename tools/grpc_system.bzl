@@ -21,6 +21,11 @@ def cc_grpc_system_library(name, srcs, proto_root, deps = [], **kwargs):
         outs += [base + ".pb.h", base + ".pb.cc", base + ".grpc.pb.h", base + ".grpc.pb.cc"]
     pkg = native.package_name()
     root = pkg + ("/" + proto_root if proto_root != "." else "")
+    # In another workspace (@cluster2//proto), sources and outputs live
+    # under external/<repository>/.
+    repo = native.repository_name()
+    if repo != "@":
+        root = "external/" + repo[1:] + "/" + root
     native.genrule(
         name = name + "_codegen",
         srcs = srcs,

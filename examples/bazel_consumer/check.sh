@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The cluster answers on its port from every worker (cluster2_service_test
+# sets CLUSTER2_SERVICE_PORT, CLUSTER2_RUN_DIR and CLUSTER2CTL).
+set -euo pipefail
+workers=$("$CLUSTER2CTL" --run-dir "$CLUSTER2_RUN_DIR" workers | grep -c ' ready ')
+declare -A seen=()
+for _ in $(seq 1 60); do
+  body=$(curl -sf --max-time 5 "http://127.0.0.1:$CLUSTER2_SERVICE_PORT/")
+  [[ "$body" == "consumer worker "* ]] || { echo "unexpected answer: $body" >&2; exit 1; }
+  seen[${body##* }]=1
+  ((${#seen[@]} == workers)) && break
+done
+if ((${#seen[@]} != workers)); then
+  echo "answers from ${#seen[@]} of $workers workers" >&2
+  exit 1
+fi
+echo "every one of the $workers workers answered"
