@@ -327,9 +327,16 @@ class Master {
     char hostname[256] = {};
     gethostname(hostname, sizeof(hostname) - 1);
     MonitorOptions options = MonitorOptionsFromConfig(
-        config_, ServiceAddress(config_.host()), hostname,
-        config_.cache().enable() ? run_dir_->Address(RunDirectory::kCacheSocket)
-                                 : std::string());
+        config_, ServiceAddress(config_.host()), hostname);
+    if (cache_probe_ != nullptr) {
+      // Scrapes read the probe's latest answer; the probe may be gone
+      // (StopCacheServer) while the monitor still serves.
+      std::weak_ptr<CacheHealthProbe> probe = cache_probe_;
+      options.cache_stats = [probe]() -> std::optional<CacheStatsSample> {
+        std::shared_ptr<CacheHealthProbe> alive = probe.lock();
+        return alive != nullptr ? alive->Latest() : std::nullopt;
+      };
+    }
     CLUSTER2_ASSIGN_OR_RETURN(
         monitor_,
         MonitorServer::Start(mon_socket_, std::move(options), ecv_.get(),
@@ -506,6 +513,10 @@ class Master {
         return false;
       }
       in_process_cache_ = *std::move(server);
+      // For /metrics only: this process serves it.
+      cache_probe_ = std::make_shared<CacheHealthProbe>(
+          run_dir_->Address(RunDirectory::kCacheSocket), absl::Seconds(1),
+          [] { return getpid(); }, nullptr);
       return true;
     }
     char self[4096];
@@ -531,7 +542,7 @@ class Master {
     cache_supervisor_ = std::make_unique<CacheServerSupervisor>(
         std::move(options), launcher_.get(), &clock_);
     cache_supervisor_->Start();
-    cache_probe_ = std::make_unique<CacheHealthProbe>(
+    cache_probe_ = std::make_shared<CacheHealthProbe>(
         run_dir_->Address(RunDirectory::kCacheSocket), absl::Seconds(1),
         [this] { return cache_supervisor_->pid(); },
         [this](pid_t pid) { cache_supervisor_->HealthAnswered(pid); });
@@ -555,8 +566,8 @@ class Master {
 
   // Stops the standalone cache server: SIGTERM, then SIGKILL after 5 s.
   void StopCacheServer() {
+    cache_probe_.reset();  // before the server it asks
     in_process_cache_.reset();
-    cache_probe_.reset();
     if (cache_supervisor_ == nullptr) return;
     pid_t pid = cache_supervisor_->Stop();
     if (pid <= 0) return;
@@ -587,7 +598,9 @@ class Master {
   std::string cache_address_;                      // "" when the cache is off
   std::unique_ptr<CacheServer> in_process_cache_;  // cache.mode "master"
   std::unique_ptr<CacheServerSupervisor> cache_supervisor_;  // standalone
-  std::unique_ptr<CacheHealthProbe> cache_probe_;  // with cache_supervisor_
+  // Every second a Stats call: the standalone server's health check, and
+  // the cache figures of /metrics (both modes).
+  std::shared_ptr<CacheHealthProbe> cache_probe_;
   int mon_socket_ = -1;
   std::unique_ptr<OutputCollector> output_;  // workers' stdout/stderr
   std::unique_ptr<PosixProcessLauncher> launcher_;

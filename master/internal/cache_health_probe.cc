@@ -26,6 +26,11 @@ CacheHealthProbe::~CacheHealthProbe() {
   thread_.join();
 }
 
+std::optional<CacheStatsSample> CacheHealthProbe::Latest() const {
+  absl::MutexLock lock(&mu_);
+  return latest_;
+}
+
 void CacheHealthProbe::Loop() {
   pthread_setname_np(pthread_self(), "cache-health");
   // A restarted server is reached again quickly, not after gRPC's default
@@ -46,8 +51,11 @@ void CacheHealthProbe::Loop() {
       context.set_wait_for_ready(true);  // through a reconnection
       context.set_deadline(absl::ToChronoTime(started + interval_));
       v1::StatsResponse stats;
-      if (stub->Stats(&context, v1::StatsRequest(), &stats).ok())
-        answered_(pid);
+      if (stub->Stats(&context, v1::StatsRequest(), &stats).ok()) {
+        if (answered_) answered_(pid);
+        absl::MutexLock lock(&mu_);
+        latest_ = CacheStatsSample{std::move(stats), absl::Now()};
+      }
     }
     absl::MutexLock lock(&mu_);
     if (mu_.AwaitWithDeadline(absl::Condition(&stopping), started + interval_))

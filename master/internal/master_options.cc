@@ -100,8 +100,7 @@ CacheSupervisorOptions CacheSupervisorOptionsFromConfig(
 }
 
 MonitorOptions MonitorOptionsFromConfig(const v1::ClusterConfig& config,
-                                        std::string ip, std::string hostname,
-                                        std::string cache_address) {
+                                        std::string ip, std::string hostname) {
   MonitorOptions options;
   options.ecv_root = config.ecv().root();
   options.mark_up = config.ecv().mark_up();
@@ -111,7 +110,6 @@ MonitorOptions MonitorOptionsFromConfig(const v1::ClusterConfig& config,
   options.hostname = std::move(hostname);
   options.port = config.port();
   options.cluster_name = config.name();
-  options.cache_address = std::move(cache_address);
   return options;
 }
 

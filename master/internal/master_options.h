@@ -52,10 +52,10 @@ CacheSupervisorOptions CacheSupervisorOptionsFromConfig(
     const std::string& socket_path, const std::string& data_dir,
     std::vector<std::string> env);
 
-// The monitor port. `ip` and `hostname` are shown in the ECV body.
+// The monitor port. `ip` and `hostname` are shown in the ECV body. The
+// master sets `cache_stats` itself.
 MonitorOptions MonitorOptionsFromConfig(const v1::ClusterConfig& config,
-                                        std::string ip, std::string hostname,
-                                        std::string cache_address);
+                                        std::string ip, std::string hostname);
 
 // Debug sessions (debug.*): where debuggers listen, the fresh worker's
 // prefix, and the worker's program `worker_executable`; heartbeat-scaled

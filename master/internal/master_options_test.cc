@@ -84,13 +84,12 @@ TEST(MasterOptionsTest, MonitorAndAppCheckFollowTheEcvSection) {
   config.mutable_ecv()->set_monitor("/health");
   config.mutable_ecv()->set_monitor_body("ok");
   config = Complete(config);
-  MonitorOptions monitor =
-      MonitorOptionsFromConfig(config, "10.0.0.1", "host", "unix:/c");
+  MonitorOptions monitor = MonitorOptionsFromConfig(config, "10.0.0.1", "host");
   EXPECT_EQ(monitor.ecv_root, "/ecv");
   EXPECT_EQ(monitor.mark_down, "/ecv/markDown");
   EXPECT_EQ(monitor.port, 9090u);
   EXPECT_EQ(monitor.ip, "10.0.0.1");
-  EXPECT_EQ(monitor.cache_address, "unix:/c");
+  EXPECT_FALSE(monitor.cache_stats) << "the master sets it";
   AppCheckOptions check = AppCheckOptionsFromConfig(config);
   EXPECT_EQ(check.port, 9090u);
   EXPECT_EQ(check.path, "/health");

@@ -22,9 +22,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "cluster2/v1/cache.grpc.pb.h"
 #include "common/status.h"
-#include "grpcpp/grpcpp.h"
 #include "master/internal/monitor_page.h"
 
 namespace cluster2 {
@@ -356,10 +354,6 @@ absl::StatusOr<std::unique_ptr<MonitorServer>> MonitorServer::Start(
   return server;
 }
 
-struct MonitorServer::CacheProbe {
-  std::unique_ptr<v1::Cache::Stub> stub;
-};
-
 MonitorServer::MonitorServer(MonitorOptions options, std::string token,
                              Ecv* ecv, Supervisor* supervisor,
                              StatusRegistry* registry, EventRouter* router,
@@ -375,19 +369,7 @@ MonitorServer::MonitorServer(MonitorOptions options, std::string token,
       registry_(registry),
       router_(router),
       debug_(debug),
-      event_streams_(std::make_unique<EventStreams>(this)) {
-  if (!options_.cache_address.empty()) {
-    // Scrapes come before the cache server is up, and after its restarts:
-    // reconnect quickly, not with gRPC's default backoff of seconds.
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    cache_probe_ = std::make_unique<CacheProbe>();
-    cache_probe_->stub = v1::Cache::NewStub(grpc::CreateCustomChannel(
-        options_.cache_address, grpc::InsecureChannelCredentials(), args));
-  }
-}
+      event_streams_(std::make_unique<EventStreams>(this)) {}
 
 MonitorServer::~MonitorServer() {
   event_streams_->Stop();
@@ -725,22 +707,20 @@ std::string MonitorServer::Metrics() {
   family("cluster2_statuses", "gauge",
          "Status names registered in the cluster.");
   absl::StrAppend(&text, "cluster2_statuses ", registry_->Names().size(), "\n");
-  if (cache_probe_ != nullptr) AppendCacheMetrics(&text);
+  if (options_.cache_stats) AppendCacheMetrics(&text);
   return text;
 }
 
 void MonitorServer::AppendCacheMetrics(std::string* text) {
-  v1::Cache::Stub* stub = cache_probe_->stub.get();
-  grpc::ClientContext context;
-  context.set_wait_for_ready(true);  // through a reconnection
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(300));
-  v1::StatsResponse stats;
-  bool up = stub->Stats(&context, v1::StatsRequest(), &stats).ok();
+  // The probe asks every second: older figures mean the server does not
+  // answer.
+  constexpr absl::Duration kFresh = absl::Seconds(3);
+  std::optional<CacheStatsSample> sample = options_.cache_stats();
+  const bool up = sample && absl::Now() - sample->at <= kFresh;
   absl::StrAppend(text,
                   "# HELP cluster2_cache_up 1 when the cache server answered "
-                  "this scrape.\n# TYPE cluster2_cache_up gauge\n"
-                  "cluster2_cache_up ",
+                  "its health check in the last 3 s.\n"
+                  "# TYPE cluster2_cache_up gauge\ncluster2_cache_up ",
                   up ? 1 : 0, "\n");
   if (!up) return;
   struct Figure {
@@ -768,7 +748,7 @@ void MonitorServer::AppendCacheMetrics(std::string* text) {
   for (const Figure& figure : figures) {
     absl::StrAppend(text, "# HELP ", figure.name, " ", figure.help, "\n# TYPE ",
                     figure.name, " ", figure.type, "\n");
-    for (const v1::NamespaceStats& space : stats.namespaces()) {
+    for (const v1::NamespaceStats& space : sample->stats.namespaces()) {
       absl::StrAppend(text, figure.name, "{namespace=\"", space.namespace_(),
                       "\"} ", (space.*figure.value)(), "\n");
     }

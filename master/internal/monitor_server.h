@@ -47,9 +47,11 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "master/internal/cache_health_probe.h"
 #include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
@@ -72,9 +74,10 @@ struct MonitorOptions {
   std::string hostname;
   unsigned port = 0;  // the service port
   std::string cluster_name;
-  // The cache server ("unix:..."), asked for its figures at each scrape of
-  // /metrics; empty: none.
-  std::string cache_address;
+  // The cache server's latest figures, kept current by the master's health
+  // probe (a scrape of /metrics never calls the cache server); null: no
+  // cache.
+  std::function<std::optional<CacheStatsSample>()> cache_stats;
 };
 
 class MonitorServer {
@@ -134,9 +137,7 @@ class MonitorServer {
   std::atomic<bool> debug_busy_{false};
   class EventStreams;  // the suspended streams and "monitor-events"
   std::unique_ptr<EventStreams> event_streams_;
-  MHD_Daemon* daemon_ = nullptr;             // stopped after event_streams_
-  struct CacheProbe;                         // a stub of the cache server
-  std::unique_ptr<CacheProbe> cache_probe_;  // with cache_address
+  MHD_Daemon* daemon_ = nullptr;  // stopped after event_streams_
 };
 
 }  // namespace cluster2
