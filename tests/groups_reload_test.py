@@ -135,6 +135,43 @@ class GroupsTest(unittest.TestCase):
                          "the web group is not restarted")
 
 
+class MetricsDuringRestartTest(unittest.TestCase):
+    """/metrics stays valid while workers are replaced: every scrape passes
+    promtool and holds no series twice (a successor shares its slot's id)."""
+
+    def setUp(self):
+        self.cluster = Cluster({"noWorkers": 2, "command": [HELLO]})
+
+    def tearDown(self):
+        self.cluster.stop()
+
+    def scrape(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.cluster.mon_port}/metrics",
+                                    timeout=5) as reply:
+            return reply.read().decode()
+
+    def test_scrapes_during_rolling_restarts_are_valid_and_hold_no_duplicate_series(self):
+        scrapes = []
+        for _ in range(3):
+            before = {w["pid"] for w in self.cluster.ready()}
+            self.cluster.ctl("restart")
+            deadline = time.monotonic() + 60
+            while before & {w["pid"] for w in self.cluster.ready()} or self.cluster.ready_count() != 2:
+                self.assertLess(time.monotonic(), deadline, "restart did not finish")
+                scrapes.append(self.scrape())
+        self.assertGreater(len(scrapes), 5)
+        for text in scrapes:
+            series = [line.rsplit(" ", 1)[0] for line in text.splitlines()
+                      if line and not line.startswith("#")]
+            duplicates = {s for s in series if series.count(s) > 1}
+            self.assertFalse(duplicates, text)
+        for text in scrapes[:: max(1, len(scrapes) // 10)]:
+            check = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text,
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr + text)
+        print(f"{len(scrapes)} scrapes during 3 rolling restarts: no duplicate series")
+
+
 class ReloadTest(unittest.TestCase):
     def setUp(self):
         self.config = {"noWorkers": 3, "command": [HELLO]}

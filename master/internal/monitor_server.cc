@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -626,8 +627,13 @@ std::string MonitorServer::Metrics() {
                   supervisor_->desired_workers(), "\n");
   family("cluster2_worker_restarts_total", "counter",
          "Processes started in a slot after its first.");
+  // One series per slot: Workers() lists each slot's current process (or
+  // its empty slot) first, then successors and draining processes, which
+  // share the slot's id and must not repeat its series.
+  std::set<unsigned> slots_seen;
   for (const WorkerSnapshot& worker : workers) {
-    if (worker.pid != 0 && worker.state == WorkerState::kDraining) continue;
+    if (worker.state == WorkerState::kDebugging) continue;
+    if (!slots_seen.insert(worker.id).second) continue;
     absl::StrAppend(&text, "cluster2_worker_restarts_total{slot=\"", worker.id,
                     "\",group=\"", worker.group, "\"} ", worker.restarts, "\n");
   }
