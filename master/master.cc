@@ -328,6 +328,13 @@ class Master {
     gethostname(hostname, sizeof(hostname) - 1);
     MonitorOptions options = MonitorOptionsFromConfig(
         config_, ServiceAddress(config_.host()), hostname);
+    options.cache_max_memory_bytes = config_.cache().max_memory();
+    options.worker_max_rss_bytes = [this] {
+      return ConfigNow().recycle().max_rss_bytes();
+    };
+    if (cache_supervisor_ != nullptr) {
+      options.cache_restarts = [this] { return cache_supervisor_->restarts(); };
+    }
     if (cache_probe_ != nullptr) {
       // Scrapes read the probe's latest answer; the probe may be gone
       // (StopCacheServer) while the monitor still serves.

@@ -713,7 +713,26 @@ std::string MonitorServer::Metrics() {
   family("cluster2_statuses", "gauge",
          "Status names registered in the cluster.");
   absl::StrAppend(&text, "cluster2_statuses ", registry_->Names().size(), "\n");
-  if (options_.cache_stats) AppendCacheMetrics(&text);
+  if (options_.worker_max_rss_bytes) {
+    family("cluster2_worker_max_resident_memory_bytes", "gauge",
+           "recycle.maxRssBytes: a worker above it is recycled (0 = no "
+           "limit).");
+    absl::StrAppend(&text, "cluster2_worker_max_resident_memory_bytes ",
+                    options_.worker_max_rss_bytes(), "\n");
+  }
+  if (options_.cache_restarts) {
+    family("cluster2_cache_server_restarts_total", "counter",
+           "Times the master restarted the cache server (it died or hung).");
+    absl::StrAppend(&text, "cluster2_cache_server_restarts_total ",
+                    options_.cache_restarts(), "\n");
+  }
+  if (options_.cache_stats) {
+    family("cluster2_cache_max_memory_bytes", "gauge",
+           "cache.maxMemory: the cache's memory budget (0 = none).");
+    absl::StrAppend(&text, "cluster2_cache_max_memory_bytes ",
+                    options_.cache_max_memory_bytes, "\n");
+    AppendCacheMetrics(&text);
+  }
   return text;
 }
 

@@ -78,6 +78,14 @@ struct MonitorOptions {
   // probe (a scrape of /metrics never calls the cache server); null: no
   // cache.
   std::function<std::optional<CacheStatsSample>()> cache_stats;
+  // How many times the standalone cache server was restarted; null: not
+  // standalone.
+  std::function<unsigned()> cache_restarts;
+  // The cache's memory budget in bytes (cache.maxMemory; 0 = none) and the
+  // workers' recycle limit on resident memory (recycle.maxRssBytes, as
+  // reloaded; 0 = none), for alerts on "near the budget".
+  uint64_t cache_max_memory_bytes = 0;
+  std::function<uint64_t()> worker_max_rss_bytes;
 };
 
 class MonitorServer {
