@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -151,15 +152,26 @@ class MetricsDuringRestartTest(unittest.TestCase):
             return reply.read().decode()
 
     def test_scrapes_during_rolling_restarts_are_valid_and_hold_no_duplicate_series(self):
-        scrapes = []
-        for _ in range(3):
-            before = {w["pid"] for w in self.cluster.ready()}
-            self.cluster.ctl("restart")
-            deadline = time.monotonic() + 60
-            while before & {w["pid"] for w in self.cluster.ready()} or self.cluster.ready_count() != 2:
-                self.assertLess(time.monotonic(), deadline, "restart did not finish")
+        # Scrapes back to back on a thread while the main thread runs three
+        # rolling restarts: every moment of a replacement is seen.
+        scrapes, done = [], threading.Event()
+
+        def scrape_until_done():
+            while not done.is_set():
                 scrapes.append(self.scrape())
-        self.assertGreater(len(scrapes), 5)
+
+        scraper = threading.Thread(target=scrape_until_done)
+        scraper.start()
+        try:
+            for _ in range(3):
+                before = {w["pid"] for w in self.cluster.ready()}
+                self.cluster.ctl("restart")
+                wait_until(lambda: not before & {w["pid"] for w in self.cluster.ready()}
+                           and self.cluster.ready_count() == 2, 60, "the restart to finish")
+        finally:
+            done.set()
+            scraper.join(timeout=30)
+        self.assertGreater(len(scrapes), 20)
         for text in scrapes:
             series = [line.rsplit(" ", 1)[0] for line in text.splitlines()
                       if line and not line.startswith("#")]
