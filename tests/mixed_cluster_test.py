@@ -192,8 +192,16 @@ class MixedClusterTest(unittest.TestCase):
         everything = "".join(outputs)
         loads = re.findall(r"^loading (\d+)$", everything, re.M)
         self.assertEqual(len(loads), 1, everything)
-        # "got VALUE" (Python, Node), "got SUCCESSES VALUE" (C++).
-        got = [line.split()[-1] for out in outputs for line in out.splitlines()
+        # "got VALUE" (Python, Node: the JSON value), "got SUCCESSES BYTES"
+        # (C++: the stored bytes). Python and Node store JSON text, so a
+        # value they loaded reaches C++ as '"value-<pid>"'; one C++ loaded
+        # (raw bytes, not JSON) reaches them as the string.
+        def decoded(token):
+            try:
+                return json.loads(token)
+            except ValueError:
+                return token
+        got = [decoded(line.split()[-1]) for out in outputs for line in out.splitlines()
                if line.startswith("got ")]
         self.assertEqual(got, [f"value-{loads[0]}"] * 3, everything)
 
