@@ -14,10 +14,10 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
-#include "master/internal/spawn.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "master/internal/spawn.h"
 
 namespace cluster2 {
 namespace {

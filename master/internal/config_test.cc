@@ -264,7 +264,8 @@ TEST(ConfigGroupsTest, RefusesAmbiguousOrBrokenGroupsWithOneLine) {
             "field 'env': 'LISTEN_FDS' is set by the master for each worker");
   EXPECT_EQ(Check(R"({"command": ["/bin/sh"],
                       "env": {"CLUSTER2_PROTO_DIR": "/p"}})"),
-            "") << "other CLUSTER2_ names reach the workers";
+            "")
+      << "other CLUSTER2_ names reach the workers";
   EXPECT_EQ(Check(R"({"groups": [{"name": "a", "command": ["/bin/sh"],
                                   "nWorkers": 2}]})"),
             "unknown field 'groups[0].nWorkers'");

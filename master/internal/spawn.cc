@@ -75,11 +75,16 @@ absl::StatusOr<std::string> ResolveExecutable(const std::string& name,
 
 bool IsWorkerVariable(absl::string_view name) {
   static constexpr absl::string_view kNames[] = {
-      "CLUSTER2_NAME",          "CLUSTER2_MASTER",
-      "CLUSTER2_CACHE",         "CLUSTER2_WORKER_ID",
-      "CLUSTER2_WORKER_TOKEN",  "CLUSTER2_HEARTBEAT_INTERVAL_MS",
-      "CLUSTER2_WORKER_GROUP",  "CLUSTER2_UNDER_DEBUGGER",
-      "LISTEN_FDS",             "LISTEN_PID",
+      "CLUSTER2_NAME",
+      "CLUSTER2_MASTER",
+      "CLUSTER2_CACHE",
+      "CLUSTER2_WORKER_ID",
+      "CLUSTER2_WORKER_TOKEN",
+      "CLUSTER2_HEARTBEAT_INTERVAL_MS",
+      "CLUSTER2_WORKER_GROUP",
+      "CLUSTER2_UNDER_DEBUGGER",
+      "LISTEN_FDS",
+      "LISTEN_PID",
       "LISTEN_FDNAMES"};
   for (absl::string_view reserved : kNames) {
     if (name == reserved) return true;
