@@ -23,7 +23,7 @@ MASTER = os.path.join(RUNFILES, "master/cluster2-master")
 HELLO = os.path.join(RUNFILES, "examples/hello/hello_worker")
 CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
 
-from e2e import CtlError, Wrk, free_port, wait_until  # noqa: E402
+from e2e import CtlError, Wrk, free_port, stop_process, wait_until  # noqa: E402
 
 
 def http_get(port, timeout=5):
@@ -77,13 +77,7 @@ class Cluster:
         return self.workers().get("desired", 0)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

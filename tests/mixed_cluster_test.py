@@ -34,7 +34,7 @@ NODE_PACKAGE = os.path.dirname(os.path.realpath(os.path.join(RUNFILES, "clients/
 NODE = shutil.which("node") or "/usr/bin/node"
 NAME = "mixed"
 
-from e2e import CtlError, Wrk, free_port, wait_until  # noqa: E402
+from e2e import CtlError, Wrk, free_port, stop_process, wait_until  # noqa: E402
 
 
 def http_get(port, path="/", timeout=15):
@@ -91,18 +91,11 @@ class MixedCluster:
         return next(w["pid"] for w in self.ready() if w["group"] == group)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
-        if self.proc.returncode != 0 or os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR"):
-            outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
-            if outputs:
-                shutil.copy(self.log_path, os.path.join(outputs, "mixed-master.log"))
+        outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+        if outputs:  # the master's log among the test's outputs
+            shutil.copy(self.log_path, os.path.join(outputs, "mixed-master.log"))
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -22,7 +22,7 @@ RULES_DIR = os.path.join(RUNFILES, "deploy/prometheus")
 RULES = os.path.join(RULES_DIR, "cluster2-rules.yml")
 PROMTOOL = "/usr/bin/promtool"
 
-from e2e import free_port, wait_until  # noqa: E402
+from e2e import free_port, stop_process, wait_until  # noqa: E402
 
 
 def promtool(*args):
@@ -74,8 +74,7 @@ class PrometheusRulesTest(unittest.TestCase):
             exported = set(re.findall(r"^# TYPE (cluster2_[a-z0-9_]+) ", scrape(), re.M))
             self.assertEqual(names - exported, set(), f"exported: {sorted(exported)}")
         finally:
-            master.terminate()
-            master.wait(timeout=30)
+            stop_process(master)
             shutil.rmtree(work, ignore_errors=True)
 
 

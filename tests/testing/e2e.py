@@ -31,6 +31,18 @@ def wait_until(condition, timeout, what):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def stop_process(proc, timeout=30):
+    """SIGTERM (a master's graceful stop), SIGKILL if it is still running
+    after `timeout` seconds; reaps it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class CtlError(subprocess.CalledProcessError):
     """A cluster2ctl call that failed, with its stderr in the message."""
 
