@@ -235,8 +235,7 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out,
   root.add_option("--timeout", timeout,
                   "deadline of each call (default 5s; streams have none)")
       ->type_name("DURATION");
-  root.set_version_flag("--version", std::string(kCluster2ctlVersion),
-                        "print the version");
+  root.set_version_flag("--version", Cluster2ctlVersion(), "print the version");
 
   std::map<std::string, CLI::App*> commands;  // by path
   std::map<const CLI::App*, VerbHandler> handlers;

@@ -316,8 +316,8 @@ TEST(RunCtlTest, HelpListsEveryVerb) {
 TEST(RunCtlTest, VersionIsTheOneConstant) {
   Result version = Ctl({"--version"});
   EXPECT_EQ(version.code, kExitOk);
-  EXPECT_EQ(version.out, std::string(kCluster2ctlVersion) + "\n");
-  EXPECT_EQ(version.out, "cluster2ctl 0.5.0\n");
+  EXPECT_EQ(version.out, Cluster2ctlVersion() + "\n");
+  EXPECT_EQ(version.out, "cluster2ctl 0.6.0\n");
 }
 
 TEST(RunCtlTest, AVerbArgumentMayBeAnotherVerbsName) {

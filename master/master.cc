@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <iostream>
@@ -33,10 +34,12 @@
 #include "master/internal/app_check.h"
 #include "master/internal/cache_health_probe.h"
 #include "master/internal/cache_supervisor.h"
+#include "master/internal/cluster_metrics.h"
 #include "master/internal/config.h"
 #include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
+#include "master/internal/event_timeline.h"
 #include "master/internal/listener.h"
 #include "master/internal/master_events.h"
 #include "master/internal/master_options.h"
@@ -178,6 +181,10 @@ class Master {
         config_, endpoints, CurrentEnvironment(), extra_policies_);
     supervisor_ = std::make_unique<Supervisor>(std::move(options),
                                                launcher_.get(), &clock_);
+    metrics_ =
+        std::make_unique<ClusterMetrics>(config_.name(), config_.balance());
+    timeline_ = std::make_unique<EventTimeline>(metrics_.get());
+    supervisor_->SetObserver(timeline_.get());
     debug_ = std::make_unique<DebugSession>(
         DebugOptionsFromConfig(config_, *executable), RealDebugProbes(),
         supervisor_.get(), launcher_.get(), &clock_);
@@ -193,6 +200,7 @@ class Master {
         },
         [this] { return supervisor_->AllReady(); },
         [this](const Ecv::State& state) {
+          NoteEcvChange(state);
           if (session_server_ != nullptr) {
             session_server_->SetServing(state.health == Ecv::Health::kUp);
           }
@@ -328,6 +336,8 @@ class Master {
     gethostname(hostname, sizeof(hostname) - 1);
     MonitorOptions options = MonitorOptionsFromConfig(
         config_, ServiceAddress(config_.host()), hostname);
+    options.metrics = metrics_.get();
+    options.timeline = timeline_.get();
     options.cache_max_memory_bytes = config_.cache().max_memory();
     options.worker_max_rss_bytes = [this] {
       return ConfigNow().recycle().max_rss_bytes();
@@ -355,6 +365,21 @@ class Master {
       app_check_ = std::make_unique<AppCheck>(std::move(check), ecv_.get());
     }
     return absl::OkStatus();
+  }
+
+  // The ECV's changes of health, for the page's timeline.
+  void NoteEcvChange(const Ecv::State& state) {
+    const Ecv::Health before = last_health_.exchange(state.health);
+    if (before == state.health) return;
+    std::string kind;
+    if (state.health == Ecv::Health::kMarkedDown) {
+      kind = "marked_down";
+    } else if (before == Ecv::Health::kMarkedDown) {
+      kind = "marked_up";
+    } else {
+      kind = state.health == Ecv::Health::kUp ? "ecv_up" : "ecv_down";
+    }
+    timeline_->AddClusterEvent(clock_.Now(), kind, state.changed_by);
   }
 
   v1::ClusterConfig ConfigNow() const {
@@ -612,6 +637,10 @@ class Master {
   std::unique_ptr<OutputCollector> output_;  // workers' stdout/stderr
   std::unique_ptr<PosixProcessLauncher> launcher_;
   RealClock clock_;
+  // The supervisor's observers: they outlive it.
+  std::unique_ptr<ClusterMetrics> metrics_;
+  std::unique_ptr<EventTimeline> timeline_;
+  std::atomic<Ecv::Health> last_health_{Ecv::Health::kDown};
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<DebugSession> debug_;
   std::unique_ptr<Ecv> ecv_;

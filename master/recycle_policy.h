@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -39,6 +40,13 @@ struct HeartbeatFigures {
   absl::Duration lag;
   // When the worker sent it, by its clock (unset if it did not say).
   std::optional<absl::Time> sent_at;
+  // The latency histogram since the process started (Heartbeat.latency):
+  // latency_counts[i] requests took at most latency_bounds[i] seconds (and
+  // more than the bound before); one count more than bounds. Empty: none
+  // reported.
+  std::vector<double> latency_bounds;
+  std::vector<uint64_t> latency_counts;
+  double latency_sum_seconds = 0;
 };
 
 // One ready worker and its latest heartbeat, as a policy sees it.

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <deque>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <thread>
@@ -30,6 +32,11 @@ namespace {
 constexpr absl::Duration kLostSessionGrace = absl::Seconds(10);
 // Latency samples kept per heartbeat window.
 constexpr size_t kMaxLatencySamples = 8192;
+// Heartbeat.latency's bounds, in seconds: LatencyHistogram's recommended
+// ones, which the master exports without remapping.
+constexpr double kLatencyBounds[] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+constexpr size_t kLatencyBuckets = std::size(kLatencyBounds) + 1;
 
 absl::Duration Percentile(std::vector<absl::Duration>& samples,
                           double fraction) {
@@ -150,6 +157,12 @@ class Worker::Impl {
     absl::MutexLock lock(&stats_mu_);
     ++requests_total_;
     if (latencies_.size() < kMaxLatencySamples) latencies_.push_back(latency);
+    const double seconds = absl::ToDoubleSeconds(latency);
+    // The first bound at or above it; past the last: the last bucket.
+    ++latency_counts_[std::lower_bound(std::begin(kLatencyBounds),
+                                       std::end(kLatencyBounds), seconds) -
+                      std::begin(kLatencyBounds)];
+    latency_sum_ += seconds;
   }
 
   void SetRequestsInFlight(uint32_t count) {
@@ -479,6 +492,10 @@ class Worker::Impl {
         ToProto(Percentile(latencies_, 0.5), beat->mutable_latency_p50());
         ToProto(Percentile(latencies_, 0.99), beat->mutable_latency_p99());
         latencies_.clear();
+        v1::LatencyHistogram* histogram = beat->mutable_latency();
+        for (double bound : kLatencyBounds) histogram->add_bounds(bound);
+        for (uint64_t count : latency_counts_) histogram->add_counts(count);
+        histogram->set_sum_seconds(latency_sum_);
       }
       int64_t nanos = absl::ToUnixNanos(now);
       beat->mutable_sent_at()->set_seconds(nanos / 1000000000);
@@ -535,6 +552,10 @@ class Worker::Impl {
   uint64_t requests_total_ ABSL_GUARDED_BY(stats_mu_) = 0;
   uint32_t in_flight_ ABSL_GUARDED_BY(stats_mu_) = 0;
   std::vector<absl::Duration> latencies_ ABSL_GUARDED_BY(stats_mu_);
+  // Since the process started (Heartbeat.latency).
+  std::array<uint64_t, kLatencyBuckets> latency_counts_
+      ABSL_GUARDED_BY(stats_mu_) = {};
+  double latency_sum_ ABSL_GUARDED_BY(stats_mu_) = 0;
 };
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Attach(WorkerOptions options) {

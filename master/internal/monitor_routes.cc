@@ -32,6 +32,7 @@ MonitorRoute RouteOf(absl::string_view path, const MonitorRoutePolicy& policy) {
   if (path == "/" || path == "/debug") return MonitorRoute::kPage;
   if (path == "/api/state") return MonitorRoute::kState;
   if (path == "/api/events") return MonitorRoute::kEvents;
+  if (path == "/api/history") return MonitorRoute::kHistory;
   return MonitorRoute::kNotFound;
 }
 

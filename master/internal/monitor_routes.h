@@ -50,6 +50,7 @@ enum class MonitorRoute {
   kPage,      // GET / or /debug, the monitor page
   kState,     // GET /api/state
   kEvents,    // GET /api/events, server-sent events
+  kHistory,   // GET /api/history, the charts' last minutes
   kNotFound,  // any other path
 };
 

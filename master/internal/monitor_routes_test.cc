@@ -41,6 +41,8 @@ TEST(MonitorRoutesTest, ReadsAreServedToGetAndHeadOnly) {
   EXPECT_EQ(ClassifyRequest(request, Policy()).route, MonitorRoute::kPage);
   request.path = "/api/events";
   EXPECT_EQ(ClassifyRequest(request, Policy()).route, MonitorRoute::kEvents);
+  request.path = "/api/history";
+  EXPECT_EQ(ClassifyRequest(request, Policy()).route, MonitorRoute::kHistory);
   request.path = "/nope";
   MonitorDecision unknown = ClassifyRequest(request, Policy());
   EXPECT_EQ(unknown.route, MonitorRoute::kNotFound);

@@ -370,6 +370,8 @@ MonitorServer::MonitorServer(MonitorOptions options, std::string token,
       registry_(registry),
       router_(router),
       debug_(debug),
+      sampler_(std::make_unique<MonitorSampler>(MonitorSampler::Sources{
+          supervisor, options_.metrics, registry, options_.cache_stats})),
       event_streams_(std::make_unique<EventStreams>(this)) {}
 
 MonitorServer::~MonitorServer() {
@@ -479,8 +481,12 @@ int MonitorServer::Handle(Request& request) {
                       {"Content-Security-Policy", "frame-ancestors 'none'"}});
     }
     case MonitorRoute::kState:
+      sampler_->Watched();
       return Respond(connection, 200, StateJson(), "application/json");
+    case MonitorRoute::kHistory:
+      return Respond(connection, 200, HistoryJson(), "application/json");
     case MonitorRoute::kEvents:
+      sampler_->Watched();
       return OpenEventStream(connection);
     case MonitorRoute::kNotFound:
       break;
@@ -549,235 +555,6 @@ int MonitorServer::OpenEventStream(MHD_Connection* connection) {
   int result = MHD_queue_response(connection, 200, response);
   MHD_destroy_response(response);
   return result;
-}
-
-std::string MonitorServer::StateJson() {
-  Ecv::State ecv = ecv_->Get();
-  absl::Time now = absl::Now();
-  std::string json = absl::StrCat(
-      "{\"cluster\":", JsonString(options_.cluster_name),
-      ",\"ecv\":{\"health\":", JsonString(Ecv::HealthName(ecv.health)),
-      ",\"mode\":", JsonString(ecv.mode),
-      ",\"changed_by\":", JsonString(ecv.changed_by),
-      ",\"ready_workers\":", ecv.ready_workers, "},\"workers\":[");
-  bool first = true;
-  for (const WorkerSnapshot& worker : supervisor_->Workers()) {
-    absl::StrAppend(&json, first ? "" : ",", "{\"id\":", worker.id,
-                    ",\"group\":", JsonString(worker.group),
-                    ",\"pid\":", worker.pid,
-                    ",\"state\":", JsonString(WorkerStateName(worker.state)),
-                    ",\"restarts\":", worker.restarts);
-    if (worker.pid != 0) {
-      absl::StrAppendFormat(&json, ",\"uptime\":%.1f",
-                            absl::ToDoubleSeconds(now - worker.started_at));
-    }
-    const HeartbeatFigures beat = worker.heartbeat.value_or(HeartbeatFigures());
-    absl::StrAppendFormat(
-        &json, ",\"rss\":%d,\"cpu\":%.2f,\"requests\":%d,\"lag\":%.3f",
-        beat.rss_bytes, absl::ToDoubleSeconds(beat.cpu_time),
-        beat.requests_total, absl::ToDoubleSeconds(beat.lag));
-    std::string note = worker.reason.empty() && !worker.last_exit.empty()
-                           ? "last exit: " + worker.last_exit
-                           : worker.reason;
-    absl::StrAppend(&json, ",\"note\":", JsonString(note), "}");
-    first = false;
-  }
-  absl::StrAppend(&json, "],\"statuses\":[");
-  first = true;
-  for (const std::string& name : registry_->Names()) {
-    absl::StrAppend(&json, first ? "" : ",", JsonString(name));
-    first = false;
-  }
-  // The open debug session, so every page shows how to connect.
-  std::optional<DebugInfo> session = debug_->Current();
-  absl::StrAppend(&json, "],\"debug\":",
-                  session.has_value() ? DebugInfoJson(*session) : "null", "}");
-  return json;
-}
-
-std::string MonitorServer::Metrics() {
-  std::string text;
-  auto family = [&](const char* name, const char* type, const char* help) {
-    absl::StrAppend(&text, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
-                    type, "\n");
-  };
-  std::vector<WorkerSnapshot> workers = supervisor_->Workers();
-  std::map<std::string, int> by_state;
-  for (const char* state : {"starting", "ready", "paused", "draining", "exited",
-                            "failed", "debugging"}) {
-    by_state[state] = 0;
-  }
-  for (const WorkerSnapshot& worker : workers)
-    ++by_state[std::string(WorkerStateName(worker.state))];
-
-  family("cluster2_workers", "gauge",
-         "Worker processes and empty slots, by state.");
-  for (const auto& [state, count] : by_state) {
-    absl::StrAppend(&text, "cluster2_workers{state=\"", state, "\"} ", count,
-                    "\n");
-  }
-  // A debug session's process is the one in state debugging (at most one).
-  family("cluster2_debug_session_open", "gauge",
-         "1 while a debug session (cluster2ctl debug) is open.");
-  absl::StrAppend(&text, "cluster2_debug_session_open ",
-                  by_state["debugging"] > 0 ? 1 : 0, "\n");
-  family("cluster2_workers_desired", "gauge",
-         "The configured number of workers.");
-  absl::StrAppend(&text, "cluster2_workers_desired ",
-                  supervisor_->desired_workers(), "\n");
-  family("cluster2_worker_restarts_total", "counter",
-         "Processes started in a slot after its first.");
-  // One series per slot: Workers() lists each slot's current process (or
-  // its empty slot) first, then successors and draining processes, which
-  // share the slot's id and must not repeat its series.
-  std::set<unsigned> slots_seen;
-  for (const WorkerSnapshot& worker : workers) {
-    if (worker.state == WorkerState::kDebugging) continue;
-    if (!slots_seen.insert(worker.id).second) continue;
-    absl::StrAppend(&text, "cluster2_worker_restarts_total{slot=\"", worker.id,
-                    "\",group=\"", worker.group, "\"} ", worker.restarts, "\n");
-  }
-  struct Figure {
-    const char* name;
-    const char* type;
-    const char* help;
-    std::function<double(const HeartbeatFigures&)> value;
-  };
-  std::vector<Figure> figures = {
-      {"cluster2_worker_resident_memory_bytes", "gauge",
-       "Resident memory of the worker.",
-       [](const HeartbeatFigures& b) {
-         return static_cast<double>(b.rss_bytes);
-       }},
-      {"cluster2_worker_cpu_seconds_total", "counter",
-       "CPU time of the worker process.",
-       [](const HeartbeatFigures& b) {
-         return absl::ToDoubleSeconds(b.cpu_time);
-       }},
-      {"cluster2_worker_open_fds", "gauge",
-       "Open file descriptors of the worker.",
-       [](const HeartbeatFigures& b) {
-         return static_cast<double>(b.open_fds);
-       }},
-      {"cluster2_worker_requests_total", "counter",
-       "Requests the worker reported as served.",
-       [](const HeartbeatFigures& b) {
-         return static_cast<double>(b.requests_total);
-       }},
-      {"cluster2_worker_heartbeat_lag_seconds", "gauge",
-       "How late the worker sent its last heartbeat.",
-       [](const HeartbeatFigures& b) { return absl::ToDoubleSeconds(b.lag); }},
-      {"cluster2_worker_latency_p99_seconds", "gauge",
-       "99th percentile latency the worker reported for its last heartbeat "
-       "period.",
-       [](const HeartbeatFigures& b) {
-         return absl::ToDoubleSeconds(b.latency_p99);
-       }},
-  };
-  for (const Figure& figure : figures) {
-    family(figure.name, figure.type, figure.help);
-    for (const WorkerSnapshot& worker : workers) {
-      if (!worker.heartbeat || worker.pid == 0) continue;
-      absl::StrAppendFormat(
-          &text, "%s{slot=\"%d\",group=\"%s\",pid=\"%d\"} %.17g\n", figure.name,
-          worker.id, worker.group, worker.pid, figure.value(*worker.heartbeat));
-    }
-  }
-  Ecv::State ecv = ecv_->Get();
-  family("cluster2_ecv_up", "gauge",
-         "1 when the ECV tells load balancers to send traffic.");
-  absl::StrAppend(&text, "cluster2_ecv_up ",
-                  ecv.health == Ecv::Health::kUp ? 1 : 0, "\n");
-  family("cluster2_ecv_state", "gauge",
-         "The ECV state (1 for the current one).");
-  for (Ecv::Health health :
-       {Ecv::Health::kUp, Ecv::Health::kMarkedDown, Ecv::Health::kDown}) {
-    absl::StrAppend(&text, "cluster2_ecv_state{state=\"",
-                    health == Ecv::Health::kMarkedDown
-                        ? "marked_down"
-                        : Ecv::HealthName(health),
-                    "\"} ", ecv.health == health ? 1 : 0, "\n");
-  }
-  EventRouter::Counters events = router_->counters();
-  family("cluster2_events_routed_total", "counter",
-         "Events routed by the master.");
-  absl::StrAppend(&text, "cluster2_events_routed_total ", events.routed, "\n");
-  family("cluster2_event_deliveries_total", "counter",
-         "Deliveries of events to processes.");
-  absl::StrAppend(&text, "cluster2_event_deliveries_total ", events.delivered,
-                  "\n");
-  family("cluster2_events_refused_total", "counter",
-         "Events refused (bad name or size).");
-  absl::StrAppend(&text, "cluster2_events_refused_total ", events.refused,
-                  "\n");
-  family("cluster2_statuses", "gauge",
-         "Status names registered in the cluster.");
-  absl::StrAppend(&text, "cluster2_statuses ", registry_->Names().size(), "\n");
-  if (options_.worker_max_rss_bytes) {
-    family("cluster2_worker_max_resident_memory_bytes", "gauge",
-           "recycle.maxRssBytes: a worker above it is recycled (0 = no "
-           "limit).");
-    absl::StrAppend(&text, "cluster2_worker_max_resident_memory_bytes ",
-                    options_.worker_max_rss_bytes(), "\n");
-  }
-  if (options_.cache_restarts) {
-    family("cluster2_cache_server_restarts_total", "counter",
-           "Times the master restarted the cache server (it died or hung).");
-    absl::StrAppend(&text, "cluster2_cache_server_restarts_total ",
-                    options_.cache_restarts(), "\n");
-  }
-  if (options_.cache_stats) {
-    family("cluster2_cache_max_memory_bytes", "gauge",
-           "cache.maxMemory: the cache's memory budget (0 = none).");
-    absl::StrAppend(&text, "cluster2_cache_max_memory_bytes ",
-                    options_.cache_max_memory_bytes, "\n");
-    AppendCacheMetrics(&text);
-  }
-  return text;
-}
-
-void MonitorServer::AppendCacheMetrics(std::string* text) {
-  // The probe asks every second: older figures mean the server does not
-  // answer.
-  constexpr absl::Duration kFresh = absl::Seconds(3);
-  std::optional<CacheStatsSample> sample = options_.cache_stats();
-  const bool up = sample && absl::Now() - sample->at <= kFresh;
-  absl::StrAppend(text,
-                  "# HELP cluster2_cache_up 1 when the cache server answered "
-                  "its health check in the last 3 s.\n"
-                  "# TYPE cluster2_cache_up gauge\ncluster2_cache_up ",
-                  up ? 1 : 0, "\n");
-  if (!up) return;
-  struct Figure {
-    const char* name;
-    const char* type;
-    const char* help;
-    uint64_t (v1::NamespaceStats::*value)() const;
-  };
-  const Figure figures[] = {
-      {"cluster2_cache_hits_total", "counter", "Reads that found a value.",
-       &v1::NamespaceStats::hits},
-      {"cluster2_cache_misses_total", "counter",
-       "Plain reads that found nothing.", &v1::NamespaceStats::misses},
-      {"cluster2_cache_loads_total", "counter",
-       "Get-or-load leases granted (one loader run each).",
-       &v1::NamespaceStats::loads},
-      {"cluster2_cache_load_errors_total", "counter",
-       "Loads that failed (parked callers told the error).",
-       &v1::NamespaceStats::errors},
-      {"cluster2_cache_keys", "gauge", "Keys held.", &v1::NamespaceStats::keys},
-      {"cluster2_cache_bytes", "gauge",
-       "Bytes of keys and values held (plus a fixed overhead per key).",
-       &v1::NamespaceStats::bytes},
-  };
-  for (const Figure& figure : figures) {
-    absl::StrAppend(text, "# HELP ", figure.name, " ", figure.help, "\n# TYPE ",
-                    figure.name, " ", figure.type, "\n");
-    for (const v1::NamespaceStats& space : sample->stats.namespaces()) {
-      absl::StrAppend(text, figure.name, "{namespace=\"", space.namespace_(),
-                      "\"} ", (space.*figure.value)(), "\n");
-    }
-  }
 }
 
 }  // namespace cluster2

@@ -4,8 +4,10 @@
 //   POST <ecv.markUp/markDown>   mark the cluster up / down
 //   GET  /metrics                Prometheus text format
 //   GET  /, /debug               the monitor page (plain HTML/CSS/JS)
-//   GET  /api/state              workers, ECV and statuses as JSON
+//   GET  /api/state              workers, ECV, statuses, cache, timeline as
+//                                JSON (MonitorState, monitor.proto)
 //   GET  /api/events             the same, pushed as server-sent events
+//   GET  /api/history            the charts' last 5 minutes (MonitorHistory)
 //   POST /api/restart, /api/recycle?pid=N, /api/markup, /api/markdown
 //   POST /api/debug?pid=N[&protocol=P], /api/debug?fresh=1, /api/debug/end
 //                                open / end the debug session (JSON)
@@ -20,7 +22,8 @@
 // Limits, so that a flood of connections cannot silence the ECV:
 //   - epoll, so descriptors past 1,024 are served (select cannot);
 //   - kThreadPoolSize threads serve every connection; none ever waits on a
-//     stream. A handler blocks at most on /metrics' 300 ms cache probe,
+//     stream or on another process (/metrics and /api/state read what the
+//     observers, the cache probe and "monitor-sample" keep current),
 //     except /api/debug and /api/stacks, which wait for DebugSession (up
 //     to its timeouts, seconds): one of them at a time (409 "busy" for
 //     another), so at least kThreadPoolSize - 1 threads keep serving
@@ -52,10 +55,13 @@
 
 #include "absl/status/statusor.h"
 #include "master/internal/cache_health_probe.h"
+#include "master/internal/cluster_metrics.h"
 #include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
 #include "master/internal/event_router.h"
+#include "master/internal/event_timeline.h"
 #include "master/internal/monitor_routes.h"
+#include "master/internal/monitor_sampler.h"
 #include "master/internal/status_registry.h"
 #include "master/internal/supervisor.h"
 
@@ -74,6 +80,10 @@ struct MonitorOptions {
   std::string hostname;
   unsigned port = 0;  // the service port
   std::string cluster_name;
+  // Where /metrics and the page's timeline come from: the supervisor's
+  // observers (borrowed, required).
+  ClusterMetrics* metrics = nullptr;
+  EventTimeline* timeline = nullptr;
   // The cache server's latest figures, kept current by the master's health
   // probe (a scrape of /metrics never calls the cache server); null: no
   // cache.
@@ -111,8 +121,11 @@ class MonitorServer {
 
   // The Prometheus text of the cluster's metrics now.
   std::string Metrics();
-  // The JSON pushed to the monitor page.
+  // /api/state: MonitorState (monitor.proto) as JSON, also pushed by
+  // /api/events.
   std::string StateJson();
+  // /api/history: MonitorHistory as JSON.
+  std::string HistoryJson();
 
  private:
   MonitorServer(MonitorOptions options, std::string token, Ecv* ecv,
@@ -125,10 +138,6 @@ class MonitorServer {
 
   // The answer to a /api/events request: a stream, or 503 past the limit.
   int OpenEventStream(MHD_Connection* connection);
-
-  // The cache server's figures (cluster2_cache_*); cluster2_cache_up 0 if
-  // it does not answer within a fraction of a second.
-  void AppendCacheMetrics(std::string* text);
 
   const MonitorOptions options_;
   const MonitorRoutePolicy policy_;
@@ -143,6 +152,8 @@ class MonitorServer {
   DebugSession* const debug_;
   // Whether a debug or stacks request is running (one at a time).
   std::atomic<bool> debug_busy_{false};
+  // The charts' samples and the status values ("monitor-sample").
+  std::unique_ptr<MonitorSampler> sampler_;
   class EventStreams;  // the suspended streams and "monitor-events"
   std::unique_ptr<EventStreams> event_streams_;
   MHD_Daemon* daemon_ = nullptr;  // stopped after event_streams_

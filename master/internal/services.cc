@@ -61,6 +61,12 @@ void ToProto(const WorkerSnapshot& snapshot, v1::Worker* worker) {
     ToProto(figures.lag, heartbeat->mutable_lag());
     if (figures.sent_at)
       ToProto(*figures.sent_at, heartbeat->mutable_sent_at());
+    if (!figures.latency_counts.empty()) {
+      v1::LatencyHistogram* latency = heartbeat->mutable_latency();
+      for (double bound : figures.latency_bounds) latency->add_bounds(bound);
+      for (uint64_t count : figures.latency_counts) latency->add_counts(count);
+      latency->set_sum_seconds(figures.latency_sum_seconds);
+    }
   }
   if (snapshot.heartbeat_at) {
     ToProto(*snapshot.heartbeat_at, worker->mutable_last_heartbeat_at());

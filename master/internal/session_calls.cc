@@ -27,6 +27,14 @@ HeartbeatFigures FromProto(const v1::Heartbeat& heartbeat) {
   figures.lag = cluster2::FromProto(heartbeat.lag());
   if (heartbeat.has_sent_at())
     figures.sent_at = cluster2::FromProto(heartbeat.sent_at());
+  if (heartbeat.has_latency()) {
+    const v1::LatencyHistogram& latency = heartbeat.latency();
+    figures.latency_bounds.assign(latency.bounds().begin(),
+                                  latency.bounds().end());
+    figures.latency_counts.assign(latency.counts().begin(),
+                                  latency.counts().end());
+    figures.latency_sum_seconds = latency.sum_seconds();
+  }
   return figures;
 }
 

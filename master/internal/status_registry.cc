@@ -46,6 +46,15 @@ std::vector<std::string> StatusRegistry::Names() const {
   return {names.begin(), names.end()};
 }
 
+std::map<std::string, size_t> StatusRegistry::Registrants() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, size_t> counts;
+  for (const auto& [name, registrants] : workers_)
+    counts[name] += registrants.size();
+  for (const auto& [name, local] : locals_) ++counts[name];
+  return counts;
+}
+
 absl::StatusOr<std::vector<StatusEntryValue>> StatusRegistry::Get(
     const std::string& name, absl::Duration timeout) {
   return Ask(name, nullptr, timeout);

@@ -69,6 +69,8 @@ class StatusRegistry {
 
   // Registered names, sorted.
   std::vector<std::string> Names() const ABSL_LOCKS_EXCLUDED(mu_);
+  // How many processes registered each name.
+  std::map<std::string, size_t> Registrants() const ABSL_LOCKS_EXCLUDED(mu_);
   // One entry per registrant, the master's first, then by pid. NOT_FOUND
   // if nobody registered `name`.
   absl::StatusOr<std::vector<StatusEntryValue>> Get(const std::string& name,

@@ -63,6 +63,37 @@ absl::string_view WorkerStateName(WorkerState state) {
   return "unknown";
 }
 
+absl::string_view WorkerEventName(WorkerEvent::Kind kind) {
+  using Kind = WorkerEvent::Kind;
+  switch (kind) {
+    case Kind::kStarted:
+      return "started";
+    case Kind::kReady:
+      return "ready";
+    case Kind::kReplacing:
+      return "replacing";
+    case Kind::kRecycled:
+      return "recycled";
+    case Kind::kScaledDown:
+      return "scaled_down";
+    case Kind::kExited:
+      return "exited";
+    case Kind::kCrashed:
+      return "crashed";
+    case Kind::kHung:
+      return "hung";
+    case Kind::kStartTimeout:
+      return "start_timeout";
+    case Kind::kSessionLost:
+      return "session_lost";
+    case Kind::kGaveUp:
+      return "gave_up";
+    case Kind::kDebugOpened:
+      return "debug_opened";
+  }
+  return "unknown";
+}
+
 Supervisor::Supervisor(SupervisorOptions options, ProcessLauncher* launcher,
                        Clock* clock)
     : launcher_(launcher), clock_(clock), options_(std::move(options)) {
@@ -107,7 +138,28 @@ absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
   if (slot.ever_started) ++slot.restarts;
   slot.ever_started = true;
   LogInfo(absl::StrCat(WorkerName(slot.id, *pid), " started"));
+  NotifyLocked(
+      WorkerEvent::Kind::kStarted, processes_[*pid],
+      slot.restarts == 0 ? "" : absl::StrCat("restart ", slot.restarts));
   return *pid;
+}
+
+void Supervisor::SetObserver(SupervisorObserver* observer) {
+  absl::MutexLock lock(&mu_);
+  observer_ = observer;
+}
+
+void Supervisor::NotifyLocked(WorkerEvent::Kind kind, const Process& process,
+                              std::string detail) {
+  if (observer_ == nullptr) return;
+  WorkerEvent event;
+  event.at = clock_->Now();
+  event.kind = kind;
+  event.slot = process.id;
+  event.group = groups_[process.group].spec.name;
+  event.pid = process.pid;
+  event.detail = std::move(detail);
+  observer_->OnWorkerEvent(event);
 }
 
 absl::StatusOr<pid_t> Supervisor::LaunchLocked(
@@ -158,6 +210,16 @@ void Supervisor::ScheduleRespawnLocked(Slot& slot, absl::Duration ran) {
       slot.quick_failures >= options_.crash_loop_limit) {
     slot.failed = true;
     slot.respawn_at.reset();
+    if (observer_ != nullptr) {
+      WorkerEvent event;
+      event.at = clock_->Now();
+      event.kind = WorkerEvent::Kind::kGaveUp;
+      event.slot = slot.id;
+      event.group = groups_[slot.group].spec.name;
+      event.detail = absl::StrCat(slot.quick_failures,
+                                  " failures in a row, last: ", slot.last_exit);
+      observer_->OnWorkerEvent(event);
+    }
     LogError(
         absl::StrCat("worker ", slot.id, " failed ", slot.quick_failures,
                      " times in a row (last: ", slot.last_exit,
@@ -196,16 +258,20 @@ void Supervisor::DrainLocked(Process& process, absl::Duration grace,
   }
 }
 
-void Supervisor::KillLocked(Process& process, absl::string_view reason) {
+void Supervisor::KillLocked(Process& process, WorkerEvent::Kind kind,
+                            absl::string_view reason) {
   LogWarning(absl::StrCat(WorkerName(process.id, process.pid), " ", reason,
                           ": killing it"));
+  NotifyLocked(kind, process, std::string(reason));
+  process.end_told = true;
   process.state = WorkerState::kDraining;
   process.reason = std::string(reason);
   process.kill_at = clock_->Now();
 }
 
 absl::Status Supervisor::StartReplacementLocked(Slot& slot,
-                                                absl::string_view reason) {
+                                                absl::string_view reason,
+                                                WorkerEvent::Kind kind) {
   if (slot.pid == 0 || slot.successor != 0 || slot.retired) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker ", slot.id, " is not replaceable now"));
@@ -222,6 +288,9 @@ absl::Status Supervisor::StartReplacementLocked(Slot& slot,
       absl::StrCat("replacing pid ", slot.pid, ": ", reason);
   LogInfo(absl::StrCat("replacing ", WorkerName(slot.id, slot.pid), " (",
                        reason, "): successor pid ", *pid));
+  auto current = processes_.find(slot.pid);
+  if (current != processes_.end())
+    NotifyLocked(kind, current->second, std::string(reason));
   return absl::OkStatus();
 }
 
@@ -292,8 +361,11 @@ void Supervisor::Ready(absl::string_view token) {
     }
     LogInfo(absl::StrCat("worker ", slot.id, " replaced: pid ", old, " -> pid ",
                          process->pid, " (", slot.replace_reason, ")"));
+    NotifyLocked(WorkerEvent::Kind::kReady, *process,
+                 absl::StrCat("replaces pid ", old));
   } else {
     LogInfo(absl::StrCat(WorkerName(process->id, process->pid), " ready"));
+    NotifyLocked(WorkerEvent::Kind::kReady, *process, "");
   }
   UpdateAllReadyLocked();
   RouteLocked();
@@ -351,6 +423,12 @@ void Supervisor::Heartbeat(absl::string_view token,
   if (process == nullptr) return;
   process->heartbeat = figures;
   process->heartbeat_at = clock_->Now();
+  if (observer_ != nullptr && process->slot != kNoSlot &&
+      process->state != WorkerState::kDebugging) {
+    const Slot& slot = slots_[process->slot];
+    observer_->OnHeartbeat(slot.id, groups_[slot.group].spec.name, process->pid,
+                           slot.pid == process->pid, figures);
+  }
   EvaluatePoliciesLocked(*process);
 }
 
@@ -386,7 +464,9 @@ void Supervisor::EvaluatePoliciesLocked(Process& process) {
       }
       return;
     }
-    if (StartReplacementLocked(slot, absl::StrCat("recycle: ", *reason)).ok()) {
+    if (StartReplacementLocked(slot, absl::StrCat("recycle: ", *reason),
+                               WorkerEvent::Kind::kRecycled)
+            .ok()) {
       recycles_.push_back(view.now);
     }
     return;
@@ -410,6 +490,8 @@ void Supervisor::Detach(absl::string_view token) {
                           " ended its session without being drained: "
                           "taken out of service"));
   process->session_lost = true;
+  NotifyLocked(WorkerEvent::Kind::kSessionLost, *process, "");
+  process->end_told = true;
   DrainLocked(*process, options_.stop_timeout, "session ended");
   RouteLocked();
 }
@@ -440,6 +522,12 @@ void Supervisor::ProcessExited(pid_t pid, int wait_status) {
   std::string how = DescribeExit(wait_status);
   bool expected =
       process.state == WorkerState::kDraining && !process.session_lost;
+  // A kill (hung, start timeout) and a lost session were told already.
+  if (!process.end_told) {
+    NotifyLocked(
+        expected ? WorkerEvent::Kind::kExited : WorkerEvent::Kind::kCrashed,
+        process, how);
+  }
   (expected ? LogInfo : LogWarning)(
       absl::StrCat(WorkerName(slot.id, pid), " ended: ", how,
                    expected ? "" : " (unexpected)"));
@@ -506,7 +594,7 @@ absl::Time Supervisor::Tick() {
     if (process.state == WorkerState::kStarting && !stopping_) {
       absl::Time deadline = process.started_at + options_.start_timeout;
       if (deadline <= now) {
-        KillLocked(process,
+        KillLocked(process, WorkerEvent::Kind::kStartTimeout,
                    absl::StrCat("not ready after ",
                                 absl::FormatDuration(options_.start_timeout)));
       } else {
@@ -534,8 +622,9 @@ absl::Time Supervisor::Tick() {
       if (process.excused_until) last = std::max(last, *process.excused_until);
       absl::Time deadline = last + options_.hung_tolerance;
       if (deadline <= now) {
-        KillLocked(process, absl::StrCat("hung: no heartbeat for ",
-                                         absl::FormatDuration(now - last)));
+        KillLocked(process, WorkerEvent::Kind::kHung,
+                   absl::StrCat("hung: no heartbeat for ",
+                                absl::FormatDuration(now - last)));
       } else {
         next = std::min(next, deadline);
       }
@@ -623,7 +712,8 @@ absl::Status Supervisor::Recycle(pid_t pid, absl::string_view reason) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker pid ", pid, " is already being replaced"));
   }
-  return StartReplacementLocked(*slot, reason.empty() ? "manual" : reason);
+  return StartReplacementLocked(*slot, reason.empty() ? "manual" : reason,
+                                WorkerEvent::Kind::kRecycled);
 }
 
 void Supervisor::Stop(bool fast, absl::Duration grace,

@@ -131,6 +131,48 @@ class SlotSockets {
   virtual void Route(const std::vector<unsigned>& ids) = 0;
 };
 
+// Something that happened to a worker, for the monitor page's timeline and
+// the per-slot counters (cluster2_worker_lifecycle_events_total).
+struct WorkerEvent {
+  enum class Kind {
+    kStarted,
+    kReady,
+    kReplacing,     // a rolling restart or reload replaces it
+    kRecycled,      // a recycle policy or `cluster2ctl recycle` replaces it
+    kScaledDown,    // drained because its slot was scaled away
+    kExited,        // ended as asked (drained, stopped)
+    kCrashed,       // ended when nobody asked it to
+    kHung,          // killed: no heartbeat
+    kStartTimeout,  // killed: not ready in time
+    kSessionLost,   // its session ended without a drain
+    kGaveUp,        // the slot was given up after a crash loop
+    kDebugOpened,   // it left its slot for a debug session
+  };
+  absl::Time at;
+  Kind kind = Kind::kStarted;
+  unsigned slot = 0;
+  std::string group;
+  pid_t pid = 0;
+  std::string detail;  // why: the policy's reason, the exit status
+};
+
+// The lowercase name of `kind` ("started", "start_timeout", ...): the
+// `event` label and the timeline's kind.
+absl::string_view WorkerEventName(WorkerEvent::Kind kind);
+
+// Who learns what happens to workers as it happens. Called with the
+// supervisor's lock held: must not block or call back into the supervisor.
+class SupervisorObserver {
+ public:
+  virtual ~SupervisorObserver() = default;
+  virtual void OnWorkerEvent(const WorkerEvent& event) = 0;
+  // A heartbeat of the process `pid` in `slot`; `current` if it is the
+  // slot's current process (not a successor still starting or a process
+  // draining out of the slot).
+  virtual void OnHeartbeat(unsigned slot, const std::string& group, pid_t pid,
+                           bool current, const HeartbeatFigures& figures) = 0;
+};
+
 // One kind of worker: its command, environment and number of slots. A
 // cluster runs one group or several (a service being replaced by another,
 // slot by slot; a sidecar kind of worker).
@@ -207,6 +249,10 @@ class Supervisor {
              Clock* clock);
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
+
+  // Tells `observer` (borrowed; null = nobody) of every worker event and
+  // heartbeat from now on. Call before Start.
+  void SetObserver(SupervisorObserver* observer) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts a process in every slot. Fails (starting nothing) if the command
   // cannot be executed at all; a slot whose spawn fails later is retried
@@ -384,6 +430,9 @@ class Supervisor {
     bool killed = false;
     // Its session ended while it served (Detach): it is drained as gone.
     bool session_lost = false;
+    // Its end was told to the observer already (hung, start timeout, lost
+    // session): its exit is not told again.
+    bool end_told = false;
     std::optional<absl::Time> paused_at;
     // Pause sent, not confirmed: no new connections are routed to it.
     std::optional<absl::Time> pause_requested_at;
@@ -436,10 +485,17 @@ class Supervisor {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DrainLocked(Process& process, absl::Duration grace,
                    absl::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void KillLocked(Process& process, absl::string_view reason)
+  // Kills `process` now; `kind` says why (kHung, kStartTimeout).
+  void KillLocked(Process& process, WorkerEvent::Kind kind,
+                  absl::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a successor for `slot`; `kind` is kReplacing or kRecycled.
+  absl::Status StartReplacementLocked(
+      Slot& slot, absl::string_view reason,
+      WorkerEvent::Kind kind = WorkerEvent::Kind::kReplacing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StartReplacementLocked(Slot& slot, absl::string_view reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the observer, if any, of `kind` for `process`.
+  void NotifyLocked(WorkerEvent::Kind kind, const Process& process,
+                    std::string detail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvaluatePoliciesLocked(Process& process)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Process* FindByTokenLocked(absl::string_view token)
@@ -454,6 +510,7 @@ class Supervisor {
 
   ProcessLauncher* const launcher_;
   Clock* const clock_;
+  SupervisorObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
 
   mutable absl::Mutex mu_;
   // Changed only by Reconfigure. Its `groups` are the configured ones;

@@ -50,6 +50,7 @@ absl::Status Supervisor::BeginDebug(pid_t pid, absl::string_view reason) {
   slot->pid = *replacement;
   process.state = WorkerState::kDebugging;
   process.reason = std::string(reason);
+  NotifyLocked(WorkerEvent::Kind::kDebugOpened, process, std::string(reason));
   LogInfo(absl::StrCat(WorkerName(process.id, pid),
                        " left its slot for a debug session: pid ", *replacement,
                        " replaces it"));
@@ -71,6 +72,8 @@ absl::StatusOr<pid_t> Supervisor::StartDebugWorker(
   Process& process = processes_[*pid];
   process.state = WorkerState::kDebugging;
   process.reason = std::string(reason);
+  NotifyLocked(WorkerEvent::Kind::kDebugOpened, process,
+               absl::StrCat("fresh: ", reason));
   LogInfo(absl::StrCat(WorkerName(id, *pid), " started for a debug session: ",
                        absl::StrJoin(prefix, " ")));
   return *pid;

@@ -152,6 +152,7 @@ void Supervisor::DrainRetiredLocked(const std::vector<pid_t>& to_drain) {
   for (pid_t pid : to_drain) {
     auto it = processes_.find(pid);
     if (it != processes_.end()) {
+      NotifyLocked(WorkerEvent::Kind::kScaledDown, it->second, "");
       DrainLocked(it->second, options_.stop_timeout, "scale down");
     }
   }

@@ -30,6 +30,10 @@ const {load, grpc} = require('./proto');
 const PAUSE_CONNECTIONS_TIMEOUT_MS = 3000;
 // Our own grace for SIGTERM/SIGINT and a lost session (a Drain brings its own).
 const DEFAULT_GRACE_MS = 10000;
+// The bucket bounds of Heartbeat.latency, in seconds: the proto's recommended
+// ones, which the master aggregates as they are (others it maps onto these).
+const LATENCY_BOUNDS = Object.freeze([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                      1, 2.5, 5, 10]);
 
 function log(message) {
   process.stderr.write(`cluster2-node[${process.pid}]: ${message}\n`);
@@ -95,6 +99,29 @@ function listenOnFd3(server) {
   });
 }
 
+// The latencies of the requests completed since the process started
+// (Heartbeat.latency). Never reset: a lost beat loses nothing.
+class LatencyHistogram {
+  constructor() {
+    this.counts = new Array(LATENCY_BOUNDS.length + 1).fill(0);
+    this.sumSeconds = 0;
+  }
+
+  // Counts `seconds` in the first bucket whose bound is at or above it (a
+  // latency equal to a bound is in that bound's bucket); above the last
+  // bound, in the extra last bucket.
+  observe(seconds) {
+    let i = 0;
+    while (i < LATENCY_BOUNDS.length && seconds > LATENCY_BOUNDS[i]) i++;
+    this.counts[i]++;
+    this.sumSeconds += seconds;
+  }
+
+  toProto() {
+    return {bounds: LATENCY_BOUNDS, counts: this.counts.slice(), sum_seconds: this.sumSeconds};
+  }
+}
+
 class WorkerRuntime {
   constructor({server, tracker, session, welcome, cache, exitOnDrain, beforeExit}) {
     this.server = server;
@@ -110,6 +137,15 @@ class WorkerRuntime {
     this._beatTimer = null;
     this._drained = null;
     this.pid = process.pid;
+    this.latencyHistogram = new LatencyHistogram();
+    // The tracker measures every completed request (those requestsTotal
+    // counts) in _sample(ms) and keeps only a period's samples: count each
+    // into the histogram on the way.
+    const sample = tracker._sample;
+    tracker._sample = (ms) => {
+      this.latencyHistogram.observe(ms / 1000);
+      sample.call(tracker, ms);
+    };
   }
 
   start() {
@@ -152,6 +188,7 @@ class WorkerRuntime {
       requests_in_flight: this.tracker.inFlight,
       latency_p50: durationOf(latency.p50),
       latency_p99: durationOf(latency.p99),
+      latency: this.latencyHistogram.toProto(),
       sent_at: timestampNow(),
       lag: durationOf(Math.max(0, now - due)),
     }});
@@ -247,4 +284,4 @@ class WorkerRuntime {
   }
 }
 
-module.exports = {runWorker, WorkerRuntime};
+module.exports = {runWorker, WorkerRuntime, LatencyHistogram, LATENCY_BOUNDS};

@@ -15,6 +15,7 @@ and updates in order (they may emit and wait); "cluster2-heartbeat" sends
 the beats. gRPC consumes the outgoing queue on its own thread. Every public
 method is thread-safe.
 """
+import bisect
 import os
 import queue
 import resource
@@ -33,6 +34,9 @@ VERSION = "1.0.0"
 CLIENT = f"cluster2-python/{VERSION}"
 # The grace a worker gives itself when the session is lost or on SIGTERM.
 LOST_SESSION_GRACE = 10.0
+# The bucket bounds of Heartbeat.latency, in seconds: the proto's recommended
+# ones, which the master aggregates as they are (others it maps onto these).
+LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _current = None
 _current_lock = threading.Lock()
@@ -143,6 +147,9 @@ class Worker:
         self._requests_total = 0
         self._in_flight = 0
         self._latencies = []
+        # Since the process started, never reset: a lost beat loses nothing.
+        self._latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
+        self._latency_sum = 0.0
         self._started = _process_started_monotonic()
         self._listener = None
         self._control = queue.SimpleQueue()
@@ -270,10 +277,15 @@ class Worker:
 
     def record_request(self, latency):
         """Reports one completed request and its latency in seconds; the
-        heartbeats carry the total and p50/p99 since the previous beat."""
+        heartbeats carry the total, p50/p99 since the previous beat and the
+        latency histogram since the process started."""
         with self._stats_lock:
             self._requests_total += 1
             self._latencies.append(latency)
+            # bisect_left: a latency equal to a bound counts in that bound's
+            # bucket (at most bounds[i]); above the last, in the extra one.
+            self._latency_counts[bisect.bisect_left(LATENCY_BOUNDS, latency)] += 1
+            self._latency_sum += latency
 
     def set_requests_in_flight(self, count):
         """Reports how many requests are in flight now."""
@@ -426,6 +438,9 @@ class Worker:
                 latencies, self._latencies = self._latencies, []
                 beat.requests_total = self._requests_total
                 beat.requests_in_flight = self._in_flight
+                beat.latency.counts.extend(self._latency_counts)
+                beat.latency.sum_seconds = self._latency_sum
+            beat.latency.bounds.extend(LATENCY_BOUNDS)
             beat.latency_p50.FromNanoseconds(int(_percentile(latencies, 0.5) * 1e9))
             beat.latency_p99.FromNanoseconds(int(_percentile(latencies, 0.99) * 1e9))
             beat.sent_at.GetCurrentTime()

@@ -338,6 +338,51 @@ class SessionTest(unittest.TestCase):
         while (message := self.master.received.get(timeout=5)) is not None:
             self.assertNotEqual(message.WhichOneof("kind"), "ready")
 
+    def test_heartbeats_carry_the_latency_histogram_since_start(self):
+        # The proto's recommended bounds, written out: the master aggregates
+        # these without remapping.
+        bounds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+        self.assertEqual(list(worker_module.LATENCY_BOUNDS), bounds)
+        worker = self.attach()
+        beat = self.next_of("heartbeat")  # no request yet: set, all zero
+        self.assertTrue(beat.HasField("latency"))
+        self.assertEqual(list(beat.latency.bounds), bounds)
+        self.assertEqual(list(beat.latency.counts), [0] * (len(bounds) + 1))
+        self.assertEqual(beat.latency.sum_seconds, 0)
+
+        # On a bound: that bound's bucket (at most bounds[i]); above 10 s: the last.
+        first = (0.0005, 0.001, 0.0011, 0.0025, 0.01, 0.3, 1.0, 10.0, 10.5, 60.0)
+        for latency in first:
+            worker.record_request(latency)
+        expected = [0] * (len(bounds) + 1)
+        for bucket in (0, 0, 1, 1, 3, 8, 9, 12, 13, 13):
+            expected[bucket] += 1
+        beat = self.next_of("heartbeat")
+        while beat.requests_total != len(first):
+            beat = self.next_of("heartbeat")
+        self.assertEqual(len(beat.latency.counts), len(beat.latency.bounds) + 1)
+        self.assertEqual(list(beat.latency.counts), expected)
+        self.assertAlmostEqual(beat.latency.sum_seconds, sum(first))
+
+        # Totals since start: a beat without requests keeps them (p50 does not).
+        later = self.next_of("heartbeat")
+        self.assertEqual(later.latency_p50.ToNanoseconds(), 0)
+        self.assertEqual(list(later.latency.counts), expected)
+        self.assertAlmostEqual(later.latency.sum_seconds, sum(first))
+
+        # ... and later requests add to them.
+        second = (0.002, 0.01, 11.0)
+        for latency in second:
+            worker.record_request(latency)
+        for bucket in (1, 3, 13):
+            expected[bucket] += 1
+        beat = self.next_of("heartbeat")
+        while beat.requests_total != len(first) + len(second):
+            beat = self.next_of("heartbeat")
+        self.assertEqual(list(beat.latency.counts), expected)
+        self.assertEqual(sum(beat.latency.counts), beat.requests_total)
+        self.assertAlmostEqual(beat.latency.sum_seconds, sum(first) + sum(second))
+
     def test_a_stalled_process_reports_its_lag(self):
         self.attach(interval=0.1)
         self.next_of("heartbeat")
