@@ -109,7 +109,7 @@ class GroupsTest(unittest.TestCase):
         self.assertEqual(seen, {w["pid"] for w in workers})
         with urllib.request.urlopen(f"http://127.0.0.1:{self.cluster.mon_port}/metrics", timeout=5) as reply:
             metrics = reply.read().decode()
-        self.assertRegex(metrics, r'cluster2_worker_restarts_total\{slot="2",group="side"\} 0')
+        self.assertRegex(metrics, r'cluster2_worker_restarts_total\{cluster="[^"]*",group="side",slot="2"\} 0')
 
     def test_scale_and_restart_take_a_group(self):
         refused = self.cluster.ctl("scale", "3", check=False)

@@ -4,11 +4,13 @@ checks on the ECV (markDown drains, markUp restores, no request fails), a
 real Prometheus scraping /metrics, and headless Chromium showing the monitor
 page, its live update after a worker is killed and its markDown/markUp
 buttons (a POST with the page's control token; screenshot kept in the test's
-outputs)."""
+outputs), and its charts, cache figures and event timeline under load with
+the cache server and a recycle policy (screenshot monitor_charts.png)."""
 import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,15 +57,23 @@ def get(url, timeout=5):
 
 
 class Cluster:
-    def __init__(self, workers=2):
+    """A master with `workers` hello workers; with `cache`, the cache server
+    (cluster2-cache, found beside the master in the runfiles) with its files
+    in the cluster's directory. `flags`: more master flags."""
+
+    def __init__(self, workers=2, cache=False, flags=()):
         self.dir = tempfile.mkdtemp(prefix="c2p-", dir="/tmp")
         self.port, self.mon_port = free_port(), free_port()
         self.log = open(os.path.join(self.dir, "master.log"), "w")
+        cache_flags = [f"--cache.persistPath={self.dir}/cache"] if cache else ["--cache.enable=false"]
         self.proc = subprocess.Popen(
             [MASTER, f"--noWorkers={workers}", f"--port={self.port}", "--host=127.0.0.1",
              f"--monPort={self.mon_port}", f"--runDir={self.dir}/run", "--heartbeatInterval=200", "--nanny.tolerance=3000",
-             "--", HELLO], stdout=self.log, stderr=subprocess.STDOUT)
+             *cache_flags, *flags, "--", HELLO], stdout=self.log, stderr=subprocess.STDOUT)
         assert wait_until(lambda: get(f"http://127.0.0.1:{self.mon_port}/ecv")[0] == 200, 15)
+
+    def page_url(self):
+        return f"http://127.0.0.1:{self.mon_port}/"
 
     def ctl(self, *args):
         return subprocess.run([CTL, "--run-dir", f"{self.dir}/run", *args], capture_output=True,
@@ -273,16 +283,17 @@ class DevTools:
         return result["result"].get("value")
 
 
-class BrowserTest(unittest.TestCase):
-    def test_headless_chromium_shows_the_workers_and_a_live_update(self):
-        cluster = Cluster(workers=2)
-        profile = tempfile.mkdtemp(prefix="c2c-", dir="/tmp")
+class Chromium:
+    """Headless Chromium showing `url`; `tools` is its page's DevTools."""
+
+    def __init__(self, url):
+        self.profile = tempfile.mkdtemp(prefix="c2c-", dir="/tmp")
         debug_port = free_port()
-        chromium = subprocess.Popen(
+        self.proc = subprocess.Popen(
             ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", f"--remote-debugging-port={debug_port}",
-             "--window-size=1200,700", f"http://127.0.0.1:{cluster.mon_port}/"],
+             "--disable-sync", f"--user-data-dir={self.profile}", f"--remote-debugging-port={debug_port}",
+             "--window-size=1200,700", url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             pages = []
@@ -291,8 +302,36 @@ class BrowserTest(unittest.TestCase):
                 pages[:] = [t for t in json.loads(get(f"http://127.0.0.1:{debug_port}/json")[1])
                             if t["type"] == "page"]
                 return pages
-            self.assertTrue(wait_until(page_target, 30), "chromium did not open the page")
-            tools = DevTools(pages[0]["webSocketDebuggerUrl"])
+            assert wait_until(page_target, 30), "chromium did not open the page"
+            self.tools = DevTools(pages[0]["webSocketDebuggerUrl"])
+        except BaseException:
+            self.stop()
+            raise
+
+    def screenshot(self, name, full_page=False):
+        """Writes the page (the window, or all of it) to OUTPUTS/name."""
+        params = {"format": "png"}
+        if full_page:
+            height = self.tools.evaluate("document.documentElement.scrollHeight")
+            params.update(captureBeyondViewport=True,
+                          clip={"x": 0, "y": 0, "width": 1200, "height": height, "scale": 1})
+        shot = self.tools.call("Page.captureScreenshot", **params)["data"]
+        with open(os.path.join(OUTPUTS, name), "wb") as png:
+            png.write(base64.b64decode(shot))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class BrowserTest(unittest.TestCase):
+    def test_headless_chromium_shows_the_workers_and_a_live_update(self):
+        cluster = Cluster(workers=2)
+        chromium = None
+        try:
+            chromium = Chromium(cluster.page_url())
+            tools = chromium.tools
             rows = "Array.from(document.querySelectorAll('#workers tbody tr')).map(r => r.dataset.pid)"
             self.assertTrue(wait_until(lambda: len(tools.evaluate(rows) or []) == 2, 15))
             before = set(tools.evaluate(rows))
@@ -321,14 +360,69 @@ class BrowserTest(unittest.TestCase):
             self.assertTrue(wait_until(
                 lambda: any('"c2-heartbeat"' in n for n in tools.evaluate(names) or []), 40),
                 (tools.evaluate(names), tools.evaluate("document.getElementById('error').textContent")))
-            shot = tools.call("Page.captureScreenshot", format="png")["data"]
-            with open(os.path.join(OUTPUTS, "monitor_page.png"), "wb") as png:
-                png.write(base64.b64decode(shot))
+            chromium.screenshot("monitor_page.png")
         finally:
-            chromium.terminate()
-            chromium.wait(timeout=20)
+            if chromium:
+                chromium.stop()
             cluster.stop()
-            shutil.rmtree(profile, ignore_errors=True)
+
+    def test_charts_cache_figures_and_the_timeline_under_load(self):
+        # A worker is recycled by policy after 100 requests (the default
+        # budget lets one policy recycle through per minute).
+        cluster = Cluster(workers=2, cache=True,
+                          flags=["--recycle.maxRequests=100", "--recycle.jitterPercent=0"])
+        stop, served = threading.Event(), [0]
+
+        def load():
+            while not stop.is_set():
+                try:
+                    get(f"http://127.0.0.1:{cluster.port}/")
+                    served[0] += 1
+                except Exception:  # pylint: disable=broad-except  (a worker recycled under it)
+                    stop.wait(0.01)
+        loader = threading.Thread(target=load)
+        chromium = None
+        try:
+            loader.start()
+            for verb in (["use", "ns"], ["set", "ns", "k", "v"]):
+                cluster.ctl("cache", *verb)
+            chromium = Chromium(cluster.page_url())
+            tools = chromium.tools
+
+            def points(chart):  # per line of the chart: its number of points
+                return tools.evaluate(f"Array.from(document.querySelectorAll('#{chart} svg polyline'))"
+                                      ".map(p => p.points.numberOfItems)") or []
+            # The requests chart draws a line from the samples (every 2 s).
+            self.assertTrue(wait_until(lambda: max(points("chart-requests") or [0]) >= 2, 30),
+                            (points("chart-requests"), served))
+            # The recycle, with the policy's reason, in the timeline.
+            recycled = ("Array.from(document.querySelectorAll('#timeline tbody tr[data-kind=\"recycled\"]'))"
+                        ".map(r => r.textContent)")
+            self.assertTrue(wait_until(
+                lambda: any(re.search(r"max_?requests", row, re.I)
+                            for row in tools.evaluate(recycled) or []), 30),
+                (tools.evaluate("document.getElementById('timeline').textContent"), served))
+            # The cache: its namespace in the table and a line in the keys chart.
+            self.assertFalse(tools.evaluate("document.getElementById('chart-cache-keys').hidden"))
+            self.assertTrue(wait_until(lambda: max(points("chart-cache-keys") or [0]) >= 2, 30),
+                            tools.evaluate("document.getElementById('cache').textContent"))
+            namespaces = ("Array.from(document.querySelectorAll('#cache-namespaces tbody tr'))"
+                          ".map(r => r.cells[0].textContent + '=' + r.cells[1].textContent)")
+            self.assertIn("ns=1", tools.evaluate(namespaces))
+            # A new page starts from /api/history: several samples at once.
+            tools.evaluate("delete document.getElementById('charts').dataset.history")
+            tools.call("Page.reload")
+            self.assertTrue(wait_until(lambda: int(tools.evaluate(
+                "document.getElementById('charts').dataset.history") or 0) >= 3, 10))
+            self.assertGreaterEqual(max(points("chart-requests") or [0]), 3)
+            self.assertEqual(tools.evaluate("document.getElementById('error').textContent"), "")
+            chromium.screenshot("monitor_charts.png", full_page=True)
+        finally:
+            stop.set()
+            loader.join(timeout=30)
+            if chromium:
+                chromium.stop()
+            cluster.stop()
 
 
 if __name__ == "__main__":
