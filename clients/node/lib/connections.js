@@ -34,6 +34,9 @@ class ConnectionTracker {
     this.closing = false;
     this._samples = [];
     this._seen = 0;
+    // Called with every completed request's latency in ms (the worker
+    // counts them into its histogram); null: nobody.
+    this.onLatency = null;
     this._sweeper = null;
     this._waiters = [];
     server.on('connection', (socket) => this._accepted(socket));
@@ -64,7 +67,9 @@ class ConnectionTracker {
       this.inFlight--;
       if (res.writableFinished) {
         this.requestsTotal++;
-        this._sample(this.now() - started);
+        const ms = this.now() - started;
+        this._sample(ms);
+        if (this.onLatency) this.onLatency(ms);
       }
       if (state) {
         state.inFlight--;

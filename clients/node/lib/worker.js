@@ -138,14 +138,8 @@ class WorkerRuntime {
     this._drained = null;
     this.pid = process.pid;
     this.latencyHistogram = new LatencyHistogram();
-    // The tracker measures every completed request (those requestsTotal
-    // counts) in _sample(ms) and keeps only a period's samples: count each
-    // into the histogram on the way.
-    const sample = tracker._sample;
-    tracker._sample = (ms) => {
-      this.latencyHistogram.observe(ms / 1000);
-      sample.call(tracker, ms);
-    };
+    // Every request requestsTotal counts, since the process started.
+    tracker.onLatency = (ms) => this.latencyHistogram.observe(ms / 1000);
   }
 
   start() {
