@@ -23,7 +23,7 @@ MASTER = os.path.join(RUNFILES, "master/cluster2-master")
 HELLO = os.path.join(RUNFILES, "examples/hello/hello_worker")
 CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
 
-from e2e import CtlError, Wrk, free_port, stop_process, wait_until  # noqa: E402
+from e2e import Wrk, free_port, run_ctl, scrape, stop_process, wait_until  # noqa: E402
 
 
 def http_get(port, timeout=5):
@@ -58,11 +58,7 @@ class Cluster:
             out.write(text)
 
     def ctl(self, *args, check=True):
-        result = subprocess.run([CTL, "--run-dir", f"{self.dir}/run", *args], capture_output=True,
-                                text=True, timeout=30)
-        if check and result.returncode != 0:
-            raise CtlError(result.returncode, args, result.stdout, result.stderr)
-        return result
+        return run_ctl(CTL, f"{self.dir}/run", *args, check=check)
 
     def workers(self):
         return json.loads(self.ctl("workers", "-o", "json").stdout)
@@ -141,9 +137,7 @@ class MetricsDuringRestartTest(unittest.TestCase):
         self.cluster.stop()
 
     def scrape(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.cluster.mon_port}/metrics",
-                                    timeout=5) as reply:
-            return reply.read().decode()
+        return scrape(self.cluster.mon_port)
 
     def test_scrapes_during_rolling_restarts_are_valid_and_hold_no_duplicate_series(self):
         # Scrapes back to back on a thread while the main thread runs three

@@ -34,7 +34,7 @@ NODE_PACKAGE = os.path.dirname(os.path.realpath(os.path.join(RUNFILES, "clients/
 NODE = shutil.which("node") or "/usr/bin/node"
 NAME = "mixed"
 
-from e2e import CtlError, Wrk, free_port, stop_process, wait_until  # noqa: E402
+from e2e import Wrk, free_port, run_ctl, stop_process, wait_until  # noqa: E402
 
 
 def http_get(port, path="/", timeout=15):
@@ -77,11 +77,7 @@ class MixedCluster:
             raise
 
     def ctl(self, *args, check=True):
-        result = subprocess.run([CTL, "--run-dir", self.run_dir, *args], capture_output=True,
-                                text=True, timeout=30)
-        if check and result.returncode != 0:
-            raise CtlError(result.returncode, args, result.stdout, result.stderr)
-        return result
+        return run_ctl(CTL, self.run_dir, *args, check=check)
 
     def ready(self):
         workers = json.loads(self.ctl("workers", "-o", "json").stdout)["workers"]

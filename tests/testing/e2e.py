@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 WRK = "/usr/bin/wrk"
 
@@ -48,6 +49,24 @@ class CtlError(subprocess.CalledProcessError):
 
     def __str__(self):
         return f"cluster2ctl {' '.join(self.cmd)}: exit {self.returncode}: {self.stderr}"
+
+
+def run_ctl(ctl, run_dir, *args, check=True):
+    """cluster2ctl `args` against the cluster of `run_dir`; CtlError if it
+    fails and `check`."""
+    result = subprocess.run([ctl, "--run-dir", run_dir, *args], capture_output=True,
+                            text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise CtlError(result.returncode, args, result.stdout, result.stderr)
+    return result
+
+
+def scrape(mon_port, timeout=10):
+    """The master's /metrics text; OSError if it does not answer 200."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{mon_port}/metrics", timeout=timeout) as r:
+        if r.status != 200:
+            raise OSError(f"/metrics answered {r.status}")
+        return r.read().decode()
 
 
 class Wrk:
