@@ -36,13 +36,13 @@ constexpr char kRootFooter[] =
     "master or cache\nserver running (or it cannot be reached).";
 
 constexpr char kVerbFooter[] =
-    "Global options (--name, --run-dir, --master, --cache-socket, -o, "
-    "--timeout):\nsee cluster2ctl --help.";
+    "Global options (--name, --run-dir, --master, --hosts, --tls-*, "
+    "--cache-socket, -o,\n--timeout): see cluster2ctl --help.";
 
 std::vector<Verb> AllVerbs() {
   std::vector<Verb> verbs;
   for (auto group : {ctl::ClusterVerbs, ctl::EcvVerbs, ctl::EventVerbs,
-                     ctl::CacheVerbs, ctl::CompletionVerbs}) {
+                     ctl::FleetVerbs, ctl::CacheVerbs, ctl::CompletionVerbs}) {
     for (Verb& verb : group()) verbs.push_back(std::move(verb));
   }
   return verbs;
@@ -230,6 +230,24 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out,
                   "the cache server's socket (default: $CLUSTER2_CACHE, then "
                   "<run directory>/cache.sock)")
       ->type_name("PATH");
+  root.add_option("--hosts", options.hosts,
+                  "a file of masters, one \"NAME ADDRESS\" per line, for "
+                  "workers, status NAME and rollout")
+      ->type_name("FILE");
+  root.add_option("--tls-ca", options.tls_ca,
+                  "CA of a TCP master's certificate (default $CLUSTER2_TLS_CA)")
+      ->type_name("FILE");
+  root.add_option("--tls-cert", options.tls_cert,
+                  "client certificate for a TCP master (default "
+                  "$CLUSTER2_TLS_CERT)")
+      ->type_name("FILE");
+  root.add_option("--tls-key", options.tls_key,
+                  "its private key (default $CLUSTER2_TLS_KEY)")
+      ->type_name("FILE");
+  root.add_option("--tls-server-name", options.tls_server_name,
+                  "the name a TCP master's certificate must have (default: "
+                  "its host)")
+      ->type_name("NAME");
   root.add_option("-o,--output", options.output, "table (default) or json")
       ->type_name("table|json");
   root.add_option("--timeout", timeout,
@@ -320,6 +338,11 @@ int RunCtl(const std::vector<std::string>& args, std::ostream& out,
                               unused.empty() ? "" : "'"));
   }
   if (!unused.empty()) return Usage(err, Takes(verb));
+  const bool fleet_verb =
+      verb.path == "workers" || verb.path == "status" || verb.path == "rollout";
+  if (!options.hosts.empty() && !fleet_verb) {
+    return Usage(err, "--hosts works with workers, status NAME and rollout");
+  }
   VerbContext context(std::move(options), out, err);
   return handler->second(context);
 }

@@ -427,9 +427,10 @@ TEST(CompletionTest, BashScriptIsValidAndCompletesEveryVerb) {
             (std::vector<std::string>{"everysec"}));
   EXPECT_EQ(
       Complete(script, "cluster2ctl completion "),
-      (std::vector<std::string>{"bash", "zsh", "--help", "-h", "--name",
-                                "--run-dir", "--master", "--cache-socket",
-                                "--output", "-o", "--timeout", "--version"}));
+      (std::vector<std::string>{
+          "bash", "zsh", "--help", "-h", "--name", "--run-dir", "--master",
+          "--cache-socket", "--hosts", "--tls-ca", "--tls-cert", "--tls-key",
+          "--tls-server-name", "--output", "-o", "--timeout", "--version"}));
 }
 
 TEST(CompletionTest, ZshScriptIsTheBashFunctionThroughBashcompinit) {

@@ -14,9 +14,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -131,6 +133,10 @@ class Master {
         reload_source_(std::move(reload_source)) {}
 
   ~Master() {
+    if (tcp_server_ != nullptr) {
+      tcp_server_->Shutdown(std::chrono::system_clock::now() +
+                            std::chrono::milliseconds(100));
+    }
     if (server_ != nullptr) {
       // Every worker is gone; a control call still running gets 100 ms.
       server_->Shutdown(std::chrono::system_clock::now() +
@@ -206,6 +212,7 @@ class Master {
           }
         });
     CLUSTER2_RETURN_IF_ERROR(StartServer());
+    CLUSTER2_RETURN_IF_ERROR(StartControlTcp());
     CLUSTER2_RETURN_IF_ERROR(StartMonitor());
     LogInfo(absl::StrCat("cluster '", config_.name(), "': port ",
                          config_.port(), ", ", config_.no_workers(),
@@ -308,6 +315,7 @@ class Master {
     if (reload_source_) {
       hooks.reload = [this](bool restart_all) { return Reload(restart_all); };
     }
+    control_hooks_ = hooks;
     cluster_service_ = std::make_unique<ClusterService>(
         supervisor_.get(), debug_.get(), std::move(hooks));
     grpc::ServerBuilder builder;
@@ -329,6 +337,57 @@ class Master {
     // NOT_SERVING (SessionServer's default) until the ECV is up (every
     // initial worker ready).
     return absl::OkStatus();
+  }
+
+  // control.tcp: the Cluster, Status and Ecv services on TCP, mutual TLS
+  // only, on a server of their own (no worker session or emitter there).
+  absl::Status StartControlTcp() {
+    const v1::ClusterConfig::Control& control = config_.control();
+    if (control.tcp().empty()) return absl::OkStatus();
+    grpc::SslServerCredentialsOptions tls(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    CLUSTER2_ASSIGN_OR_RETURN(pair.cert_chain,
+                              ReadPem("control.cert", control.cert()));
+    CLUSTER2_ASSIGN_OR_RETURN(pair.private_key,
+                              ReadPem("control.key", control.key()));
+    CLUSTER2_ASSIGN_OR_RETURN(tls.pem_root_certs,
+                              ReadPem("control.clientCa", control.client_ca()));
+    tls.pem_key_cert_pairs.push_back(std::move(pair));
+    tcp_ecv_service_ = std::make_unique<EcvService>(ecv_.get());
+    tcp_status_service_ = std::make_unique<StatusService>(registry_.get());
+    tcp_cluster_service_ = std::make_unique<ClusterService>(
+        supervisor_.get(), debug_.get(), control_hooks_);
+    grpc::ServerBuilder builder;
+    int bound_port = 0;
+    builder.AddListeningPort(control.tcp(), grpc::SslServerCredentials(tls),
+                             &bound_port);
+    builder.RegisterService(tcp_cluster_service_.get());
+    builder.RegisterService(tcp_status_service_.get());
+    builder.RegisterService(tcp_ecv_service_.get());
+    tcp_server_ = builder.BuildAndStart();
+    if (tcp_server_ == nullptr || bound_port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("control.tcp: cannot serve on ", control.tcp(),
+                       " (address in use, or not an address of this host?)"));
+    }
+    LogInfo(absl::StrCat("control API on ", control.tcp(),
+                         " (TLS, client certificates of ", control.client_ca(),
+                         ")"));
+    return absl::OkStatus();
+  }
+
+  // The contents of the PEM file `path` (config field `field`).
+  static absl::StatusOr<std::string> ReadPem(const char* field,
+                                             const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().find("-----BEGIN ") == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": cannot read a PEM file at '", path, "'"));
+    }
+    return text.str();
   }
 
   absl::Status StartMonitor() {
@@ -652,6 +711,12 @@ class Master {
   std::unique_ptr<StatusService> status_service_;
   std::unique_ptr<ClusterService> cluster_service_;
   std::unique_ptr<grpc::Server> server_;
+  // control.tcp: its own server and services (null when off).
+  ClusterService::Hooks control_hooks_;
+  std::unique_ptr<EcvService> tcp_ecv_service_;
+  std::unique_ptr<StatusService> tcp_status_service_;
+  std::unique_ptr<ClusterService> tcp_cluster_service_;
+  std::unique_ptr<grpc::Server> tcp_server_;
   std::unique_ptr<MonitorServer> monitor_;
   // Replaced by a reload (under reload_mu_); destroyed first.
   std::unique_ptr<AppCheck> app_check_;

@@ -27,6 +27,7 @@ std::unique_ptr<v1::Cluster::Stub> ClusterStub(VerbContext& ctl, int* code) {
 }
 
 int Workers(VerbContext& ctl) {
+  if (!ctl.options().hosts.empty()) return FleetWorkers(ctl);
   int code;
   auto stub = ClusterStub(ctl, &code);
   if (stub == nullptr) return code;

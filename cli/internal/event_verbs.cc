@@ -126,6 +126,10 @@ int PrintStatus(const v1::GetStatusResponse& response, VerbContext& ctl) {
 
 // `status` lists the names; `status NAME` shows one.
 int Status(const std::string& name, VerbContext& ctl) {
+  if (!ctl.options().hosts.empty()) {
+    if (name.empty()) return ctl.Usage("--hosts works with status NAME");
+    return FleetStatus(name, ctl);
+  }
   if (int code = ctl.ConnectMaster(); code != kExitOk) return code;
   auto stub = v1::Status::NewStub(ctl.master());
   grpc::ClientContext context;

@@ -40,6 +40,17 @@ struct GlobalOptions {
   std::string output = "table";
   // --timeout: each RPC's deadline (streams have none). Default 5 s.
   absl::Duration timeout = absl::Seconds(5);
+  // --hosts: a file naming several masters, one per line ("NAME ADDRESS"),
+  // for `workers`, `status NAME` and `rollout` (fleet.h).
+  std::string hosts;
+  // --tls-ca, --tls-cert, --tls-key (default $CLUSTER2_TLS_CA, _CERT,
+  // _KEY): PEM files for a master on TCP (HOST:PORT), whose control port
+  // is mutual TLS; --tls-server-name: the name its certificate must have
+  // (default: HOST).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
 
 class VerbContext {
@@ -65,6 +76,12 @@ class VerbContext {
   // The channel ConnectMaster opened.
   std::shared_ptr<grpc::Channel> master() const { return master_; }
 
+  // A channel to the master at `address`: "unix:PATH" (a socket that must
+  // be the caller's), or "HOST:PORT" over TLS with the --tls-* files. Null
+  // with `*error` set if it cannot be opened.
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address,
+                                           std::string* error) const;
+
   // Like ConnectMaster for the cache server (--cache-socket, $CLUSTER2_CACHE
   // without --run-dir, <run dir>/cache.sock); its channel sends keepalive
   // pings, so a stream ends when the server freezes.
@@ -78,6 +95,9 @@ class VerbContext {
   // Prints a failed master RPC; returns kExitNoMaster for UNAVAILABLE,
   // else kExitFailed.
   int FailMaster(const grpc::Status& status);
+  // What to say of a failed call to the master at `address`.
+  static std::string DescribeFailure(const std::string& address,
+                                     const grpc::Status& status);
   // Like FailMaster, for the cache server.
   int FailCache(const grpc::Status& status);
 
@@ -117,6 +137,11 @@ std::vector<Verb> EcvVerbs();         // ecv_verbs.cc
 std::vector<Verb> EventVerbs();       // event_verbs.cc
 std::vector<Verb> CacheVerbs();       // cache_verbs.cc
 std::vector<Verb> CompletionVerbs();  // completion.cc
+std::vector<Verb> FleetVerbs();       // fleet_verbs.cc
+
+// With --hosts: `workers` and `status NAME` of every host (fleet_verbs.cc).
+int FleetWorkers(VerbContext& ctl);
+int FleetStatus(const std::string& name, VerbContext& ctl);
 
 }  // namespace cluster2::ctl
 

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -57,14 +59,72 @@ int VerbContext::ConnectMaster() {
               "--name/--run-dir)\n";
       return kExitNoMaster;
     }
-    if (!socket.ok()) {
-      err_ << "cluster2ctl: " << UntrustedSocketMessage(socket) << "\n";
-      return kExitFailed;
-    }
   }
-  master_ =
-      grpc::CreateChannel(master_address_, grpc::InsecureChannelCredentials());
+  std::string error;
+  master_ = ChannelTo(master_address_, &error);
+  if (master_ == nullptr) {
+    err_ << "cluster2ctl: " << error << "\n";
+    return kExitFailed;
+  }
   return kExitOk;
+}
+
+std::shared_ptr<grpc::Channel> VerbContext::ChannelTo(
+    const std::string& address, std::string* error) const {
+  if (absl::StartsWith(address, "unix:")) {
+    absl::Status socket = CheckTrustedSocket(address.substr(5), geteuid());
+    if (!socket.ok()) {
+      *error = UntrustedSocketMessage(socket);
+      return nullptr;
+    }
+    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  }
+  // TCP: the master's control port is mutual TLS (control.tcp).
+  auto pem = [&](const std::string& flag, const char* env, std::string* out) {
+    std::string path = flag;
+    if (path.empty() && std::getenv(env) != nullptr) path = std::getenv(env);
+    if (path.empty()) return true;  // not given
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().find("-----BEGIN ") == std::string::npos) {
+      *error = absl::StrCat("cannot read a PEM file at '", path, "'");
+      return false;
+    }
+    *out = text.str();
+    return true;
+  };
+  grpc::SslCredentialsOptions tls;
+  if (!pem(options_.tls_ca, "CLUSTER2_TLS_CA", &tls.pem_root_certs) ||
+      !pem(options_.tls_cert, "CLUSTER2_TLS_CERT", &tls.pem_cert_chain) ||
+      !pem(options_.tls_key, "CLUSTER2_TLS_KEY", &tls.pem_private_key)) {
+    return nullptr;
+  }
+  if (tls.pem_root_certs.empty()) {
+    *error = absl::StrCat("the master at ", address,
+                          " is on TCP: give its CA with --tls-ca (and a "
+                          "client certificate with --tls-cert and --tls-key)");
+    return nullptr;
+  }
+  grpc::ChannelArguments args;
+  if (!options_.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options_.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(tls), args);
+}
+
+std::string VerbContext::DescribeFailure(const std::string& address,
+                                         const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE)
+    return status.error_message();
+  if (absl::StartsWith(address, "unix:")) {
+    return absl::StrCat("no master running at ", address, " (",
+                        status.error_message(), ")");
+  }
+  return absl::StrCat("cannot reach the master at ", address, " (",
+                      status.error_message(),
+                      "): is control.tcp on there, and do the --tls-* files "
+                      "match its certificates?");
 }
 
 int VerbContext::ConnectCache() {
@@ -111,13 +171,9 @@ void VerbContext::SetDeadline(grpc::ClientContext* context) const {
 }
 
 int VerbContext::FailMaster(const grpc::Status& status) {
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    err_ << "cluster2ctl: no master running at " << master_address_ << " ("
-         << status.error_message() << ")\n";
-    return kExitNoMaster;
-  }
-  err_ << "cluster2ctl: " << status.error_message() << "\n";
-  return kExitFailed;
+  err_ << "cluster2ctl: " << DescribeFailure(master_address_, status) << "\n";
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitNoMaster
+                                                              : kExitFailed;
 }
 
 int VerbContext::FailCache(const grpc::Status& status) {

@@ -219,6 +219,37 @@ v1::ClusterConfig OnlyField(const v1::ClusterConfig& config,
   return only;
 }
 
+// control: all of tcp, cert, key and clientCa, or none (TLS only).
+absl::Status ValidateControl(const v1::ClusterConfig::Control& control) {
+  if (control.tcp().empty()) {
+    if (!control.cert().empty() || !control.key().empty() ||
+        !control.client_ca().empty()) {
+      return FieldError("control.tcp",
+                        "is required with control.cert, key and clientCa");
+    }
+    return absl::OkStatus();
+  }
+  const size_t colon = control.tcp().rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(control.tcp().substr(colon + 1), &port) || port < 1 ||
+      port > 65535) {
+    return FieldError("control.tcp", "must be HOST:PORT, e.g. 0.0.0.0:7070");
+  }
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"control.cert",
+                                                   &control.cert()},
+        {"control.key", &control.key()},
+        {"control.clientCa", &control.client_ca()}}) {
+    if (value->empty()) {
+      return FieldError(name,
+                        "is required with control.tcp (the control API on "
+                        "TCP is mutual TLS only)");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateGroups(const v1::ClusterConfig& config) {
   if (!config.command().empty()) {
     return FieldError("command",
@@ -461,6 +492,7 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
     return FieldError("recycle.degradationWindow",
                       "must be at least 2 heartbeats");
   }
+  CLUSTER2_RETURN_IF_ERROR(ValidateControl(config.control()));
   CLUSTER2_RETURN_IF_ERROR(CheckEnvNames(config.env(), "env"));
   if (!config.groups().empty()) return ValidateGroups(config);
   if (config.command().empty()) {

@@ -271,6 +271,23 @@ TEST(ConfigGroupsTest, RefusesAmbiguousOrBrokenGroupsWithOneLine) {
             "unknown field 'groups[0].nWorkers'");
 }
 
+TEST(ConfigControlTest, TcpControlIsMutualTlsOnly) {
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "control": {
+                     "tcp": "0.0.0.0:7070", "cert": "s.pem", "key": "s.key",
+                     "clientCa": "ca.pem"}})"),
+            "");
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "control": {
+                     "tcp": "0.0.0.0:7070", "cert": "s.pem", "key": "s.key"}})"),
+            "field 'control.clientCa': is required with control.tcp (the "
+            "control API on TCP is mutual TLS only)");
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "control": {"tcp": "7070",
+                     "cert": "s.pem", "key": "s.key", "clientCa": "c"}})"),
+            "field 'control.tcp': must be HOST:PORT, e.g. 0.0.0.0:7070");
+  EXPECT_EQ(Check(R"({"command": ["/bin/sh"], "control": {"cert": "s.pem"}})"),
+            "field 'control.tcp': is required with control.cert, key and "
+            "clientCa");
+}
+
 TEST(ConfigReloadTest, FixedFieldsAreListedAndKeptReloadableOnesApplied) {
   v1::ClusterConfig running;
   ASSERT_EQ(

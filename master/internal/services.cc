@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
+#include "grpc/grpc_security_constants.h"
 
 namespace cluster2 {
 namespace {
@@ -338,9 +339,19 @@ void ToProto(const Ecv::State& state, v1::EcvState* out) {
   out->set_changed_by(state.changed_by);
 }
 
+// Who asked: the request's `who`, else the peer, with the common name of
+// its client certificate on the TCP control port.
 std::string Who(grpc::ServerContext* context, const v1::MarkRequest& request) {
-  return request.who().empty() ? absl::StrCat("grpc ", context->peer())
-                               : absl::StrCat("grpc: ", request.who());
+  if (!request.who().empty()) return absl::StrCat("grpc: ", request.who());
+  std::string who = absl::StrCat("grpc ", context->peer());
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  if (auth != nullptr) {
+    for (const grpc::string_ref& name :
+         auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
+      absl::StrAppend(&who, " (", std::string(name.data(), name.size()), ")");
+    }
+  }
+  return who;
 }
 
 }  // namespace
