@@ -11,6 +11,9 @@ PACKAGES=(
   prometheus-cpp-dev libmicrohttpd-dev libcli11-dev
   # tests
   libgtest-dev libgmock-dev python3
+  # deploy_test: the Kubernetes manifests (YAML), systemd-analyze and
+  # systemd-socket-activate for the units (no running systemd needed)
+  python3-yaml systemd
   # a real non-C++ peer: Python's gRPC on the protos (tests, examples/python)
   python3-grpcio python3-protobuf
   # debugging workers: gdbserver (debug), gdb (stacks), debugpy (Python workers)
