@@ -16,7 +16,7 @@ constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
 using cache_calls::Call;
 using v1::Cache;
 
-absl::Status PlainGet(CacheStore* store, const v1::GetRequest& request,
+absl::Status PlainGet(CacheBackend* store, const v1::GetRequest& request,
                       v1::GetResponse* response) {
   absl::StatusOr<CacheGetResult> got =
       store->Get(request.namespace_(), request.key());
@@ -25,7 +25,7 @@ absl::Status PlainGet(CacheStore* store, const v1::GetRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status DoSet(CacheStore* store, const v1::SetRequest& request,
+absl::Status DoSet(CacheBackend* store, const v1::SetRequest& request,
                    v1::SetResponse* response) {
   auto set = store->Set(request.namespace_(), request.key(), request.value(),
                         FromProto(request.ttl()), request.leave_if_not_null(),
@@ -38,7 +38,7 @@ absl::Status DoSet(CacheStore* store, const v1::SetRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status DoDelete(CacheStore* store, const v1::DeleteRequest& request,
+absl::Status DoDelete(CacheBackend* store, const v1::DeleteRequest& request,
                       v1::DeleteResponse* response) {
   auto deleted = store->Delete(request.namespace_(), request.key());
   if (!deleted.ok()) return deleted.status();
@@ -49,7 +49,7 @@ absl::Status DoDelete(CacheStore* store, const v1::DeleteRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status DoKeys(CacheStore* store, const v1::KeysRequest& request,
+absl::Status DoKeys(CacheBackend* store, const v1::KeysRequest& request,
                     v1::KeysResponse* response) {
   size_t limit =
       request.limit() == 0 ? 1000 : std::min<size_t>(request.limit(), 10000);
@@ -61,7 +61,7 @@ absl::Status DoKeys(CacheStore* store, const v1::KeysRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status DoStats(CacheStore* store, const v1::StatsRequest& request,
+absl::Status DoStats(CacheBackend* store, const v1::StatsRequest& request,
                      v1::StatsResponse* response) {
   std::vector<CacheNamespaceInfo> infos =
       store->Namespaces(request.namespace_());
@@ -180,7 +180,7 @@ using GetCall = UnaryCall<v1::GetRequest, v1::GetResponse>;
 // the store until its waiter is called (value, load error, lease,
 // HOLD_LOST, WAIT_EXPIRED) or the client goes away, whichever is first:
 // CancelWaiter returns true only when the waiter will never be called.
-void GetOrLoad(CacheStore* store, GetCall* call) {
+void GetOrLoad(CacheBackend* store, GetCall* call) {
   const v1::GetRequest& request = call->request();
   absl::Duration ttl = request.has_lease_ttl() ? FromProto(request.lease_ttl())
                                                : kDefaultLeaseTtl;
@@ -233,7 +233,7 @@ void GetOrLoad(CacheStore* store, GetCall* call) {
 
 }  // namespace
 
-CacheService::CacheService(CacheStore* store) : store_(store) {}
+CacheService::CacheService(CacheBackend* store) : store_(store) {}
 
 CacheService::~CacheService() = default;
 
@@ -289,7 +289,7 @@ void CacheService::CallEnded() {
   }
 
 void CacheService::PostUnaryCalls() {
-  CacheStore* store = store_;
+  CacheBackend* store = store_;
   using Use = UnaryCall<v1::UseRequest, v1::UseResponse>;
   using Set = UnaryCall<v1::SetRequest, v1::SetResponse>;
   using Release = UnaryCall<v1::ReleaseLeaseRequest, v1::ReleaseLeaseResponse>;

@@ -1,4 +1,4 @@
-// CacheService: the Cache gRPC service over a CacheStore, on one thread.
+// CacheService: the Cache gRPC service over a CacheBackend, on one thread.
 //
 // Every call is a small state machine on gRPC's completion-queue API,
 // driven by one IoLoop thread ("cache-io"): a message is read, run
@@ -29,7 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "cache_server/internal/cache_store.h"
+#include "cache_server/internal/cache_backend.h"
 #include "cluster2/v1/cache.grpc.pb.h"
 #include "common/io_loop.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -40,7 +40,7 @@ namespace cluster2 {
 class CacheService {
  public:
   // Borrows `store`.
-  explicit CacheService(CacheStore* store);
+  explicit CacheService(CacheBackend* store);
   ~CacheService();
   CacheService(const CacheService&) = delete;
   CacheService& operator=(const CacheService&) = delete;
@@ -64,7 +64,7 @@ class CacheService {
   // For the calls (cache_service.cc, cache_streams.cc).
   struct Env {
     CacheService* service;
-    CacheStore* store;
+    CacheBackend* store;
     v1::Cache::AsyncService* async;
     grpc::health::v1::Health::AsyncService* health;
     grpc::ServerCompletionQueue* cq;
@@ -78,7 +78,7 @@ class CacheService {
   void PostStreamCalls();
   void PostHealthCalls();  // cache_health.cc
 
-  CacheStore* const store_;
+  CacheBackend* const store_;
   v1::Cache::AsyncService async_;
   grpc::health::v1::Health::AsyncService health_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;  // until Start

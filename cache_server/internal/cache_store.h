@@ -63,6 +63,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "cache_server/internal/cache_backend.h"
 #include "cache_server/internal/cache_log.h"
 #include "cache_server/internal/cache_types.h"
 #include "cache_server/internal/expiry_index.h"
@@ -74,7 +75,7 @@
 
 namespace cluster2 {
 
-class CacheStore {
+class CacheStore final : public CacheBackend {
  public:
   struct Limits {
     size_t max_key = 1024;
@@ -85,40 +86,41 @@ class CacheStore {
   };
   // Bytes counted for each key besides its key and value.
   static constexpr uint64_t kEntryOverhead = MemoryBudget::kEntryOverhead;
-  using Waiter = LeaseTable::Waiter;
+  using Waiter = CacheBackend::Waiter;
 
   // `data_dir`: where persistent namespaces live; empty = persistence is
   // refused (Use with persist gets FAILED_PRECONDITION). Borrows `clock`.
   // Starts the timer thread.
   CacheStore(Limits limits, Clock* clock, std::string data_dir = "");
   // Parked calls still waiting are dropped, their waiters never called.
-  ~CacheStore();
+  ~CacheStore() override;
 
   // Loads the persistent namespaces of data_dir. Call once, before serving.
   // Problems found in the files (torn tails, corrupt files) are appended to
   // `problems`; only an unusable directory is an error.
   absl::Status Recover(std::vector<std::string>* problems)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // Creates `name` or returns its options; `conflict` tells whether they
   // differ from the requested ones (the first Use wins).
   absl::StatusOr<CacheNamespaceOptions> Use(
       const std::string& name, const CacheNamespaceOptions& options,
-      bool* conflict) ABSL_LOCKS_EXCLUDED(mu_);
+      bool* conflict) ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // A plain read (counted as a hit or a miss). NOT_FOUND
   // (NAMESPACE_NOT_FOUND) for an unknown namespace.
   absl::StatusOr<CacheGetResult> Get(const std::string& ns,
                                      const std::string& key)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // The Hold of client process `client_id` began: it may take leases until
   // EndHold. INVALID_ARGUMENT if empty; ALREADY_EXISTS (HOLD_IN_USE).
-  absl::Status OpenHold(const std::string& client_id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status OpenHold(const std::string& client_id)
+      ABSL_LOCKS_EXCLUDED(mu_) override;
   // The Hold ended (the process died or cancelled): its parked calls get
   // HOLD_LOST, then each of its leases passes to the next parked caller of
   // another process at once.
-  void EndHold(const std::string& client_id) ABSL_LOCKS_EXCLUDED(mu_);
+  void EndHold(const std::string& client_id) ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // Get-or-load for `client_id`, which must have a live Hold
   // (FAILED_PRECONDITION, HOLD_MISSING). A hit or a granted lease is
@@ -131,11 +133,11 @@ class CacheStore {
       const std::string& ns, const std::string& key,
       const std::string& client_id, absl::Duration lease_ttl, Waiter waiter,
       uint64_t* waiter_id, absl::Duration wait = absl::InfiniteDuration())
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
   // A parked call gave up (its client went away). True if it was still
   // parked: its waiter is dropped, never called. False if its waiter has
   // been or is being called.
-  bool CancelWaiter(uint64_t waiter_id) ABSL_LOCKS_EXCLUDED(mu_);
+  bool CancelWaiter(uint64_t waiter_id) ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // Writes `key`. `ttl` 0 = the namespace's. With `leave_if_not_null` only
   // if absent. With `lease_token` it completes that lease
@@ -146,7 +148,7 @@ class CacheStore {
                                      const std::string& key, std::string value,
                                      absl::Duration ttl, bool leave_if_not_null,
                                      const std::string& lease_token)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // The lease holder failed: parked callers get `error`, or with `retry` the
   // next one gets the lease. FAILED_PRECONDITION (LEASE_NOT_HELD) for a
@@ -154,20 +156,20 @@ class CacheStore {
   absl::Status ReleaseLease(const std::string& ns, const std::string& key,
                             const std::string& lease_token,
                             const std::string& error, bool retry)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // Deletes `key`, returning its old value if it had one. A key being
   // loaded loses its lease too (the load may predate this invalidation):
   // the next parked caller loads afresh; the old holder's Set fails.
   absl::StatusOr<CacheDeleteResult> Delete(const std::string& ns,
                                            const std::string& key)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
   // Live keys with `prefix`, sorted, at most `limit`, after `after`.
   absl::StatusOr<std::vector<std::string>> Keys(const std::string& ns,
                                                 const std::string& prefix,
                                                 size_t limit,
                                                 const std::string& after)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // Registers `watcher` for the changes of `key` (empty: every key) of
   // `ns`. With `from_revision` > 0 it first gets the kept changes after it;
@@ -175,21 +177,21 @@ class CacheStore {
   // (resync: the caller re-reads). `watcher` must outlive Unwatch.
   absl::StatusOr<bool> Watch(const std::string& ns, const std::string& key,
                              uint64_t from_revision, CacheWatcher* watcher)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  void Unwatch(CacheWatcher* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
+  void Unwatch(CacheWatcher* watcher) ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // Namespaces (or just `ns`) with their sizes and counters.
   std::vector<CacheNamespaceInfo> Namespaces(const std::string& ns = "")
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_) override;
   uint64_t bytes() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Reclaims expired keys and passes on leases whose TTL ran out. Returns
   // the number of keys reclaimed.
   size_t Sweep() ABSL_LOCKS_EXCLUDED(mu_);
   // Once a second: Sweep, sync `everysec` logs, compact grown logs.
-  void Maintain() ABSL_LOCKS_EXCLUDED(mu_);
+  void Maintain() ABSL_LOCKS_EXCLUDED(mu_) override;
   // Syncs every persistent namespace's log (at shutdown).
-  void SyncAll() ABSL_LOCKS_EXCLUDED(mu_);
+  void SyncAll() ABSL_LOCKS_EXCLUDED(mu_) override;
 
   // The timers of parked calls, for tests with a fake clock (RunDue).
   TimerQueue& timers_for_test() { return timers_; }

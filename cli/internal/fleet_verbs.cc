@@ -166,8 +166,7 @@ int FleetWorkers(VerbContext& ctl) {
       ctl.SetDeadline(&context);
       grpc::Status status =
           v1::Cluster::NewStub(channel)->ListWorkers(&context, {}, &response);
-      if (!status.ok())
-        error = VerbContext::DescribeFailure(host.address, status);
+      if (!status.ok()) error = ctl.DescribeFailure(host.address, status);
     }
     if (!error.empty()) {
       code = kExitFailed;
@@ -213,8 +212,7 @@ int FleetStatus(const std::string& name, VerbContext& ctl) {
       request.set_name(name);
       grpc::Status status =
           v1::Status::NewStub(channel)->GetStatus(&context, request, &response);
-      if (!status.ok())
-        error = VerbContext::DescribeFailure(host.address, status);
+      if (!status.ok()) error = ctl.DescribeFailure(host.address, status);
     }
     if (!error.empty()) {
       code = kExitFailed;
@@ -261,11 +259,12 @@ struct RolloutTimes {
 class HostControl {
  public:
   HostControl(const Host& host, std::shared_ptr<grpc::Channel> channel,
-              absl::Duration timeout)
+              const VerbContext& ctl)
       : host_(host),
+        ctl_(ctl),
         cluster_(v1::Cluster::NewStub(channel)),
         ecv_(v1::Ecv::NewStub(channel)),
-        timeout_(timeout) {}
+        timeout_(ctl.options().timeout) {}
 
   // Fails with what to print.
   absl::StatusOr<v1::ListWorkersResponse> Workers() {
@@ -316,11 +315,11 @@ class HostControl {
   template <typename T>
   absl::StatusOr<T> Check(const grpc::Status& status, const T& value) {
     if (status.ok()) return value;
-    return absl::UnavailableError(
-        VerbContext::DescribeFailure(host_.address, status));
+    return absl::UnavailableError(ctl_.DescribeFailure(host_.address, status));
   }
 
   const Host& host_;
+  const VerbContext& ctl_;
   std::unique_ptr<v1::Cluster::Stub> cluster_;
   std::unique_ptr<v1::Ecv::Stub> ecv_;
   const absl::Duration timeout_;
@@ -508,8 +507,7 @@ int Rollout(const RolloutArgs& args, VerbContext& ctl) {
                 << error << "\n";
       return kExitFailed;
     }
-    controls.push_back(
-        std::make_unique<HostControl>(host, channel, ctl.options().timeout));
+    controls.push_back(std::make_unique<HostControl>(host, channel, ctl));
     auto ecv = controls.back()->Ecv();
     if (!ecv.ok()) {
       ctl.err() << "cluster2ctl: rollout not started: " << host.name << ": "

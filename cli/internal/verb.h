@@ -96,8 +96,8 @@ class VerbContext {
   // else kExitFailed.
   int FailMaster(const grpc::Status& status);
   // What to say of a failed call to the master at `address`.
-  static std::string DescribeFailure(const std::string& address,
-                                     const grpc::Status& status);
+  std::string DescribeFailure(const std::string& address,
+                              const grpc::Status& status) const;
   // Like FailMaster, for the cache server.
   int FailCache(const grpc::Status& status);
 

@@ -114,17 +114,22 @@ std::shared_ptr<grpc::Channel> VerbContext::ChannelTo(
 }
 
 std::string VerbContext::DescribeFailure(const std::string& address,
-                                         const grpc::Status& status) {
+                                         const grpc::Status& status) const {
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE)
     return status.error_message();
   if (absl::StartsWith(address, "unix:")) {
     return absl::StrCat("no master running at ", address, " (",
                         status.error_message(), ")");
   }
-  return absl::StrCat("cannot reach the master at ", address, " (",
-                      status.error_message(),
-                      "): is control.tcp on there, and do the --tls-* files "
-                      "match its certificates?");
+  const bool client_certificate =
+      !options_.tls_cert.empty() || std::getenv("CLUSTER2_TLS_CERT") != nullptr;
+  return absl::StrCat(
+      "cannot reach the master at ", address, " (", status.error_message(),
+      client_certificate
+          ? "): is control.tcp on there, and do the --tls-* files match its "
+            "certificates?"
+          : "): a master's TCP control port refuses a client without a "
+            "certificate: give one with --tls-cert and --tls-key");
 }
 
 int VerbContext::ConnectCache() {
