@@ -9,6 +9,8 @@ PACKAGES=(
   bazel-bootstrap g++ make
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
   prometheus-cpp-dev libmicrohttpd-dev libcli11-dev
+  # the cache's Redis backend (cache.backend) and its tests
+  libhiredis-dev
   # tests
   libgtest-dev libgmock-dev python3
   # deploy_test: the Kubernetes manifests (YAML), systemd-analyze and
@@ -18,11 +20,13 @@ PACKAGES=(
   python3-grpcio python3-protobuf
   # debugging workers: gdbserver (debug), gdb (stacks), debugpy (Python workers)
   gdb gdbserver python3-debugpy
-  # real peers of the monitor port: promtool/Prometheus, HAProxy, a browser
-  prometheus haproxy chromium
+  # real peers of the monitor port: promtool/Prometheus, HAProxy, a browser;
+  # the multi-host test: ip netns (iproute2) and certificates (openssl)
+  prometheus haproxy chromium iproute2 openssl
   # demo and benchmarks
   curl wrk
-  # the cache benchmarks' anchor: Redis (redis-server, redis-benchmark)
+  # the cache benchmarks' anchor and the cache's Redis backend's tests:
+  # Redis (redis-server, redis-benchmark)
   redis-server redis-tools
 )
 
