@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/redis_connection.h"
 
 namespace cluster2 {
 namespace {
@@ -67,6 +68,13 @@ absl::StatusOr<CacheServerOptions> ParseCacheServerArgs(
     } else if (Option(arg, "--max-memory", &value)) {
       ok = ParseByteCount(value, &bytes);
       options.max_memory_bytes = bytes;
+    } else if (Option(arg, "--backend", &value)) {
+      if (absl::StatusOr<RedisAddress> address = ParseRedisAddress(value);
+          !address.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "bad argument '", arg, "': ", address.status().message()));
+      }
+      options.backend = std::string(value);
     } else {
       ok = false;
     }

@@ -1,7 +1,7 @@
 // The command line of cluster2-cache:
 //
 //   cluster2-cache --socket=PATH [--data-dir=DIR] [--max-value-bytes=N]
-//                  [--max-memory=N[k|m|g]]
+//                  [--max-memory=N[k|m|g]] [--backend=redis://HOST:PORT]
 //
 // each option being CacheServerOptions' field of the same name (whose
 // comment gives its default). Byte counts take an optional binary suffix:
@@ -25,7 +25,8 @@ namespace cluster2 {
 // The usage line printed with a bad argument.
 inline constexpr absl::string_view kCacheServerUsage =
     "usage: cluster2-cache --socket=PATH [--data-dir=DIR] "
-    "[--max-value-bytes=N] [--max-memory=N[k|m|g]]";
+    "[--max-value-bytes=N] [--max-memory=N[k|m|g]] "
+    "[--backend=redis://HOST:PORT|unix:PATH]";
 
 // Parses `args` (argv without the program name). INVALID_ARGUMENT
 // "bad argument '<arg>'" for an unknown option, a malformed value or a

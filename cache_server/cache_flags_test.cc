@@ -18,6 +18,15 @@ TEST(CacheFlagsTest, EveryOptionAndTheDefaults) {
   EXPECT_EQ(all->data_dir, "/d");
   EXPECT_EQ(all->max_value_bytes, size_t{64} << 10);
   EXPECT_EQ(all->max_memory_bytes, uint64_t{1} << 30);
+  EXPECT_EQ(all->backend, "");
+  auto redis = ParseCacheServerArgs(
+      {"--socket=s", "--backend=unix:/run/redis/redis.sock"});
+  ASSERT_TRUE(redis.ok());
+  EXPECT_EQ(redis->backend, "unix:/run/redis/redis.sock");
+  auto bad = ParseCacheServerArgs({"--socket=s", "--backend=10.0.0.1:6379"});
+  EXPECT_EQ(bad.status().message(),
+            "bad argument '--backend=10.0.0.1:6379': a Redis address is "
+            "redis://HOST[:PORT] or unix:/path/redis.sock");
 }
 
 TEST(CacheFlagsTest, ABadArgumentIsNamed) {

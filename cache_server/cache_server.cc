@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "cache_server/internal/cache_service.h"
 #include "cache_server/internal/cache_store.h"
+#include "cache_server/internal/redis_store.h"
 #include "common/clock.h"
 #include "common/keepalive.h"
 #include "common/log.h"
@@ -22,22 +23,36 @@
 
 namespace cluster2 {
 
+namespace {
+
+// The store of `options.backend` (checked by Start).
+std::unique_ptr<CacheBackend> MakeStore(const CacheServerOptions& options,
+                                        Clock* clock) {
+  if (!options.backend.empty()) {
+    RedisStore::Options redis;
+    redis.address = *ParseRedisAddress(options.backend);
+    redis.max_value = options.max_value_bytes;
+    return std::make_unique<RedisStore>(std::move(redis), clock);
+  }
+  CacheStore::Limits limits;
+  limits.max_value = options.max_value_bytes;
+  limits.max_bytes = options.max_memory_bytes;
+  return std::make_unique<CacheStore>(limits, clock, options.data_dir);
+}
+
+}  // namespace
+
 struct CacheServer::State {
   explicit State(const CacheServerOptions& options)
       : options(options),
-        store(
-            [&] {
-              CacheStore::Limits limits;
-              limits.max_value = options.max_value_bytes;
-              limits.max_bytes = options.max_memory_bytes;
-              return limits;
-            }(),
-            &clock, options.data_dir),
+        store_owner(MakeStore(options, &clock)),
+        store(*store_owner),
         service(&store) {}
 
   const CacheServerOptions options;
   RealClock clock;
-  CacheStore store;
+  std::unique_ptr<CacheBackend> store_owner;
+  CacheBackend& store;
   CacheService service;
   std::unique_ptr<grpc::Server> server;
   absl::Notification stop;
@@ -56,6 +71,13 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
   if (options.max_value_bytes == 0 || options.max_value_bytes > (64 << 20)) {
     return absl::InvalidArgumentError(
         "the largest value must be 1 byte to 64 MiB");
+  }
+  if (!options.backend.empty()) {
+    if (absl::StatusOr<RedisAddress> address =
+            ParseRedisAddress(options.backend);
+        !address.ok()) {
+      return address.status();
+    }
   }
   auto state = std::make_unique<State>(options);
   std::vector<std::string> problems;
@@ -97,10 +119,11 @@ absl::StatusOr<std::unique_ptr<CacheServer>> CacheServer::Start(
       raw->store.Maintain();
   });
   pthread_setname_np(state->maintenance.native_handle(), "maintenance");
-  LogInfo(absl::StrCat("serving on unix:", options.socket_path,
-                       options.data_dir.empty()
-                           ? " (no data directory: nothing persists)"
-                           : ", data in " + options.data_dir));
+  LogInfo(absl::StrCat(
+      "serving on unix:", options.socket_path,
+      !options.backend.empty()   ? ", keys in Redis at " + options.backend
+      : options.data_dir.empty() ? " (no data directory: nothing persists)"
+                                 : ", data in " + options.data_dir));
   return std::unique_ptr<CacheServer>(new CacheServer(std::move(state)));
 }
 

@@ -25,6 +25,10 @@ struct CacheServerOptions {
   // Memory budget for keys and values, bytes; 0 = none. See cache.proto for
   // the eviction policy.
   uint64_t max_memory_bytes = 0;
+  // Where the keys live: empty (the default), this server's memory and
+  // data_dir; "redis://HOST:PORT" or "unix:/path/redis.sock", a Redis
+  // server shared with other hosts' cache servers (RedisStore).
+  std::string backend;
 };
 
 // A running cache server: its store (recovered from data_dir), its gRPC

@@ -596,6 +596,7 @@ class Master {
       options.socket_path = run_dir_->File(RunDirectory::kCacheSocket);
       options.data_dir = CacheDataDir();
       options.max_memory_bytes = config_.cache().max_memory();
+      options.backend = config_.cache().backend();
       absl::StatusOr<std::unique_ptr<CacheServer>> server =
           CacheServer::Start(options);
       if (!server.ok()) {

@@ -182,6 +182,13 @@ int VerbContext::FailMaster(const grpc::Status& status) {
 }
 
 int VerbContext::FailCache(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      absl::StartsWith(status.error_message(), "redis at ")) {
+    // The server answered; its Redis (cache.backend) did not.
+    err_ << "cluster2ctl: the cache server at " << cache_where_
+         << " cannot reach its Redis: " << status.error_message() << "\n";
+    return kExitNoMaster;
+  }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     err_ << "cluster2ctl: no cache server at " << cache_where_ << " ("
          << status.error_message() << ")\n";

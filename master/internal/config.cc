@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/redis_connection.h"
 #include "common/status.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
@@ -493,6 +494,13 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
                       "must be at least 2 heartbeats");
   }
   CLUSTER2_RETURN_IF_ERROR(ValidateControl(config.control()));
+  if (!config.cache().backend().empty()) {
+    if (absl::StatusOr<RedisAddress> address =
+            ParseRedisAddress(config.cache().backend());
+        !address.ok()) {
+      return FieldError("cache.backend", address.status().message());
+    }
+  }
   CLUSTER2_RETURN_IF_ERROR(CheckEnvNames(config.env(), "env"));
   if (!config.groups().empty()) return ValidateGroups(config);
   if (config.command().empty()) {

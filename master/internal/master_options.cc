@@ -87,6 +87,8 @@ CacheSupervisorOptions CacheSupervisorOptionsFromConfig(
     options.spec.argv.push_back(
         absl::StrCat("--max-memory=", config.cache().max_memory()));
   }
+  if (!config.cache().backend().empty())
+    options.spec.argv.push_back("--backend=" + config.cache().backend());
   options.spec.env = std::move(env);
   options.spec.log_component = "cache";
   const auto& backoff = config.restart_backoff();
