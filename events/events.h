@@ -16,13 +16,16 @@ namespace cluster2 {
 
 // Where an event goes.
 struct EmitTarget {
-  enum class Kind { kSelf, kMaster, kWorkers, kPid };
+  // kCluster: every process of every host sharing the emitter bridge
+  // (emitter.proto's Target.cluster).
+  enum class Kind { kSelf, kMaster, kWorkers, kPid, kCluster };
   Kind kind = Kind::kSelf;
   int pid = 0;
   static EmitTarget Self() { return {Kind::kSelf, 0}; }
   static EmitTarget Master() { return {Kind::kMaster, 0}; }
   static EmitTarget Workers() { return {Kind::kWorkers, 0}; }
   static EmitTarget Pid(int pid) { return {Kind::kPid, pid}; }
+  static EmitTarget Cluster() { return {Kind::kCluster, 0}; }
 };
 
 // An event as a listener receives it.

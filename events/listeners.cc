@@ -55,6 +55,9 @@ v1::Event ToProto(const std::string& name,
       case EmitTarget::Kind::kPid:
         out->set_pid(target.pid);
         break;
+      case EmitTarget::Kind::kCluster:
+        out->set_cluster(true);
+        break;
     }
   }
   return event;

@@ -40,6 +40,7 @@
 #include "master/internal/config.h"
 #include "master/internal/debug_session.h"
 #include "master/internal/ecv.h"
+#include "master/internal/emitter_bridge.h"
 #include "master/internal/event_router.h"
 #include "master/internal/event_timeline.h"
 #include "master/internal/listener.h"
@@ -133,6 +134,7 @@ class Master {
         reload_source_(std::move(reload_source)) {}
 
   ~Master() {
+    bridge_.reset();  // no more deliveries from other hosts
     if (tcp_server_ != nullptr) {
       tcp_server_->Shutdown(std::chrono::system_clock::now() +
                             std::chrono::milliseconds(100));
@@ -213,6 +215,14 @@ class Master {
         });
     CLUSTER2_RETURN_IF_ERROR(StartServer());
     CLUSTER2_RETURN_IF_ERROR(StartControlTcp());
+    if (!config_.emitter().bridge().empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof(host) - 1);
+      CLUSTER2_ASSIGN_OR_RETURN(
+          bridge_, EmitterBridge::Start(
+                       config_.emitter().bridge(), config_.name(),
+                       absl::StrCat(host, "/", getpid()), router_.get()));
+    }
     CLUSTER2_RETURN_IF_ERROR(StartMonitor());
     LogInfo(absl::StrCat("cluster '", config_.name(), "': port ",
                          config_.port(), ", ", config_.no_workers(),
@@ -705,6 +715,7 @@ class Master {
   std::unique_ptr<DebugSession> debug_;
   std::unique_ptr<Ecv> ecv_;
   std::unique_ptr<EventRouter> router_;
+  std::unique_ptr<EmitterBridge> bridge_;  // emitter.bridge; before router_
   std::unique_ptr<StatusRegistry> registry_;
   std::unique_ptr<MasterEvents> events_;           // the embedding app's side
   std::unique_ptr<SessionServer> session_server_;  // sessions, Emitter

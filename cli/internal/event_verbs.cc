@@ -46,10 +46,12 @@ int Emit(const EmitArgs& args, VerbContext& ctl) {
       target->set_master(true);
     } else if (to == "workers") {
       target->set_workers(true);
+    } else if (to == "cluster") {
+      target->set_cluster(true);
     } else if (absl::SimpleAtoi(to, &pid) && pid > 0) {
       target->set_pid(pid);
     } else {
-      return ctl.Usage("--to takes self, master, workers or a pid");
+      return ctl.Usage("--to takes self, master, workers, cluster or a pid");
     }
   }
   if (int code = ctl.ConnectMaster(); code != kExitOk) return code;
@@ -177,7 +179,7 @@ int StatusSet(const StatusSetArgs& args, VerbContext& ctl) {
 
 std::vector<Verb> EventVerbs() {
   return {
-      {"emit", "EVENT [JSON ...] [--to self|master|workers|PID ...]",
+      {"emit", "EVENT [JSON ...] [--to self|master|workers|cluster|PID ...]",
        "send an event (default: to the master and every worker)",
        "Each JSON is one argument of the event: quote strings ('\"text\"').",
        [](CLI::App& command) -> VerbHandler {
@@ -187,7 +189,8 @@ std::vector<Verb> EventVerbs() {
          command.add_option("JSON", args->json, "the event's arguments");
          command
              .add_option("--to", args->to,
-                         "a recipient: self, master, workers or a pid "
+                         "a recipient: self, master, workers, cluster (every "
+                         "host of the emitter bridge) or a pid "
                          "(repeatable)")
              ->type_name("TARGET")
              ->allow_extra_args(false);

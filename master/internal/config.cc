@@ -494,6 +494,13 @@ absl::Status ValidateConfig(const v1::ClusterConfig& config) {
                       "must be at least 2 heartbeats");
   }
   CLUSTER2_RETURN_IF_ERROR(ValidateControl(config.control()));
+  if (!config.emitter().bridge().empty()) {
+    if (absl::StatusOr<RedisAddress> address =
+            ParseRedisAddress(config.emitter().bridge());
+        !address.ok()) {
+      return FieldError("emitter.bridge", address.status().message());
+    }
+  }
   if (!config.cache().backend().empty()) {
     if (absl::StatusOr<RedisAddress> address =
             ParseRedisAddress(config.cache().backend());

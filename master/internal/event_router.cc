@@ -1,5 +1,6 @@
 #include "master/internal/event_router.h"
 
+#include <algorithm>
 #include <set>
 
 namespace cluster2 {
@@ -24,6 +25,26 @@ uint64_t EventRouter::AddMasterListener(EventSink* sink) {
 void EventRouter::RemoveMasterListener(uint64_t id) {
   absl::MutexLock lock(&mu_);
   master_listeners_.erase(id);
+}
+
+void EventRouter::SetBridge(std::function<void(const v1::Event&)> publish) {
+  absl::MutexLock lock(&mu_);
+  bridge_ = std::move(publish);
+}
+
+uint32_t EventRouter::DeliverFromBridge(const v1::Event& event) {
+  absl::MutexLock lock(&mu_);
+  uint32_t delivered = 0;
+  if (!master_listeners_.empty()) {
+    for (const auto& [id, sink] : master_listeners_) sink->Deliver(event);
+  }
+  ++delivered;  // the master
+  for (const auto& [pid, sink] : workers_) {
+    sink->Deliver(event);
+    ++delivered;
+  }
+  counters_.delivered += delivered;
+  return delivered;
 }
 
 EventRouter::Counters EventRouter::counters() const {
@@ -62,6 +83,16 @@ absl::StatusOr<RouteResult> EventRouter::Route(v1::Event event,
       for (const auto& [pid, sink] : workers_) processes.insert(pid);
     }
   }
+  // To every host: the bridge delivers it here too, in its order.
+  const bool cluster =
+      std::any_of(event.targets().begin(), event.targets().end(),
+                  [](const v1::Target& target) { return target.cluster(); });
+  if (cluster && bridge_) {
+    event.clear_from_host();
+    bridge_(event);
+    result.delivered = 1 + static_cast<uint32_t>(workers_.size());
+    return result;
+  }
   for (const v1::Target& target : event.targets()) {
     switch (target.kind_case()) {
       case v1::Target::kSelf:
@@ -71,6 +102,10 @@ absl::StatusOr<RouteResult> EventRouter::Route(v1::Event event,
         processes.insert(0);
         break;
       case v1::Target::kWorkers:
+        for (const auto& [pid, sink] : workers_) processes.insert(pid);
+        break;
+      case v1::Target::kCluster:  // without a bridge: this host
+        processes.insert(0);
         for (const auto& [pid, sink] : workers_) processes.insert(pid);
         break;
       case v1::Target::kPid:

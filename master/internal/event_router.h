@@ -6,9 +6,11 @@
 // targets to processes and hands the event to each process's sink once.
 //
 // Targets: `self` (the sender; the master for a non-worker client),
-// `master`, `workers` (every attached worker), or a worker's pid. Empty
-// targets mean the sender's default: from a worker, itself and the master;
-// from the master side, the master and every worker.
+// `master`, `workers` (every attached worker), a worker's pid, or `cluster`
+// (every process of every host: through the bridge when there is one, see
+// SetBridge; else the master and every worker). Empty targets mean the
+// sender's default: from a worker, itself and the master; from the master
+// side, the master and every worker.
 //
 // Order: events from one sender are routed in the order Route() is called
 // for them, and sinks keep that order, so per-sender order holds.
@@ -25,6 +27,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -69,6 +72,16 @@ class EventRouter {
   absl::StatusOr<RouteResult> Route(v1::Event event, pid_t sender_pid)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // With a bridge (EmitterBridge), an event with the target `cluster` is
+  // handed to `publish` (which must not block) instead of being delivered
+  // here: it comes back through DeliverFromBridge, as on every other host.
+  // Call before routing starts.
+  void SetBridge(std::function<void(const v1::Event&)> publish)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // An event from the bridge (this host's or another's): every process of
+  // this host gets it once. Returns how many.
+  uint32_t DeliverFromBridge(const v1::Event& event) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Totals since start, for metrics: events routed, deliveries made, events
   // refused.
   struct Counters {
@@ -86,6 +99,7 @@ class EventRouter {
   std::map<uint64_t, EventSink*> master_listeners_ ABSL_GUARDED_BY(mu_);
   uint64_t next_listener_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t master_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<void(const v1::Event&)> bridge_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cluster2

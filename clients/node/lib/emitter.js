@@ -18,8 +18,9 @@ const {load, grpc} = require('./proto');
 const {codedError, fromGrpc, status} = require('./errors');
 const {toValue, fromValue} = require('./value');
 
-// Targets as users write them: 'self', 'master', 'workers', a pid (number
-// or numeric string), or an array of those. Returns the proto Targets.
+// Targets as users write them: 'self', 'master', 'workers', 'cluster'
+// (every host sharing the emitter bridge), a pid (number or numeric
+// string), or an array of those. Returns the proto Targets.
 // Throws an INVALID_ARGUMENT error for anything else.
 function toTargets(targets) {
   const list = Array.isArray(targets) ? targets : [targets];
@@ -27,11 +28,12 @@ function toTargets(targets) {
     if (target === 'self') return {self: true};
     if (target === 'master') return {master: true};
     if (target === 'workers') return {workers: true};
+    if (target === 'cluster') return {cluster: true};
     const pid = typeof target === 'string' && /^\d+$/.test(target) ? Number(target) : target;
     if (Number.isInteger(pid) && pid > 0) return {pid};
     throw codedError(status.INVALID_ARGUMENT,
                      `bad event target ${JSON.stringify(target)}: 'self', 'master', ` +
-                     `'workers' or a pid`);
+                     `'workers', 'cluster' or a pid`);
   });
 }
 

@@ -44,14 +44,15 @@ DEFAULT_TIMEOUT = 5.0
 
 
 def _target(target):
-    """A Target proto for "self", "master", "workers" or a pid."""
+    """A Target proto for "self", "master", "workers", "cluster" (every host
+    sharing the emitter bridge) or a pid."""
     from cluster2.v1 import emitter_pb2
-    if target in ("self", "master", "workers"):
+    if target in ("self", "master", "workers", "cluster"):
         return emitter_pb2.Target(**{target: True})
     if isinstance(target, int) and not isinstance(target, bool) and target > 0:
         return emitter_pb2.Target(pid=target)
     raise Error(grpc.StatusCode.INVALID_ARGUMENT,
-                f"a target is 'self', 'master', 'workers' or a pid, not {target!r}")
+                f"a target is 'self', 'master', 'workers', 'cluster' or a pid, not {target!r}")
 
 
 class _Listener:
@@ -181,7 +182,7 @@ class Emitter:
 
     def _emit_locally(self, name, args, targets):
         """No cluster: this process is master, self and the only worker."""
-        me = {"self", "master", "workers", os.getpid()}
+        me = {"self", "master", "workers", "cluster", os.getpid()}
         unknown = [t for t in targets or () if isinstance(t, int) and t != os.getpid()]
         if targets and not any(t in me for t in targets):
             return EmitResult(0, unknown)
