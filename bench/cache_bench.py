@@ -2,7 +2,7 @@
 """cluster2-cache beside Redis, both on a Unix socket, in the same run.
 
     bazel build -c opt //bench:cache_bench //cache_server:cluster2-cache
-    python3 bench/cache_bench.py [--quick]
+    python3 bench/cache_bench.py [--quick] [--backend-redis]
 
 Workloads (100-byte values over 10,000 keys, as redis-benchmark -d 100
 -r 10000), each run against Redis and cluster2-cache back to back (three
@@ -19,11 +19,23 @@ operation (and our client's):
      beside the same fraction for Redis' AOF with appendfsync everysec;
 and, for reference, gRPC's own floor: a plain synchronous unary call.
 Prints a table with each figure next to its anchor and their ratio.
+
+--backend-redis: also a second cluster2-cache with --backend=unix:<the same
+redis-server's socket> (cache.backend: its keys in that Redis), and workloads
+1 and 2 (GET and SET, 1 and 16 in flight) run three ways back to back,
+`reps` times: Redis (redis-benchmark), the local cluster2-cache, the
+Redis-backed one; a second table gives the Redis-backed figures next to
+Redis and next to the local cluster2-cache, with ratios.
+
+Binaries: bazel-out/k8-opt/bin by default; CLUSTER2_CACHE_BIN and
+CLUSTER2_CACHE_BENCH_BIN point at others (e.g. a fastbuild copy, for
+checking the script with --quick: its figures are not -c opt's).
 """
 
 import csv
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,8 +47,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPT = os.path.join(ROOT, "bazel-out", "k8-opt", "bin")
-CACHE = os.path.join(OPT, "cache_server", "cluster2-cache")
-BENCH = os.path.join(OPT, "bench", "cache_bench")
+CACHE = (os.environ.get("CLUSTER2_CACHE_BIN")
+         or os.path.join(OPT, "cache_server", "cluster2-cache"))
+BENCH = (os.environ.get("CLUSTER2_CACHE_BENCH_BIN")
+         or os.path.join(OPT, "bench", "cache_bench"))
 
 
 def wait_for_socket(path, timeout=10.0):
@@ -117,8 +131,15 @@ def redis_benchmark(server, sock, clients, tests, n, pipeline=1):
 
 
 def cache_bench(sock, *flags):
-    out = subprocess.run([BENCH, "--socket=" + sock, *flags], check=True,
-                         capture_output=True, text=True).stdout
+    run = subprocess.run([BENCH, "--socket=" + sock, *flags], check=True,
+                         capture_output=True, text=True)
+    out = run.stdout
+    # A failed operation is counted in ops/s all the same: no figure then.
+    failed = [line for line in run.stderr.splitlines() if "failed" in line]
+    failed += re.findall(r"\bfailed=[1-9]\d*", out)  # the blocking modes
+    if failed:
+        sys.exit(f"cache_bench {' '.join(flags)} on {sock}: operations failed: "
+                 f"{failed[:3]} ({len(failed)} lines) {out.strip()}")
     # The last line is the measured run (a get first fills the keys).
     fields = dict(f.split("=", 1) for f in out.strip().splitlines()[-1].split())
     return {k: float(v) for k, v in fields.items() if k != "mode"}
@@ -132,12 +153,19 @@ def median_rows(runs):
 
 def main():
     quick = "--quick" in sys.argv
+    backend_redis = "--backend-redis" in sys.argv
+    unknown = [a for a in sys.argv[1:]
+               if a not in ("--quick", "--backend-redis")]
+    if unknown:
+        sys.exit("usage: cache_bench.py [--quick] [--backend-redis] "
+                 f"(not {' '.join(unknown)})")
     n1, n16 = (5000, 20000) if quick else (30000, 150000)
     reps = 1 if quick else 3
     for binary in (CACHE, BENCH):
         if not os.path.exists(binary):
             sys.exit(f"missing {binary}: bazel build -c opt //bench:cache_bench "
-                     "//cache_server:cluster2-cache")
+                     "//cache_server:cluster2-cache (or set CLUSTER2_CACHE_BIN, "
+                     "CLUSTER2_CACHE_BENCH_BIN)")
     if shutil.which("redis-benchmark") is None:
         sys.exit("redis-benchmark not found: apt-get install redis-server")
     tmp = tempfile.mkdtemp(prefix="c2cb")
@@ -152,6 +180,11 @@ def main():
                          csock)
         servers.append(cserver)
         pid = f"--server-pid={cserver.proc.pid}"
+        if backend_redis:  # the cache on the same redis-server
+            bsock = os.path.join(tmp, "cache-redis.sock")
+            bserver = Server([CACHE, "--socket=" + bsock,
+                              "--backend=unix:" + rsock], bsock)
+            servers.append(bserver)
 
         # Each workload: Redis, then ours, back to back, `reps` times; the
         # medians. Both servers stay up (an idle one costs nothing).
@@ -175,6 +208,28 @@ def main():
                                             *flags))
                 r[op + name] = median_rows(theirs)
                 c[op + name] = median_rows(ours)
+
+        # The Redis-backed cache server: 1 and 16 in flight, each rep
+        # Redis, the local server and the Redis-backed one back to back.
+        b = {}  # name -> (Redis, local, Redis-backed) medians
+        if backend_redis:
+            bpid = f"--server-pid={bserver.proc.pid}"
+            for name in ("1", "16"):
+                clients, pipeline, flags, n = workloads[name]
+                for op in ("get", "set"):
+                    theirs, ours, backed = [], [], []
+                    for _ in range(reps):
+                        theirs.append(redis_benchmark(rserver, rsock, clients,
+                                                      op, n, pipeline)[op])
+                        ours.append(cache_bench(csock, "--mode=" + op,
+                                                f"--ops={n}", "--ns=plain",
+                                                pid, *flags))
+                        backed.append(cache_bench(bsock, "--mode=" + op,
+                                                  f"--ops={n}",
+                                                  "--ns=redisbacked", bpid,
+                                                  *flags))
+                    b[op + name] = (median_rows(theirs), median_rows(ours),
+                                    median_rows(backed))
 
         c["raw"] = cache_bench(csock, "--mode=raw-sync", f"--ops={n1}",
                                "--ns=plain")
@@ -214,11 +269,11 @@ def main():
                 label = f"{op.upper()} {title} vs Redis {anchor}"
                 row(label, ours["ops_per_s"], theirs["ops_per_s"])
                 if name in ("1", "blocking16"):
-                    row(f"  p50", ours["p50_us"], theirs["p50_us"], "us")
-                    row(f"  p99", ours["p99_us"], theirs["p99_us"], "us")
-                row(f"  server context switches per op", ours["cs_server"],
+                    row("  p50", ours["p50_us"], theirs["p50_us"], "us")
+                    row("  p99", ours["p99_us"], theirs["p99_us"], "us")
+                row("  server context switches per op", ours["cs_server"],
                     theirs["cs_server"], "cs/op")
-                row(f"  client context switches per op (Redis: not measured)",
+                row("  client context switches per op (Redis: not measured)",
                     ours["cs_client"], 0, "cs/op")
         row("near-cache hot GET (vs Redis GET -c 1)", c["near"]["ops_per_s"],
             r["get1"]["ops_per_s"])
@@ -254,6 +309,31 @@ def main():
               f" / {c['set1_persist']['ops_per_s']:.0f}, Redis AOF "
               f"{r16_aof['set']['ops_per_s']:.0f} / {r1_aof['set']['ops_per_s']:.0f}"
               " at 16 / 1 in flight)")
+        if backend_redis:
+            print()
+            print(f"cluster2-cache --backend=unix:<the same redis-server>: "
+                  f"medians of {reps} back-to-back triple(s) (Redis, local "
+                  "cluster2-cache, Redis-backed) per workload")
+            print(f"{'workload':64} {'redis-backed':>12} {'anchor':>12} "
+                  f"{'ratio':>7}")
+            for name, title, anchor in (("1", "1 in flight", "-c 1"),
+                                        ("16", "16 in flight (async API)",
+                                         "-c 16")):
+                for op in ("get", "set"):
+                    theirs, ours, backed = b[op + name]
+                    for label, anchor_row, unit, key in (
+                            (f"{op.upper()} {title} vs Redis {anchor}",
+                             theirs, "ops/s", "ops_per_s"),
+                            ("  vs local cluster2-cache (same workload)",
+                             ours, "ops/s", "ops_per_s"),
+                            ("  p50 vs Redis", theirs, "us", "p50_us"),
+                            ("  p50 vs local cluster2-cache", ours, "us",
+                             "p50_us"),
+                            ("  p99 vs Redis", theirs, "us", "p99_us")):
+                        mine, other = backed[key], anchor_row[key]
+                        ratio = f"{mine / other:7.2f}" if other else f"{'-':>7}"
+                        print(f"{label:64} {mine:12.0f} {other:12.0f} "
+                              f"{ratio}  {unit}")
     finally:
         for server in servers:
             server.stop()

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 
@@ -66,7 +67,7 @@ void EmitterBridge::Publish(const v1::Event& event) {
   std::string bytes;
   stamped.SerializeToString(&bytes);
   absl::MutexLock lock(&mu_);
-  queue_.push_back(std::move(bytes));
+  queue_.emplace_back(next_number_++, std::move(bytes));
   if (queue_.size() > kMaxQueued) {
     queue_.pop_front();
     ++counters_.dropped;
@@ -92,7 +93,7 @@ void EmitterBridge::SendLoop() {
   pthread_setname_np(pthread_self(), "bridge-out");
   absl::Duration backoff = absl::Milliseconds(50);
   for (;;) {
-    std::string next;
+    std::pair<uint64_t, std::string> next;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -102,9 +103,9 @@ void EmitterBridge::SendLoop() {
       if (stopping_) return;
       next = queue_.front();  // stays queued until it is in the stream
     }
-    absl::StatusOr<RedisReply> added =
-        out_.Command({"XADD", stream_, "MAXLEN", "~",
-                      absl::StrCat(kStreamLength), "*", "e", next});
+    absl::StatusOr<RedisReply> added = out_.Command(
+        {"XADD", stream_, "MAXLEN", "~", absl::StrCat(kStreamLength), "*", "h",
+         host_, "n", absl::StrCat(next.first), "e", next.second});
     absl::MutexLock lock(&mu_);
     if (!added.ok()) {
       if (!outage_logged_) {
@@ -174,13 +175,25 @@ void EmitterBridge::ReceiveLoop() {
         const RedisReply& fields = entry.elements[1];
         v1::Event event;
         bool parsed = false;
+        std::string host;
+        uint64_t number = 0;
         for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
-          if (fields.elements[i].text == "e")
-            parsed = event.ParseFromString(fields.elements[i + 1].text);
+          const std::string& name = fields.elements[i].text;
+          const std::string& value = fields.elements[i + 1].text;
+          if (name == "e") parsed = event.ParseFromString(value);
+          if (name == "h") host = value;
+          if (name == "n") (void)absl::SimpleAtoi(value, &number);
         }
         {
           absl::MutexLock lock(&mu_);
           cursor_ = entry.elements[0].text;
+          // A repeated append (its first answer was lost): delivered once.
+          uint64_t& last = delivered_[host];
+          if (parsed && number != 0 && number <= last) {
+            ++counters_.repeated;
+            continue;
+          }
+          if (number != 0) last = number;
           if (parsed) ++counters_.received;
         }
         if (!parsed) {

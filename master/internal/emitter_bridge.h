@@ -11,6 +11,11 @@
 // docs/adr/0006-cache-on-redis.md says why a stream and not pub/sub (a
 // master that reconnects resumes where it was instead of losing events).
 //
+// An append whose answer was lost (a Redis that stalled past the timeout
+// may still have run it) is tried again, so the stream may hold an event
+// twice: each entry carries its master's id and a number that grows by one
+// per event, and a receiver skips what it has delivered from that master.
+//
 // While Redis cannot be reached, events wait in "bridge-out"'s queue (at
 // most kMaxQueued; past that the oldest are dropped and counted, logged
 // once per outage) and "bridge-in" retries from its cursor (its entries
@@ -25,9 +30,11 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -61,6 +68,7 @@ class EmitterBridge {
     uint64_t sent = 0;      // appended to the stream
     uint64_t received = 0;  // read from it (this host's included)
     uint64_t dropped = 0;   // queued past kMaxQueued while Redis was away
+    uint64_t repeated = 0;  // entries skipped as already delivered
   };
   Counters counters() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -80,7 +88,11 @@ class EmitterBridge {
   std::atomic<int64_t> in_client_id_{0};
 
   mutable absl::Mutex mu_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // serialized events
+  // Serialized events with their numbers, oldest first.
+  std::deque<std::pair<uint64_t, std::string>> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_number_ ABSL_GUARDED_BY(mu_) = 1;
+  // Per sending master (from_host): the last number delivered here.
+  std::map<std::string, uint64_t> delivered_ ABSL_GUARDED_BY(mu_);
   // The last entry read; empty until placed at the stream's end.
   std::string cursor_ ABSL_GUARDED_BY(mu_);
   Counters counters_ ABSL_GUARDED_BY(mu_);

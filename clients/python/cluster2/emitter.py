@@ -6,7 +6,8 @@ original's `require('cluster2').emitter`.
     result = emitter.emit("reload", {"what": "config"}, targets=["workers"])
 
 Listeners get the event's arguments (JSON values) as positional arguments.
-Targets are "self", "master", "workers" or a worker's pid; None is the
+Targets are "self", "master", "workers", "cluster" (every process of every
+host on the emitter bridge) or a worker's pid; None is the
 original's default: in a worker itself and the master; elsewhere the master
 and every worker. emit() returns once the master routed the event (an
 EmitResult: `delivered`, `unknown_pids`) or raises cluster2.Error with the
