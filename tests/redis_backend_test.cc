@@ -21,18 +21,10 @@ namespace cluster2 {
 namespace {
 
 using ::cluster2::testing::BinaryPath;
+using ::cluster2::testing::Lines;
 using ::cluster2::testing::Process;
 using ::cluster2::testing::TempDir;
 using ::cluster2::testing::WaitUntil;
-
-std::vector<std::string> Lines(const std::string& text,
-                               const std::string& prefix) {
-  std::vector<std::string> lines;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, prefix)) lines.emplace_back(line);
-  }
-  return lines;
-}
 
 class RedisBackendTest : public ::testing::Test {
  protected:

@@ -7,21 +7,6 @@
 #include "cache_server/cache_errors.h"
 
 namespace cluster2 {
-namespace {
-
-absl::Status NoNamespace(const std::string& ns) {
-  return MakeCacheError(absl::StatusCode::kNotFound,
-                        CacheError::kNamespaceNotFound,
-                        absl::StrCat("no namespace '", ns, "' (Use it first)"));
-}
-
-absl::Status LeaseNotHeld() {
-  return MakeCacheError(absl::StatusCode::kFailedPrecondition,
-                        CacheError::kLeaseNotHeld,
-                        "the lease is no longer held by this token");
-}
-
-}  // namespace
 
 absl::Status PersistError(const absl::Status& status, absl::string_view what) {
   absl::StatusCode code = status.code() == absl::StatusCode::kUnavailable
@@ -84,7 +69,7 @@ absl::StatusOr<CacheNamespaceOptions> CacheStore::Use(
 absl::StatusOr<CacheStore::Namespace*> CacheStore::FindLocked(
     const std::string& ns) {
   auto it = namespaces_.find(ns);
-  if (it == namespaces_.end()) return NoNamespace(ns);
+  if (it == namespaces_.end()) return NamespaceNotFound(ns);
   return &it->second;
 }
 

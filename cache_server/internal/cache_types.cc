@@ -1,6 +1,8 @@
 #include "cache_server/internal/cache_types.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "cache_server/cache_errors.h"
 
 namespace cluster2 {
 
@@ -19,6 +21,18 @@ absl::Status ValidateNamespaceName(const std::string& name) {
         "namespace names are 1-128 characters of [A-Za-z0-9._-]");
   }
   return absl::OkStatus();
+}
+
+absl::Status NamespaceNotFound(const std::string& ns) {
+  return MakeCacheError(absl::StatusCode::kNotFound,
+                        CacheError::kNamespaceNotFound,
+                        absl::StrCat("no namespace '", ns, "' (Use it first)"));
+}
+
+absl::Status LeaseNotHeld() {
+  return MakeCacheError(absl::StatusCode::kFailedPrecondition,
+                        CacheError::kLeaseNotHeld,
+                        "the lease is no longer held by this token");
 }
 
 }  // namespace cluster2

@@ -90,6 +90,12 @@ int64_t ExpiryUnixMicros(const std::optional<absl::Time>& expires_at);
 // INVALID_ARGUMENT unless `name` is 1..128 characters of [A-Za-z0-9._-].
 absl::Status ValidateNamespaceName(const std::string& name);
 
+// The errors both stores return for an unknown namespace (NOT_FOUND,
+// NAMESPACE_NOT_FOUND) and a stale lease token (FAILED_PRECONDITION,
+// LEASE_NOT_HELD).
+absl::Status NamespaceNotFound(const std::string& ns);
+absl::Status LeaseNotHeld();
+
 }  // namespace cluster2
 
 #endif  // CLUSTER2_CACHE_SERVER_INTERNAL_CACHE_TYPES_H_

@@ -9,78 +9,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cache_server/cache_errors.h"
+#include "cache_server/internal/redis_keys.h"
 #include "common/log.h"
 
 namespace cluster2 {
+
+using namespace redis_keys;  // NOLINT: this file's own layout helpers
+
 namespace {
-
-// The keys of namespace `ns` (redis_store.h).
-std::string Tag(const std::string& ns) {
-  return absl::StrCat("c2:{", ns, "}:");
-}
-std::string OptsKey(const std::string& ns) { return Tag(ns) + "opts"; }
-std::string RevKey(const std::string& ns) { return Tag(ns) + "rev"; }
-std::string LogKey(const std::string& ns) { return Tag(ns) + "log"; }
-std::string ValueKey(const std::string& ns, const std::string& key) {
-  return Tag(ns) + "k:" + key;
-}
-std::string LeaseKey(const std::string& ns, const std::string& key) {
-  return Tag(ns) + "l:" + key;
-}
-
-// Options as stored in c2:{NS}:opts: "PERSIST EXPIRE_MS FSYNC".
-std::string EncodeOptions(const CacheNamespaceOptions& options) {
-  return absl::StrCat(options.persist ? 1 : 0, " ",
-                      absl::ToInt64Milliseconds(options.expire), " ",
-                      static_cast<int>(options.fsync));
-}
-
-CacheNamespaceOptions DecodeOptions(const std::string& text) {
-  CacheNamespaceOptions options;
-  std::vector<std::string> parts = absl::StrSplit(text, ' ');
-  int64_t value = 0;
-  if (parts.size() == 3) {
-    options.persist = parts[0] == "1";
-    if (absl::SimpleAtoi(parts[1], &value))
-      options.expire = absl::Milliseconds(value);
-    if (absl::SimpleAtoi(parts[2], &value))
-      options.fsync = static_cast<FsyncPolicy>(value);
-  }
-  return options;
-}
-
-absl::Status NoNamespace(const std::string& ns) {
-  return MakeCacheError(absl::StatusCode::kNotFound,
-                        CacheError::kNamespaceNotFound,
-                        absl::StrCat("no namespace '", ns, "' (Use it first)"));
-}
-
-absl::Status LeaseNotHeld() {
-  return MakeCacheError(absl::StatusCode::kFailedPrecondition,
-                        CacheError::kLeaseNotHeld,
-                        "the lease is no longer held by this token");
-}
-
-int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
-
-std::optional<absl::Time> ExpiresFromPttl(int64_t pttl_ms) {
-  if (pttl_ms < 0) return std::nullopt;
-  return absl::Now() + absl::Milliseconds(pttl_ms);
-}
-
-// Stream ids "MS-SEQ", compared as numbers.
-std::pair<uint64_t, uint64_t> IdParts(const std::string& id) {
-  std::pair<uint64_t, uint64_t> parts{0, 0};
-  size_t dash = id.find('-');
-  (void)absl::SimpleAtoi(id.substr(0, dash), &parts.first);
-  if (dash != std::string::npos)
-    (void)absl::SimpleAtoi(id.substr(dash + 1), &parts.second);
-  return parts;
-}
-
-bool IdAfter(const std::string& a, const std::string& b) {
-  return IdParts(a) > IdParts(b);
-}
 
 // The scripts: each one atomic in Redis. Errors are returned as negative
 // first elements: -2 no namespace, -1 lease not held.
@@ -160,30 +96,6 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', 'l', 'k', ARGV[2],
 return 1
 )lua";
 
-std::vector<std::string> Eval(const char* script, std::vector<std::string> keys,
-                              std::vector<std::string> args) {
-  std::vector<std::string> command = {"EVAL", script,
-                                      absl::StrCat(keys.size())};
-  for (std::string& key : keys) command.push_back(std::move(key));
-  for (std::string& arg : args) command.push_back(std::move(arg));
-  return command;
-}
-
-int64_t Int(const RedisReply& reply, size_t i) {
-  return i < reply.elements.size() ? reply.elements[i].integer : 0;
-}
-std::string Text(const RedisReply& reply, size_t i) {
-  return i < reply.elements.size() ? reply.elements[i].text : "";
-}
-
-// A stream entry's fields.
-std::map<std::string, std::string> Fields(const RedisReply& pairs) {
-  std::map<std::string, std::string> fields;
-  for (size_t i = 0; i + 1 < pairs.elements.size(); i += 2)
-    fields[pairs.elements[i].text] = pairs.elements[i + 1].text;
-  return fields;
-}
-
 }  // namespace
 
 RedisStore::RedisStore(Options options, Clock* clock)
@@ -244,7 +156,7 @@ absl::StatusOr<CacheGetResult> RedisStore::Get(const std::string& ns,
   absl::StatusOr<RedisReply> reply =
       commands_.Command(Eval(kGet, {OptsKey(ns), ValueKey(ns, key)}, {}));
   if (!reply.ok()) return reply.status();
-  if (Int(*reply, 0) == -2) return NoNamespace(ns);
+  if (Int(*reply, 0) == -2) return NamespaceNotFound(ns);
   CacheGetResult result;
   result.found = Int(*reply, 0) == 1;
   if (result.found) {
@@ -322,7 +234,7 @@ absl::StatusOr<RedisStore::Attempt> RedisStore::TryGetOrLease(
   Attempt attempt;
   switch (Int(*reply, 0)) {
     case -2:
-      return NoNamespace(ns);
+      return NamespaceNotFound(ns);
     case 1:
       attempt.outcome = Attempt::Outcome::kHit;
       attempt.result.found = true;
@@ -522,7 +434,7 @@ absl::StatusOr<CacheSetResult> RedisStore::Set(const std::string& ns,
   CacheSetResult result;
   switch (Int(*reply, 0)) {
     case -2:
-      return NoNamespace(ns);
+      return NamespaceNotFound(ns);
     case -1:
       return LeaseNotHeld();
     case 0:  // leave_if_not_null found a value
@@ -573,7 +485,7 @@ absl::StatusOr<CacheDeleteResult> RedisStore::Delete(const std::string& ns,
                               RevKey(ns), LogKey(ns)},
                              {key, absl::StrCat(options_.history)}));
   if (!reply.ok()) return reply.status();
-  if (Int(*reply, 0) == -2) return NoNamespace(ns);
+  if (Int(*reply, 0) == -2) return NamespaceNotFound(ns);
   CacheDeleteResult result;
   result.revision = static_cast<uint64_t>(Int(*reply, 1));
   if (Int(*reply, 0) == 1) result.old_value = Text(*reply, 2);
@@ -586,7 +498,7 @@ absl::StatusOr<std::vector<std::string>> RedisStore::Keys(
   absl::StatusOr<RedisReply> exists =
       commands_.Command({"EXISTS", OptsKey(ns)});
   if (!exists.ok()) return exists.status();
-  if (exists->integer == 0) return NoNamespace(ns);
+  if (exists->integer == 0) return NamespaceNotFound(ns);
   // SCAN's pattern is a glob: escape the prefix's special characters.
   std::string pattern = ValueKey(ns, "");
   for (char c : prefix) {
@@ -614,75 +526,6 @@ absl::StatusOr<std::vector<std::string>> RedisStore::Keys(
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   if (limit > 0 && keys.size() > limit) keys.resize(limit);
   return keys;
-}
-
-absl::StatusOr<std::string> RedisStore::LastLogId(const std::string& ns) {
-  absl::StatusOr<RedisReply> last =
-      commands_.Command({"XREVRANGE", LogKey(ns), "+", "-", "COUNT", "1"});
-  if (!last.ok()) return last.status();
-  if (last->elements.empty() || last->elements[0].elements.empty())
-    return std::string("0-0");
-  return last->elements[0].elements[0].text;
-}
-
-absl::StatusOr<bool> RedisStore::Watch(const std::string& ns,
-                                       const std::string& key,
-                                       uint64_t from_revision,
-                                       CacheWatcher* watcher) {
-  absl::StatusOr<RedisReply> exists =
-      commands_.Command({"EXISTS", OptsKey(ns)});
-  if (!exists.ok()) return exists.status();
-  if (exists->integer == 0) return NoNamespace(ns);
-  if (absl::Status followed = Follow(ns); !followed.ok()) return followed;
-  // Under mu_, so that "redis-events" delivers nothing in between: the
-  // kept changes up to the cursor now, then the followed ones.
-  absl::MutexLock lock(&mu_);
-  const std::string cursor = cursors_[ns];
-  bool resync = false;
-  if (from_revision > 0) {
-    absl::StatusOr<RedisReply> kept =
-        commands_.Command({"XRANGE", LogKey(ns), "-", cursor});
-    if (!kept.ok()) return kept.status();
-    std::vector<CacheEvent> replay;
-    uint64_t oldest = 0;
-    for (const RedisReply& entry : kept->elements) {
-      if (entry.elements.size() != 2) continue;
-      std::map<std::string, std::string> fields = Fields(entry.elements[1]);
-      uint64_t revision = 0;
-      if (!absl::SimpleAtoi(fields["r"], &revision)) continue;  // a release
-      if (oldest == 0) oldest = revision;
-      if (revision <= from_revision) continue;
-      if (!key.empty() && fields["k"] != key) continue;
-      CacheEvent event;
-      event.kind = fields["t"] == "s" ? CacheEvent::Kind::kSet
-                                      : CacheEvent::Kind::kDelete;
-      event.key = fields["k"];
-      event.value = fields["v"];
-      event.revision = revision;
-      int64_t expires = 0;
-      if (absl::SimpleAtoi(fields["x"], &expires) && expires > 0)
-        event.expires_at = absl::FromUnixMicros(expires);
-      replay.push_back(std::move(event));
-    }
-    // The changes right after from_revision are gone (trimmed, or a Redis
-    // that lost its data): the watcher must re-read.
-    absl::StatusOr<RedisReply> current = commands_.Command({"GET", RevKey(ns)});
-    uint64_t now_revision = 0;
-    if (current.ok()) (void)absl::SimpleAtoi(current->text, &now_revision);
-    resync = (oldest == 0 ? now_revision > from_revision
-                          : oldest > from_revision + 1) ||
-             from_revision > now_revision;
-    if (!resync) {
-      for (const CacheEvent& event : replay) watcher->OnEvent(event);
-    }
-  }
-  watchers_[watcher] = Watching{ns, key};
-  return resync;
-}
-
-void RedisStore::Unwatch(CacheWatcher* watcher) {
-  absl::MutexLock lock(&mu_);
-  watchers_.erase(watcher);
 }
 
 std::vector<CacheNamespaceInfo> RedisStore::Namespaces(const std::string& ns) {
@@ -726,156 +569,6 @@ std::vector<CacheNamespaceInfo> RedisStore::Namespaces(const std::string& ns) {
     infos.push_back(std::move(info));
   }
   return infos;
-}
-
-absl::Status RedisStore::Follow(const std::string& ns) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (cursors_.count(ns) > 0) return absl::OkStatus();
-  }
-  absl::StatusOr<std::string> last = LastLogId(ns);
-  if (!last.ok()) return last.status();
-  {
-    absl::MutexLock lock(&mu_);
-    if (!cursors_.emplace(ns, *last).second) return absl::OkStatus();
-  }
-  WakeEvents();
-  return absl::OkStatus();
-}
-
-void RedisStore::WakeEvents() {
-  const int64_t id = events_client_id_.load();
-  if (id != 0) (void)commands_.Command({"CLIENT", "UNBLOCK", absl::StrCat(id)});
-}
-
-void RedisStore::EventLoop() {
-  pthread_setname_np(pthread_self(), "redis-events");
-  absl::Duration backoff = absl::Milliseconds(50);
-  for (;;) {
-    std::vector<std::pair<std::string, std::string>> streams;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      // A namespace once followed stays followed: its parked calls and
-      // watchers come and go, and a cursor placed late could miss a release.
-      for (const auto& [ns, cursor] : cursors_)
-        streams.emplace_back(ns, cursor);
-    }
-    if (events_client_id_.load() == 0) {
-      absl::StatusOr<RedisReply> id = events_.Command({"CLIENT", "ID"});
-      if (id.ok()) events_client_id_.store(id->integer);
-    }
-    if (streams.empty()) {
-      absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !cursors_.empty();
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Seconds(1));
-      continue;
-    }
-    std::vector<std::string> command = {"XREAD", "COUNT", "1000",
-                                        "BLOCK", "1000",  "STREAMS"};
-    for (const auto& [ns, cursor] : streams) command.push_back(LogKey(ns));
-    for (const auto& [ns, cursor] : streams) command.push_back(cursor);
-    absl::StatusOr<RedisReply> read =
-        events_.CommandWithTimeout(command, absl::Seconds(3));
-    if (!read.ok()) {
-      events_client_id_.store(0);  // a new connection has a new id
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(1));
-      continue;
-    }
-    backoff = absl::Milliseconds(50);
-    for (const RedisReply& stream : read->elements) {
-      if (stream.elements.size() != 2) continue;
-      const std::string& name = stream.elements[0].text;  // c2:{NS}:log
-      const std::string ns = name.substr(4, name.size() - 4 - 5);
-      std::vector<LogEntry> entries;
-      for (const RedisReply& entry : stream.elements[1].elements) {
-        if (entry.elements.size() != 2) continue;
-        std::map<std::string, std::string> fields = Fields(entry.elements[1]);
-        LogEntry out;
-        out.id = entry.elements[0].text;
-        out.type = fields["t"].empty() ? 0 : fields["t"][0];
-        (void)absl::SimpleAtoi(fields["r"], &out.revision);
-        out.key = fields["k"];
-        out.value = fields["v"];
-        out.error = fields["e"];
-        out.retry = fields["y"] == "1";
-        (void)absl::SimpleAtoi(fields["x"], &out.expires_micros);
-        entries.push_back(std::move(out));
-      }
-      Deliver(ns, entries);
-    }
-  }
-}
-
-void RedisStore::Deliver(const std::string& ns,
-                         const std::vector<LogEntry>& entries) {
-  std::vector<std::pair<Waiter, absl::StatusOr<CacheGetResult>>> done;
-  std::set<std::string> retry;
-  {
-    absl::MutexLock lock(&mu_);
-    auto cursor = cursors_.find(ns);
-    if (cursor == cursors_.end()) return;
-    for (const LogEntry& entry : entries) {
-      // Watch() may have replayed up to a later cursor meanwhile.
-      if (!IdAfter(entry.id, cursor->second)) continue;
-      cursor->second = entry.id;
-      if (entry.type == 's' || entry.type == 'd') {
-        CacheEvent event;
-        event.kind = entry.type == 's' ? CacheEvent::Kind::kSet
-                                       : CacheEvent::Kind::kDelete;
-        event.key = entry.key;
-        event.value = entry.value;
-        event.revision = entry.revision;
-        if (entry.expires_micros > 0)
-          event.expires_at = absl::FromUnixMicros(entry.expires_micros);
-        for (const auto& [watcher, watching] : watchers_) {
-          if (watching.ns == ns &&
-              (watching.key.empty() || watching.key == entry.key)) {
-            watcher->OnEvent(event);
-          }
-        }
-      }
-      // Parked calls of the key: a value is everyone's; a delete or a
-      // release for retry lets one of them try; a failed load is told.
-      for (auto it = parked_.begin(); it != parked_.end();) {
-        Parked& parked = it->second;
-        // What happened before it found the lease held is not news to it.
-        if (parked.ns != ns || parked.key != entry.key ||
-            !IdAfter(entry.id, parked.after)) {
-          ++it;
-          continue;
-        }
-        if (entry.type == 's') {
-          CacheGetResult result;
-          result.found = true;
-          result.value = entry.value;
-          result.revision = entry.revision;
-          if (entry.expires_micros > 0)
-            result.expires_at = absl::FromUnixMicros(entry.expires_micros);
-          ++CountersLocked(ns).hits;
-          timers_.Cancel(parked.timer);
-          done.emplace_back(std::move(parked.waiter), std::move(result));
-          it = parked_.erase(it);
-        } else if (entry.type == 'l' && !entry.retry) {
-          CacheGetResult result;
-          result.load_error = entry.error;
-          ++CountersLocked(ns).errors;
-          timers_.Cancel(parked.timer);
-          done.emplace_back(std::move(parked.waiter), std::move(result));
-          it = parked_.erase(it);
-        } else {
-          retry.insert(entry.key);
-          ++it;
-        }
-      }
-    }
-  }
-  for (auto& [waiter, result] : done) waiter(std::move(result));
-  for (const std::string& key : retry) Retry(ns, key);
 }
 
 }  // namespace cluster2

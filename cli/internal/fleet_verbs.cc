@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -149,23 +150,34 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
 
 }  // namespace
 
-int FleetWorkers(VerbContext& ctl) {
+namespace {
+
+// Asks every host of --hosts with `call` (channel, context, response ->
+// status) and prints each answer with `print` (host, response, first), or
+// with -o json {"hosts": [...]}. A host that cannot be asked is an error
+// line (or its JSON entry has "error"), and the exit code is 1; the others
+// are still asked.
+template <typename Response>
+int AskEveryHost(
+    VerbContext& ctl,
+    const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&,
+                                     grpc::ClientContext*, Response*)>& call,
+    const std::function<void(const Host&, const Response&, size_t)>& print) {
   int code = kExitOk;
   std::optional<std::vector<Host>> hosts = Hosts(ctl, &code);
   if (!hosts) return code;
   const size_t width = NameWidth(*hosts);
   std::vector<std::string> json;
-  bool header = true;
+  bool first = true;
   for (const Host& host : *hosts) {
     std::string error;
     std::shared_ptr<grpc::Channel> channel =
         ctl.ChannelTo(host.address, &error);
-    v1::ListWorkersResponse response;
+    Response response;
     if (channel != nullptr) {
       grpc::ClientContext context;
       ctl.SetDeadline(&context);
-      grpc::Status status =
-          v1::Cluster::NewStub(channel)->ListWorkers(&context, {}, &response);
+      grpc::Status status = call(channel, &context, &response);
       if (!status.ok()) error = ctl.DescribeFailure(host.address, status);
     }
     if (!error.empty()) {
@@ -175,14 +187,11 @@ int FleetWorkers(VerbContext& ctl) {
       } else {
         ctl.err() << "cluster2ctl: " << host.name << ": " << error << "\n";
       }
-      continue;
-    }
-    if (ctl.json()) {
+    } else if (ctl.json()) {
       json.push_back(HostJson(host, &response, ""));
     } else {
-      ctl.out() << WithHostColumn(FormatWorkersTable(response, absl::Now()),
-                                  host.name, width, header);
-      header = false;
+      print(host, response, first ? width : 0);
+      first = false;
     }
   }
   if (ctl.json())
@@ -190,56 +199,55 @@ int FleetWorkers(VerbContext& ctl) {
   return code;
 }
 
+}  // namespace
+
+int FleetWorkers(VerbContext& ctl) {
+  size_t width = 0;
+  return AskEveryHost<v1::ListWorkersResponse>(
+      ctl,
+      [](const std::shared_ptr<grpc::Channel>& channel,
+         grpc::ClientContext* context, v1::ListWorkersResponse* response) {
+        return v1::Cluster::NewStub(channel)->ListWorkers(context, {},
+                                                          response);
+      },
+      [&](const Host& host, const v1::ListWorkersResponse& response,
+          size_t first_width) {
+        const bool header = first_width != 0;
+        if (header) width = first_width;
+        ctl.out() << WithHostColumn(FormatWorkersTable(response, absl::Now()),
+                                    host.name, width, header);
+      });
+}
+
 int FleetStatus(const std::string& name, VerbContext& ctl) {
-  int code = kExitOk;
-  std::optional<std::vector<Host>> hosts = Hosts(ctl, &code);
-  if (!hosts) return code;
-  const size_t width = NameWidth(*hosts);
-  std::vector<std::string> json;
-  if (!ctl.json()) {
-    ctl.out() << absl::StrFormat("%-*s %-8s %-7s %s\n", width, "HOST", "PID",
-                                 "WORKER", "VALUE");
-  }
-  for (const Host& host : *hosts) {
-    std::string error;
-    std::shared_ptr<grpc::Channel> channel =
-        ctl.ChannelTo(host.address, &error);
-    v1::GetStatusResponse response;
-    if (channel != nullptr) {
-      grpc::ClientContext context;
-      ctl.SetDeadline(&context);
-      v1::GetStatusRequest request;
-      request.set_name(name);
-      grpc::Status status =
-          v1::Status::NewStub(channel)->GetStatus(&context, request, &response);
-      if (!status.ok()) error = ctl.DescribeFailure(host.address, status);
-    }
-    if (!error.empty()) {
-      code = kExitFailed;
-      if (ctl.json()) {
-        json.push_back(HostJson(host, nullptr, error));
-      } else {
-        ctl.err() << "cluster2ctl: " << host.name << ": " << error << "\n";
-      }
-      continue;
-    }
-    if (ctl.json()) {
-      json.push_back(HostJson(host, &response, ""));
-      continue;
-    }
-    for (const v1::StatusEntry& entry : response.entries()) {
-      std::string value = entry.error().empty()
-                              ? JsonLine(entry.value())
-                              : absl::StrCat("error: ", entry.error());
-      ctl.out() << absl::StrFormat(
-          "%-*s %-8d %-7s %s\n", width, host.name, entry.pid(),
-          entry.has_worker_id() ? absl::StrCat(entry.worker_id()) : "master",
-          value);
-    }
-  }
-  if (ctl.json())
-    ctl.out() << "{\"hosts\":[" << absl::StrJoin(json, ",") << "]}\n";
-  return code;
+  size_t width = 0;
+  return AskEveryHost<v1::GetStatusResponse>(
+      ctl,
+      [&](const std::shared_ptr<grpc::Channel>& channel,
+          grpc::ClientContext* context, v1::GetStatusResponse* response) {
+        v1::GetStatusRequest request;
+        request.set_name(name);
+        return v1::Status::NewStub(channel)->GetStatus(context, request,
+                                                       response);
+      },
+      [&](const Host& host, const v1::GetStatusResponse& response,
+          size_t first_width) {
+        if (first_width != 0) {
+          width = first_width;
+          ctl.out() << absl::StrFormat("%-*s %-8s %-7s %s\n", width, "HOST",
+                                       "PID", "WORKER", "VALUE");
+        }
+        for (const v1::StatusEntry& entry : response.entries()) {
+          std::string value = entry.error().empty()
+                                  ? JsonLine(entry.value())
+                                  : absl::StrCat("error: ", entry.error());
+          ctl.out() << absl::StrFormat(
+              "%-*s %-8d %-7s %s\n", width, host.name, entry.pid(),
+              entry.has_worker_id() ? absl::StrCat(entry.worker_id())
+                                    : "master",
+              value);
+        }
+      });
 }
 
 namespace {

@@ -63,37 +63,6 @@ absl::string_view WorkerStateName(WorkerState state) {
   return "unknown";
 }
 
-absl::string_view WorkerEventName(WorkerEvent::Kind kind) {
-  using Kind = WorkerEvent::Kind;
-  switch (kind) {
-    case Kind::kStarted:
-      return "started";
-    case Kind::kReady:
-      return "ready";
-    case Kind::kReplacing:
-      return "replacing";
-    case Kind::kRecycled:
-      return "recycled";
-    case Kind::kScaledDown:
-      return "scaled_down";
-    case Kind::kExited:
-      return "exited";
-    case Kind::kCrashed:
-      return "crashed";
-    case Kind::kHung:
-      return "hung";
-    case Kind::kStartTimeout:
-      return "start_timeout";
-    case Kind::kSessionLost:
-      return "session_lost";
-    case Kind::kGaveUp:
-      return "gave_up";
-    case Kind::kDebugOpened:
-      return "debug_opened";
-  }
-  return "unknown";
-}
-
 Supervisor::Supervisor(SupervisorOptions options, ProcessLauncher* launcher,
                        Clock* clock)
     : launcher_(launcher), clock_(clock), options_(std::move(options)) {
@@ -142,24 +111,6 @@ absl::StatusOr<pid_t> Supervisor::SpawnLocked(Slot& slot) {
       WorkerEvent::Kind::kStarted, processes_[*pid],
       slot.restarts == 0 ? "" : absl::StrCat("restart ", slot.restarts));
   return *pid;
-}
-
-void Supervisor::SetObserver(SupervisorObserver* observer) {
-  absl::MutexLock lock(&mu_);
-  observer_ = observer;
-}
-
-void Supervisor::NotifyLocked(WorkerEvent::Kind kind, const Process& process,
-                              std::string detail) {
-  if (observer_ == nullptr) return;
-  WorkerEvent event;
-  event.at = clock_->Now();
-  event.kind = kind;
-  event.slot = process.id;
-  event.group = groups_[process.group].spec.name;
-  event.pid = process.pid;
-  event.detail = std::move(detail);
-  observer_->OnWorkerEvent(event);
 }
 
 absl::StatusOr<pid_t> Supervisor::LaunchLocked(

@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -330,6 +331,15 @@ CommandResult RunCommand(std::vector<std::string> argv,
   result.out = process.Stdout();
   result.err = process.Stderr();
   return result;
+}
+
+std::vector<std::string> Lines(const std::string& text,
+                               const std::string& prefix) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, prefix)) lines.emplace_back(line);
+  }
+  return lines;
 }
 
 }  // namespace cluster2::testing

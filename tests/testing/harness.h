@@ -66,6 +66,10 @@ class Process {
   std::string err_path_;
 };
 
+// The lines of `text` that start with `prefix` (a child's output).
+std::vector<std::string> Lines(const std::string& text,
+                               const std::string& prefix);
+
 // True once `condition` holds, checking every 20 ms up to `timeout`.
 bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
 
