@@ -134,7 +134,8 @@ class Master {
         reload_source_(std::move(reload_source)) {}
 
   ~Master() {
-    bridge_.reset();  // no more deliveries from other hosts
+    monitor_.reset();  // its scrapes read the bridge's counters
+    bridge_.reset();   // no more deliveries from other hosts
     if (tcp_server_ != nullptr) {
       tcp_server_->Shutdown(std::chrono::system_clock::now() +
                             std::chrono::milliseconds(100));
@@ -407,6 +408,13 @@ class Master {
         config_, ServiceAddress(config_.host()), hostname);
     options.metrics = metrics_.get();
     options.timeline = timeline_.get();
+    if (bridge_ != nullptr) {
+      options.bridge = [this] {
+        EmitterBridge::Counters counters = bridge_->counters();
+        return MetricsSnapshot::Bridge{counters.sent, counters.received,
+                                       counters.repeated, counters.dropped};
+      };
+    }
     options.cache_max_memory_bytes = config_.cache().max_memory();
     options.worker_max_rss_bytes = [this] {
       return ConfigNow().recycle().max_rss_bytes();

@@ -93,6 +93,14 @@ class ClusterMetrics::Families {
   Family<Counter>& events_refused = Declare(
       BuildCounter(), registry.get(), constant, "cluster2_events_refused_total",
       "Events refused (bad name or size).");
+  Family<Counter>& bridge_events = Declare(
+      BuildCounter(), registry.get(), constant,
+      "cluster2_event_bridge_events_total",
+      "Events of the emitter bridge, by what happened: sent (appended to the "
+      "Redis stream), received (read from it, this host's included), "
+      "repeated (a retried append, skipped), dropped (queued too long while "
+      "Redis was away).");
+  double bridge_seen[4] = {0, 0, 0, 0};
   Family<Gauge>& status_registrations = Declare(
       BuildGauge(), registry.get(), constant, "cluster2_status_registrations",
       "Processes that registered each status name.");
@@ -477,6 +485,16 @@ std::string ClusterMetrics::Render(const MetricsSnapshot& snapshot) {
     }
     f.status_registrations.Remove(&f.status_registrations.Add({{"name", *it}}));
     it = f.status_names.erase(it);
+  }
+  if (snapshot.bridge) {
+    const uint64_t values[4] = {
+        snapshot.bridge->sent, snapshot.bridge->received,
+        snapshot.bridge->repeated, snapshot.bridge->dropped};
+    const char* names[4] = {"sent", "received", "repeated", "dropped"};
+    for (int i = 0; i < 4; ++i) {
+      AddGrowth(f.bridge_events.Add({{"direction", names[i]}}),
+                static_cast<double>(values[i]), &f.bridge_seen[i]);
+    }
   }
   UpdateCache(snapshot);
   return prometheus::TextSerializer().Serialize(f.registry->Collect());

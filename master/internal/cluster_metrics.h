@@ -53,6 +53,11 @@ struct MetricsSnapshot {
   std::optional<unsigned> cache_server_restarts;
   // The probe's latest answer, if any.
   std::optional<CacheStatsSample> cache;
+  // The emitter bridge's totals (emitter.bridge); unset without one.
+  struct Bridge {
+    uint64_t sent = 0, received = 0, repeated = 0, dropped = 0;
+  };
+  std::optional<Bridge> bridge;
   absl::Time now;
 };
 

@@ -96,6 +96,8 @@ struct MonitorOptions {
   // reloaded; 0 = none), for alerts on "near the budget".
   uint64_t cache_max_memory_bytes = 0;
   std::function<uint64_t()> worker_max_rss_bytes;
+  // The emitter bridge's totals; null: no bridge.
+  std::function<MetricsSnapshot::Bridge()> bridge;
 };
 
 class MonitorServer {

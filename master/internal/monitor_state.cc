@@ -119,6 +119,7 @@ std::string MonitorServer::Metrics() {
     snapshot.worker_max_rss_bytes = options_.worker_max_rss_bytes();
   if (options_.cache_restarts)
     snapshot.cache_server_restarts = options_.cache_restarts();
+  if (options_.bridge) snapshot.bridge = options_.bridge();
   if (options_.cache_stats) {
     snapshot.cache_max_memory_bytes = options_.cache_max_memory_bytes;
     snapshot.cache = options_.cache_stats();
