@@ -30,15 +30,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
 sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
@@ -47,7 +44,6 @@ HELLO = os.path.join(RUNFILES, "examples/hello/hello_worker")
 CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
 CACHE = os.path.join(RUNFILES, "cache_server/cluster2-cache")  # the master finds it beside itself
 REDIS = "/usr/bin/redis-server"
-OUTPUTS = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR", tempfile.gettempdir())
 PACKAGE = os.path.join(RUNFILES, "clients/python")
 # The :cluster2_stubs genrule's output under Bazel; outside it (runfiles
 # whose clients/ is the source tree) the stubs are generated here.
@@ -60,50 +56,12 @@ if not os.path.exists(os.path.join(STUBS, "cluster2/v1/cache_pb2.py")):
 sys.path[:0] = [PACKAGE, STUBS]
 PYTHONPATH = f"{PACKAGE}:{STUBS}"
 
-from e2e import free_port, stop_process, wait_until  # noqa: E402
+from e2e import stop_process, wait_until  # noqa: E402
+from hosts import Fleet as BaseFleet, Host as BaseHost, Timer, clean_env, http_status, main  # noqa: E402
 from cluster2 import cache  # noqa: E402
 
 HOSTS = 3
 SERVICE_PORT, MON_PORT = 8080, 8081  # a master's ports inside its namespace
-
-
-def run(*command, check=True, timeout=30):
-    result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)}: exit {result.returncode}: {result.stdout}{result.stderr}")
-    return result
-
-
-def clean_env(**extra):
-    """The environment of the processes started here: none of the caller's
-    CLUSTER2_* variables (a stray $CLUSTER2_CACHE would pick the socket)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTER2_")}
-    env.update(extra)
-    return env
-
-
-def http_status(url, timeout=2):
-    """The HTTP status of a GET of `url`; None if it does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            return reply.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-class Timer:
-    def __init__(self, what):
-        self.what = what
-
-    def __enter__(self):
-        self.start = time.monotonic()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.monotonic() - self.start
-        print(f"  [{self.seconds:6.2f}s] {self.what}", flush=True)
 
 
 # The client processes: one script, run by the test as
@@ -241,9 +199,7 @@ class Client:
         self.out = os.path.join(fleet.clients_dir, f"{name}-{host.name}.jsonl")
         self.log_path = os.path.join(fleet.clients_dir, f"{name}-{host.name}.log")
         args = dict(args, host=host.name, address=host.cache_address, out=self.out)
-        command = [sys.executable, "-u", fleet.client_script, mode, json.dumps(args)]
-        if host.netns:
-            command = ["ip", "netns", "exec", host.netns, *command]  # ip execs: the pid is python's
+        command = host.on(sys.executable, "-u", fleet.client_script, mode, json.dumps(args))
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                          env=clean_env(PYTHONPATH=PYTHONPATH))
@@ -336,48 +292,30 @@ class Redis:
             return log.read()[-3000:]
 
 
-class Host:
-    """One master: in namespace `netns` at `address` with the fixed ports,
-    or (no namespaces) on 127.0.0.1 with free ports."""
+class Host(BaseHost):
+    """A host's master, with its service and monitoring ports (fixed in a
+    namespace, free ones on 127.0.0.1: hosts.Host.ports) and its cache
+    server's socket, cache_address."""
 
     def __init__(self, fleet, n, address, netns):
-        self.name = f"host{n}"
-        self.n, self.address, self.netns = n, address, netns
-        if netns:
-            self.port, self.mon_port = SERVICE_PORT, MON_PORT
-        else:
-            self.port, self.mon_port = free_port(), free_port()
-        self.dir = os.path.join(fleet.dir, self.name)
-        os.makedirs(self.dir)
-        self.run_dir = os.path.join(self.dir, "run")
+        super().__init__(n, address, netns, fleet.dir)
+        self.port, self.mon_port = self.ports(SERVICE_PORT, MON_PORT)
         self.cache_address = f"unix:{self.run_dir}/cache.sock"
-        self.log_path = os.path.join(self.dir, "master.log")
-        self.proc = None
 
     @property
     def url(self):
         return f"http://{self.address}:{self.port}/"
 
     def start(self, backend):
-        bind = "0.0.0.0" if self.netns else "127.0.0.1"
-        command = [MASTER, "--noWorkers=1", f"--host={bind}", f"--port={self.port}",
-                   f"--monHost={bind}", f"--monPort={self.mon_port}", f"--runDir={self.run_dir}",
-                   f"--cache.backend={backend}", f"--cache.persistPath={self.dir}/cache-data",
-                   "--heartbeatInterval=200", "--", HELLO]
-        if self.netns:
-            command = ["ip", "netns", "exec", self.netns, *command]  # ip execs: the pid is the master's
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-
-    def log(self):
-        with open(self.log_path, errors="replace") as log:
-            return log.read()[-4000:]
+        self.start_master([MASTER, "--noWorkers=1", f"--host={self.bind}", f"--port={self.port}",
+                           f"--monHost={self.bind}", f"--monPort={self.mon_port}", f"--runDir={self.run_dir}",
+                           f"--cache.backend={backend}", f"--cache.persistPath={self.dir}/cache-data",
+                           "--heartbeatInterval=200", "--", HELLO], env=clean_env())
 
     def wait_ready(self, timeout=30):
         def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name}'s master exited ({self.proc.returncode}):\n{self.log()}")
-            if http_status(f"http://{self.address}:{self.mon_port}/ecv") != 200:
+            self.check_running()
+            if self.ecv() != 200:
                 return False
             if not os.path.exists(f"{self.run_dir}/cache.sock"):
                 return False
@@ -390,86 +328,27 @@ class Host:
 
     def ctl(self, *args, timeout=30):
         """cluster2ctl on this host (in its namespace) against its run dir."""
-        command = [CTL, "--run-dir", self.run_dir, *args]
-        if self.netns:
-            command = ["ip", "netns", "exec", self.netns, *command]
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=clean_env())
-
-    def stop(self):
-        if self.proc:
-            stop_process(self.proc)
+        return subprocess.run(self.on(CTL, "--run-dir", self.run_dir, *args), capture_output=True, text=True,
+                              timeout=timeout, env=clean_env())
 
 
-class Fleet:
-    """Redis, the three hosts and the client processes. close() undoes
-    whatever was done, in any state."""
+class Fleet(BaseFleet):
+    """Redis, the three hosts (network namespaces on 10.198.x, see
+    hosts.Hosts) and the client processes. close() undoes whatever was done,
+    in any state (hosts.Fleet)."""
 
     def __init__(self):
-        self.pid = os.getpid()
-        self.dir = tempfile.mkdtemp(prefix=f"c2mc-{self.pid}-", dir="/tmp")  # short: socket paths
+        super().__init__(Host, HOSTS, tag="c2mc", subnet="10.198", logs="multihost_cache")
         self.clients_dir = os.path.join(self.dir, "clients")
         os.makedirs(self.clients_dir)
         self.client_script = os.path.join(self.dir, "client.py")
         with open(self.client_script, "w") as f:
             f.write(CLIENT)
-        self.namespaces, self.links, self.hosts, self.clients = [], [], [], []
+        self.clients = []
         self.redis = Redis(self.dir)
-        self.closed = False
-        FLEETS.append(self)
 
-    # -- network (as multihost_test.py, on 10.198.x) --------------------------
-    def subnet_base(self):
-        routes = run("ip", "-4", "route", "show").stdout + run("ip", "-4", "addr", "show").stdout
-        for base in range(0, 250, 10):
-            if not any(re.search(rf"\b10\.198\.{base + n}\.", routes) for n in range(1, HOSTS + 1)):
-                return base
-        raise AssertionError("no free 10.198.x.0/24 subnet:\n" + routes)
-
-    def make_namespaces(self):
-        """One namespace per host and a veth pair into it; False (and
-        nothing left behind) if this machine or user cannot."""
-        try:
-            base = self.subnet_base()
-        except (OSError, AssertionError, subprocess.SubprocessError) as error:
-            print(f"ip route: {error}")
-            return False
-        for n in range(1, HOSTS + 1):
-            netns = f"c2mc-{self.pid}-{n}"
-            outside, inside = f"c2mc{self.pid % 100000}h{n}", f"c2mc{self.pid % 100000}n{n}"
-            net = f"10.198.{base + n}"
-            added = run("ip", "netns", "add", netns, check=False)
-            if added.returncode != 0:
-                print(f"ip netns add {netns}: {added.stderr.strip()}")
-                self.delete_network()
-                return False
-            self.namespaces.append(netns)
-            run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-            self.links.append(outside)
-            run("ip", "link", "set", inside, "netns", netns)
-            run("ip", "addr", "add", f"{net}.1/24", "dev", outside)
-            run("ip", "link", "set", outside, "up")
-            run("ip", "netns", "exec", netns, "ip", "addr", "add", f"{net}.2/24", "dev", inside)
-            run("ip", "netns", "exec", netns, "ip", "link", "set", inside, "up")
-            run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
-            self.hosts.append(Host(self, n, f"{net}.2", netns))
-        return True
-
-    def delete_network(self):
-        for link in self.links:
-            run("ip", "link", "del", link, check=False)
-        for netns in self.namespaces:
-            run("ip", "netns", "del", netns, check=False)
-        self.links, self.namespaces = [], []
-
-    # -- the whole --------------------------------------------------------------
     def start(self):
-        with Timer("network namespaces"):
-            self.namespaced = self.make_namespaces()
-        if not self.namespaced:
-            print("\n" + "!" * 78 + "\n!! NETWORK NAMESPACES NOT AVAILABLE (not root, or no `ip netns`):\n"
-                  "!! the three hosts run on 127.0.0.1 with different ports instead.\n" + "!" * 78,
-                  flush=True)
-            self.hosts = [Host(self, n, "127.0.0.1", None) for n in range(1, HOSTS + 1)]
+        super().start()  # the hosts: namespaces, or (loudly) 127.0.0.1
         with Timer("redis-server"):
             self.redis.start()
         with Timer("three masters ready, their caches on Redis"):
@@ -492,36 +371,16 @@ class Fleet:
         for client in self.clients:
             client.kill()
 
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
+    def stop(self):
         self.reap_clients()
-        for host in self.hosts:
-            try:
-                host.stop()
-            except Exception as error:  # the others are stopped all the same
-                print(f"stopping {host.name}: {error!r}")
+        super().stop()
         try:
             self.redis.stop()
         except Exception as error:
             print(f"stopping redis-server: {error!r}")
-        self.delete_network()
-        try:  # the logs, for a failure's post-mortem
-            saved = os.path.join(OUTPUTS, "multihost_cache")
-            os.makedirs(saved, exist_ok=True)
-            for host in self.hosts:
-                if os.path.exists(host.log_path):
-                    shutil.copy(host.log_path, os.path.join(saved, f"{host.name}-master.log"))
-            if os.path.exists(self.redis.log_path):
-                shutil.copy(self.redis.log_path, os.path.join(saved, "redis.log"))
-            shutil.copytree(self.clients_dir, os.path.join(saved, "clients"), dirs_exist_ok=True)
-        except OSError as error:
-            print(f"saving the logs: {error}")
-        shutil.rmtree(self.dir, ignore_errors=True)
 
-
-FLEETS = []
+    def saved_logs(self):
+        return [("redis.log", self.redis.log_path)], [("clients", self.clients_dir)]
 
 
 def waiting(host, namespace):
@@ -534,13 +393,8 @@ class MultiHostCacheTest(unittest.TestCase):
     def setUpClass(cls):
         print("\nsetting up Redis and three hosts:", flush=True)
         cls.fleet = Fleet()
-        try:
-            cls.fleet.start()
-        except BaseException:
-            cls.fleet.close()
-            raise
-        print(f"  hosts ({'network namespaces' if cls.fleet.namespaced else '127.0.0.1, NO NAMESPACES'}): "
-              + ", ".join(f"{h.name} {h.address}:{h.port} cache {h.cache_address}" for h in cls.fleet.hosts)
+        cls.fleet.setup()
+        print(cls.fleet.describe(lambda h: f"{h.name} {h.address}:{h.port} cache {h.cache_address}")
               + f"; Redis unix:{cls.fleet.redis.sock}", flush=True)
 
     @classmethod
@@ -766,16 +620,5 @@ class MultiHostCacheTest(unittest.TestCase):
         self.race("race-after-restart")
 
 
-def _interrupted(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 if __name__ == "__main__":
-    import pyjunit
-    signal.signal(signal.SIGTERM, _interrupted)  # bazel's timeout: clean up on the way out
-    try:
-        code = pyjunit.main(__name__, "multihost_cache")
-    finally:
-        for fleet in FLEETS:
-            fleet.close()
-    sys.exit(code)
+    main(__name__, "multihost_cache")  # cleans up on SIGTERM (bazel's timeout) too

@@ -15,17 +15,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), os.environ.get("TEST_WORKSPACE", "cluster2"))
 sys.path.insert(0, os.path.join(RUNFILES, "tests/testing"))
@@ -35,101 +31,38 @@ CTL = os.path.join(RUNFILES, "cli/cluster2ctl")
 HAPROXY_CFG = os.path.join(RUNFILES, "deploy/haproxy/haproxy.cfg")
 HAPROXY = "/usr/sbin/haproxy"
 OPENSSL = "/usr/bin/openssl"
-OUTPUTS = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR", tempfile.gettempdir())
 
 from e2e import Wrk, free_port, stop_process, wait_until  # noqa: E402
+from hosts import Fleet as BaseFleet, Host as BaseHost, Timer, clean_env, main, run  # noqa: E402
 
 HOSTS = 3
 # The fixed ports of a master inside its namespace (the host's own ports).
 SERVICE_PORT, MON_PORT, CONTROL_PORT = 8080, 8081, 7070
 
 
-def run(*command, check=True, timeout=30):
-    result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)}: exit {result.returncode}: {result.stdout}{result.stderr}")
-    return result
-
-
-def ctl_env():
-    """The environment of cluster2ctl: none of the caller's CLUSTER2_*
-    variables (a stray $CLUSTER2_TLS_CERT would hide a missing flag)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("CLUSTER2_")}
-
-
-def http_status(url, timeout=2):
-    """The HTTP status of a GET of `url`; None if it does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            return reply.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-class Timer:
-    def __init__(self, what):
-        self.what = what
-
-    def __enter__(self):
-        self.start = time.monotonic()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.monotonic() - self.start
-        print(f"  [{self.seconds:6.2f}s] {self.what}", flush=True)
-
-
-class Host:
-    """One master: in namespace `netns` at `address` with the fixed ports,
-    or (no namespaces) on 127.0.0.1 with free ports."""
+class Host(BaseHost):
+    """A host's master, with its service, monitoring and TLS control ports
+    (fixed in a namespace, free ones on 127.0.0.1: hosts.Host.ports)."""
 
     def __init__(self, fleet, n, address, netns):
-        self.name = f"host{n}"
-        self.n, self.address, self.netns = n, address, netns
-        if netns:
-            self.port, self.mon_port, self.control_port = SERVICE_PORT, MON_PORT, CONTROL_PORT
-        else:
-            self.port, self.mon_port, self.control_port = free_port(), free_port(), free_port()
-        self.dir = os.path.join(fleet.dir, self.name)
-        os.makedirs(self.dir)
-        self.run_dir = os.path.join(self.dir, "run")
-        self.log_path = os.path.join(self.dir, "master.log")
-        self.proc = None
+        super().__init__(n, address, netns, fleet.dir)
+        self.port, self.mon_port, self.control_port = self.ports(SERVICE_PORT, MON_PORT, CONTROL_PORT)
 
     @property
     def control(self):
         return f"{self.address}:{self.control_port}"
 
-    @property
-    def ecv_url(self):
-        return f"http://{self.address}:{self.mon_port}/ecv"
-
     def start(self, certs):
-        bind = "0.0.0.0" if self.netns else "127.0.0.1"
-        command = [MASTER, "--noWorkers=2", f"--host={bind}", f"--port={self.port}",
-                   f"--monHost={bind}", f"--monPort={self.mon_port}", f"--runDir={self.run_dir}",
-                   "--cache.enable=false", "--heartbeatInterval=200",
-                   f"--control.tcp={self.control}", f"--control.cert={certs}/{self.name}.pem",
-                   f"--control.key={certs}/{self.name}.key", f"--control.clientCa={certs}/ca.pem",
-                   "--", HELLO]
-        if self.netns:
-            command = ["ip", "netns", "exec", self.netns, *command]  # ip execs: the pid is the master's
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ctl_env())
-
-    def log(self):
-        with open(self.log_path, errors="replace") as log:
-            return log.read()[-4000:]
-
-    def ecv(self):
-        return http_status(self.ecv_url)
+        self.start_master([MASTER, "--noWorkers=2", f"--host={self.bind}", f"--port={self.port}",
+                           f"--monHost={self.bind}", f"--monPort={self.mon_port}", f"--runDir={self.run_dir}",
+                           "--cache.enable=false", "--heartbeatInterval=200",
+                           f"--control.tcp={self.control}", f"--control.cert={certs}/{self.name}.pem",
+                           f"--control.key={certs}/{self.name}.key", f"--control.clientCa={certs}/ca.pem",
+                           "--", HELLO], env=clean_env())
 
     def wait_ready(self, timeout=30):
         def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name}'s master exited ({self.proc.returncode}):\n{self.log()}")
+            self.check_running()
             return self.ecv() == 200
         wait_until(ready, timeout, f"{self.name}'s ECV at {self.ecv_url} to answer 200")
 
@@ -137,7 +70,7 @@ class Host:
         """cluster2ctl over the master's Unix socket (not the TCP path under
         test): the reference the TCP answers are compared with."""
         result = subprocess.run([CTL, "--run-dir", self.run_dir, *args], capture_output=True,
-                                text=True, timeout=30, env=ctl_env())
+                                text=True, timeout=30, env=clean_env())
         if result.returncode != 0:
             raise AssertionError(f"cluster2ctl --run-dir {self.run_dir} {' '.join(args)}: "
                                  f"exit {result.returncode}: {result.stderr}")
@@ -147,69 +80,16 @@ class Host:
         workers = json.loads(self.local_ctl("workers", "-o", "json"))["workers"]
         return {w["pid"] for w in workers if w["state"] == "WORKER_STATE_READY"}
 
-    def stop(self):
-        if self.proc:
-            stop_process(self.proc)
 
-
-class Fleet:
-    """The three hosts, their certificates, HAProxy in front and the hosts
-    file. close() undoes whatever was done, in any state."""
+class Fleet(BaseFleet):
+    """The three hosts (network namespaces on 10.199.x, see hosts.Hosts),
+    their certificates, HAProxy in front and the hosts file. close() undoes
+    whatever was done, in any state (hosts.Fleet)."""
 
     def __init__(self):
-        self.pid = os.getpid()
-        self.dir = tempfile.mkdtemp(prefix=f"c2mh-{self.pid}-", dir="/tmp")
+        super().__init__(Host, HOSTS, tag="c2mh", subnet="10.199", logs="multihost")
         self.certs = os.path.join(self.dir, "certs")
-        self.namespaces, self.links, self.hosts = [], [], []
         self.haproxy = None
-        self.closed = False
-        FLEETS.append(self)
-
-    # -- network ----------------------------------------------------------
-    def subnet_base(self):
-        """10.199.N.0/24 for N = base+1..base+3: base 0 unless another run
-        (or anything else) already routes one of them."""
-        routes = run("ip", "-4", "route", "show").stdout + run("ip", "-4", "addr", "show").stdout
-        for base in range(0, 250, 10):
-            if not any(re.search(rf"\b10\.199\.{base + n}\.", routes) for n in range(1, HOSTS + 1)):
-                return base
-        raise AssertionError("no free 10.199.x.0/24 subnet:\n" + routes)
-
-    def make_namespaces(self):
-        """One namespace per host and a veth pair into it; False (and
-        nothing left behind) if this machine or user cannot."""
-        try:
-            base = self.subnet_base()
-        except (OSError, AssertionError, subprocess.SubprocessError) as error:
-            print(f"ip route: {error}")
-            return False
-        for n in range(1, HOSTS + 1):
-            netns = f"c2mh-{self.pid}-{n}"
-            outside, inside = f"c2mh{self.pid % 100000}h{n}", f"c2mh{self.pid % 100000}n{n}"
-            net = f"10.199.{base + n}"
-            added = run("ip", "netns", "add", netns, check=False)
-            if added.returncode != 0:
-                print(f"ip netns add {netns}: {added.stderr.strip()}")
-                self.delete_network()
-                return False
-            self.namespaces.append(netns)
-            run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-            self.links.append(outside)
-            run("ip", "link", "set", inside, "netns", netns)
-            run("ip", "addr", "add", f"{net}.1/24", "dev", outside)
-            run("ip", "link", "set", outside, "up")
-            run("ip", "netns", "exec", netns, "ip", "addr", "add", f"{net}.2/24", "dev", inside)
-            run("ip", "netns", "exec", netns, "ip", "link", "set", inside, "up")
-            run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
-            self.hosts.append(Host(self, n, f"{net}.2", netns))
-        return True
-
-    def delete_network(self):
-        for link in self.links:
-            run("ip", "link", "del", link, check=False)
-        for netns in self.namespaces:
-            run("ip", "netns", "del", netns, check=False)
-        self.links, self.namespaces = [], []
 
     # -- certificates -----------------------------------------------------
     def make_certificates(self):
@@ -241,13 +121,7 @@ class Fleet:
 
     # -- the whole ---------------------------------------------------------
     def start(self):
-        with Timer("network namespaces"):
-            self.namespaced = self.make_namespaces()
-        if not self.namespaced:
-            print("\n" + "!" * 78 + "\n!! NETWORK NAMESPACES NOT AVAILABLE (not root, or no `ip netns`):\n"
-                  "!! the three hosts run on 127.0.0.1 with different ports instead.\n" + "!" * 78,
-                  flush=True)
-            self.hosts = [Host(self, n, "127.0.0.1", None) for n in range(1, HOSTS + 1)]
+        super().start()  # the hosts: namespaces, or (loudly) 127.0.0.1
         with Timer("certificates"):
             self.make_certificates()
         with Timer("three masters ready"):
@@ -266,7 +140,7 @@ class Fleet:
     def start_haproxy(self):
         self.front = free_port()
         self.stats_path = os.path.join(self.dir, "haproxy.sock")
-        env = dict(ctl_env(), CLUSTER2_BIND=f"127.0.0.1:{self.front}", CLUSTER2_HAPROXY_STATS=self.stats_path)
+        env = clean_env(CLUSTER2_BIND=f"127.0.0.1:{self.front}", CLUSTER2_HAPROXY_STATS=self.stats_path)
         for host in self.hosts:
             env[f"CLUSTER2_HOST{host.n}"] = f"{host.address}:{host.port}"
             env[f"CLUSTER2_HOST{host.n}_MONPORT"] = str(host.mon_port)
@@ -313,37 +187,18 @@ class Fleet:
             flags += ["--tls-cert", f"{self.certs}/client.pem", "--tls-key", f"{self.certs}/client.key"]
         start = time.monotonic()
         result = subprocess.run([CTL, *flags, *args], capture_output=True, text=True,
-                                timeout=timeout, env=ctl_env())
+                                timeout=timeout, env=clean_env())
         print(f"  [{time.monotonic() - start:6.2f}s] cluster2ctl {' '.join(args)}: exit {result.returncode}",
               flush=True)
         return result
 
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
+    def stop(self):
         if self.haproxy:
             stop_process(self.haproxy, timeout=10)
-        for host in self.hosts:
-            try:
-                host.stop()
-            except Exception as error:  # the others are stopped all the same
-                print(f"stopping {host.name}: {error!r}")
-        self.delete_network()
-        try:  # the logs, for a failure's post-mortem
-            saved = os.path.join(OUTPUTS, "multihost")
-            os.makedirs(saved, exist_ok=True)
-            for host in self.hosts:
-                if os.path.exists(host.log_path):
-                    shutil.copy(host.log_path, os.path.join(saved, f"{host.name}-master.log"))
-            if self.haproxy:
-                shutil.copy(self.haproxy_log_path, os.path.join(saved, "haproxy.log"))
-        except OSError as error:
-            print(f"saving the logs: {error}")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().stop()
 
-
-FLEETS = []
+    def saved_logs(self):
+        return [("haproxy.log", self.haproxy_log_path)] if self.haproxy else (), ()
 
 
 def tls_hello(host, certs, client=None):
@@ -377,13 +232,8 @@ class MultiHostTest(unittest.TestCase):
     def setUpClass(cls):
         print("\nsetting up three hosts:", flush=True)
         cls.fleet = Fleet()
-        try:
-            cls.fleet.start()
-        except BaseException:
-            cls.fleet.close()
-            raise
-        print(f"  hosts ({'network namespaces' if cls.fleet.namespaced else '127.0.0.1, NO NAMESPACES'}): "
-              + ", ".join(f"{h.name} {h.address} (control {h.control})" for h in cls.fleet.hosts), flush=True)
+        cls.fleet.setup()
+        print(cls.fleet.describe(lambda h: f"{h.name} {h.address} (control {h.control})"), flush=True)
 
     @classmethod
     def tearDownClass(cls):
@@ -604,16 +454,5 @@ def timeline(samples, names):
     return "ECV not up: " + (", ".join(spans) or "never")
 
 
-def _interrupted(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 if __name__ == "__main__":
-    import pyjunit
-    signal.signal(signal.SIGTERM, _interrupted)  # bazel's timeout: clean up on the way out
-    try:
-        code = pyjunit.main(__name__, "multihost")
-    finally:
-        for fleet in FLEETS:
-            fleet.close()
-    sys.exit(code)
+    main(__name__, "multihost")  # cleans up on SIGTERM (bazel's timeout) too
