@@ -26,7 +26,8 @@ TEST(CacheFlagsTest, EveryOptionAndTheDefaults) {
   auto bad = ParseCacheServerArgs({"--socket=s", "--backend=10.0.0.1:6379"});
   EXPECT_EQ(bad.status().message(),
             "bad argument '--backend=10.0.0.1:6379': a Redis address is "
-            "redis://HOST[:PORT] or unix:/path/redis.sock");
+            "redis://HOST[:PORT], unix:/path/redis.sock or "
+            "redis-sentinel://HOST[:PORT],.../MASTER_NAME");
 }
 
 TEST(CacheFlagsTest, ABadArgumentIsNamed) {

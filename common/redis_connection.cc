@@ -5,10 +5,13 @@
 #include <sys/time.h>
 
 #include <mutex>
+#include <optional>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace cluster2 {
@@ -45,12 +48,47 @@ RedisReply Copy(const redisReply* reply) {
 }  // namespace
 
 std::string RedisAddress::ToString() const {
+  if (!sentinels.empty()) {
+    std::string text = "redis-sentinel://";
+    for (size_t i = 0; i < sentinels.size(); ++i) {
+      absl::StrAppend(&text, i == 0 ? "" : ",", sentinels[i].first, ":",
+                      sentinels[i].second);
+    }
+    return absl::StrCat(text, "/", master_name);
+  }
   return unix_path.empty() ? absl::StrCat("redis://", host, ":", port)
                            : absl::StrCat("unix:", unix_path);
 }
 
 absl::StatusOr<RedisAddress> ParseRedisAddress(absl::string_view text) {
   RedisAddress address;
+  if (absl::ConsumePrefix(&text, "redis-sentinel://")) {
+    const size_t slash = text.find('/');
+    if (slash == absl::string_view::npos || slash + 1 == text.size()) {
+      return absl::InvalidArgumentError(
+          "a Sentinel address is redis-sentinel://HOST[:PORT],.../MASTER_NAME");
+    }
+    address.master_name = std::string(text.substr(slash + 1));
+    for (absl::string_view one :
+         absl::StrSplit(text.substr(0, slash), ',', absl::SkipEmpty())) {
+      const size_t colon = one.rfind(':');
+      int port = 26379;
+      std::string host(one.substr(0, colon));
+      if ((colon != absl::string_view::npos &&
+           (!absl::SimpleAtoi(one.substr(colon + 1), &port) || port < 1 ||
+            port > 65535)) ||
+          host.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad Sentinel address '", one, "'"));
+      }
+      address.sentinels.emplace_back(std::move(host), port);
+    }
+    if (address.sentinels.empty()) {
+      return absl::InvalidArgumentError(
+          "a Sentinel address names at least one Sentinel");
+    }
+    return address;
+  }
   if (absl::ConsumePrefix(&text, "unix:")) {
     if (text.empty() || text.size() > 107) {
       return absl::InvalidArgumentError(
@@ -61,7 +99,8 @@ absl::StatusOr<RedisAddress> ParseRedisAddress(absl::string_view text) {
   }
   if (!absl::ConsumePrefix(&text, "redis://")) {
     return absl::InvalidArgumentError(
-        "a Redis address is redis://HOST[:PORT] or unix:/path/redis.sock");
+        "a Redis address is redis://HOST[:PORT], unix:/path/redis.sock or "
+        "redis-sentinel://HOST[:PORT],.../MASTER_NAME");
   }
   const size_t colon = text.rfind(':');
   address.host = std::string(text.substr(0, colon));
@@ -100,13 +139,57 @@ absl::Status RedisConnection::Unavailable(absl::string_view what) {
   return absl::UnavailableError(message);
 }
 
+absl::StatusOr<std::pair<std::string, int>> RedisConnection::AskSentinels() {
+  const timeval timeout = AsTimeval(timeout_);
+  std::string why = "no Sentinel answered";
+  for (const auto& [host, port] : address_.sentinels) {
+    redisContext* sentinel =
+        redisConnectWithTimeout(host.c_str(), port, timeout);
+    if (sentinel == nullptr) continue;
+    if (sentinel->err != 0) {
+      why = absl::StrCat("Sentinel ", host, ":", port, ": ", sentinel->errstr);
+      redisFree(sentinel);
+      continue;
+    }
+    redisSetTimeout(sentinel, timeout);
+    auto* reply = static_cast<redisReply*>(
+        redisCommand(sentinel, "SENTINEL get-master-addr-by-name %s",
+                     address_.master_name.c_str()));
+    std::optional<std::pair<std::string, int>> master;
+    if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements == 2) {
+      int master_port = 0;
+      if (absl::SimpleAtoi(
+              absl::string_view(reply->element[1]->str, reply->element[1]->len),
+              &master_port)) {
+        master.emplace(
+            std::string(reply->element[0]->str, reply->element[0]->len),
+            master_port);
+      }
+    } else {
+      why = absl::StrCat("Sentinel ", host, ":", port, " knows no master '",
+                         address_.master_name, "'");
+    }
+    if (reply != nullptr) freeReplyObject(reply);
+    redisFree(sentinel);
+    if (master) return *master;
+  }
+  return absl::UnavailableError(why);
+}
+
 absl::Status RedisConnection::ConnectLocked() {
   if (context_ != nullptr) return absl::OkStatus();
   const timeval timeout = AsTimeval(timeout_);
+  std::string host = address_.host;
+  int port = address_.port;
+  if (!address_.sentinels.empty()) {
+    absl::StatusOr<std::pair<std::string, int>> master = AskSentinels();
+    if (!master.ok()) return Unavailable(master.status().message());
+    std::tie(host, port) = *master;
+  }
   context_ =
       address_.unix_path.empty()
-          ? redisConnectWithTimeout(address_.host.c_str(), address_.port,
-                                    timeout)
+          ? redisConnectWithTimeout(host.c_str(), port, timeout)
           : redisConnectUnixWithTimeout(address_.unix_path.c_str(), timeout);
   if (context_ == nullptr) return Unavailable("cannot allocate a connection");
   if (context_->err != 0) return Unavailable(context_->errstr);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -30,12 +31,17 @@ struct redisContext;
 
 namespace cluster2 {
 
-// Where a Redis server listens: "redis://HOST:PORT" (PORT default 6379) or
-// "unix:/path/redis.sock".
+// Where a Redis server listens: "redis://HOST:PORT" (PORT default 6379),
+// "unix:/path/redis.sock", or the Sentinels that know it:
+// "redis-sentinel://HOST:PORT,HOST:PORT,.../MASTER_NAME" (PORT default
+// 26379): each connection asks them for the master of MASTER_NAME, and asks
+// again after any failure (a failover: the old master answers READONLY).
 struct RedisAddress {
   std::string host;
   int port = 6379;
   std::string unix_path;
+  std::vector<std::pair<std::string, int>> sentinels;
+  std::string master_name;  // with sentinels
   std::string ToString() const;
 };
 
@@ -70,6 +76,9 @@ class RedisConnection {
 
  private:
   absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The master's host and port, from the first Sentinel that knows it.
+  absl::StatusOr<std::pair<std::string, int>> AskSentinels()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Unavailable(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
