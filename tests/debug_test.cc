@@ -116,8 +116,9 @@ TEST_F(DebugTest, LiveWorkerUnderLoadIsReplacedAndGdbReadsItsBacktrace) {
   std::optional<v1::Worker> debugging = Debugging();
   ASSERT_TRUE(debugging.has_value());
   EXPECT_EQ(debugging->pid(), target);
-  EXPECT_TRUE(absl::StrContains(HttpGet(cluster_.mon_port(), "/metrics").body,
-                                "cluster2_debug_session_open{cluster=\"default\"} 1\n"));
+  EXPECT_TRUE(absl::StrContains(
+      HttpGet(cluster_.mon_port(), "/metrics").body,
+      "cluster2_debug_session_open{cluster=\"default\"} 1\n"));
   uint64_t before = load.ok();
   ASSERT_TRUE(
       WaitUntil([&] { return load.ok() > before + 200; }, absl::Seconds(10)));
@@ -140,8 +141,9 @@ TEST_F(DebugTest, LiveWorkerUnderLoadIsReplacedAndGdbReadsItsBacktrace) {
   EXPECT_TRUE(
       WaitUntil([&] { return Ready().size() == 2 && !Debugging().has_value(); },
                 absl::Seconds(10)));
-  EXPECT_TRUE(absl::StrContains(HttpGet(cluster_.mon_port(), "/metrics").body,
-                                "cluster2_debug_session_open{cluster=\"default\"} 0\n"));
+  EXPECT_TRUE(absl::StrContains(
+      HttpGet(cluster_.mon_port(), "/metrics").body,
+      "cluster2_debug_session_open{cluster=\"default\"} 0\n"));
   before = load.ok();
   ASSERT_TRUE(
       WaitUntil([&] { return load.ok() > before + 100; }, absl::Seconds(10)));

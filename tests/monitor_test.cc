@@ -184,8 +184,9 @@ TEST(MonitorTest, NoReadyWorkerIs503AndShowsInMetrics) {
   Cluster cluster(1, {"--crashLoopLimit=2"}, "/bin/false");
   ASSERT_TRUE(WaitUntil(
       [&] {
-        return absl::StrContains(HttpGet(cluster.mon_port(), "/metrics").body,
-                                 "cluster2_workers{cluster=\"default\",state=\"failed\"} 1");
+        return absl::StrContains(
+            HttpGet(cluster.mon_port(), "/metrics").body,
+            "cluster2_workers{cluster=\"default\",state=\"failed\"} 1");
       },
       absl::Seconds(10)))
       << cluster.master().Stderr();
@@ -204,7 +205,8 @@ TEST(MonitorTest, MetricsPassPromtool) {
       [&] {
         return absl::StrContains(
             HttpGet(cluster.mon_port(), "/metrics").body,
-            "cluster2_worker_resident_memory_bytes{cluster=\"default\",group=\"default\",slot=\"1\"}");
+            "cluster2_worker_resident_memory_bytes{cluster=\"default\",group="
+            "\"default\",slot=\"1\"}");
       },
       absl::Seconds(10)));
   // The cache's figures, per namespace.
@@ -238,12 +240,15 @@ TEST(MonitorTest, MetricsPassPromtool) {
   EXPECT_TRUE(WaitUntil(
       [&] {
         metrics = HttpGet(cluster.mon_port(), "/metrics").body;
-        return absl::StrContains(metrics,
-                                 "cluster2_cache_keys{cluster=\"default\",namespace=\"m\"} 1");
+        return absl::StrContains(
+            metrics,
+            "cluster2_cache_keys{cluster=\"default\",namespace=\"m\"} 1");
       },
       absl::Seconds(5)))
       << metrics;
-  EXPECT_TRUE(absl::StrContains(metrics, "cluster2_cache_up{cluster=\"default\"} 1")) << metrics;
+  EXPECT_TRUE(
+      absl::StrContains(metrics, "cluster2_cache_up{cluster=\"default\"} 1"))
+      << metrics;
   TempDir tmp;
   std::string path = tmp.path() + "/metrics.txt";
   { std::ofstream(path) << HttpGet(cluster.mon_port(), "/metrics").body; }
@@ -505,7 +510,8 @@ TEST(MonitorTest, EcvAndMetricsAnswerThroughAFloodOfIdleConnections) {
   ExpectEcvAnswersFast(cluster.mon_port());
   RawResponse metrics = HttpRequest(cluster.mon_port(), "GET", "/metrics");
   EXPECT_EQ(metrics.status, 200);
-  EXPECT_TRUE(absl::StrContains(metrics.body, "cluster2_ecv_up{cluster=\"default\"} 1"));
+  EXPECT_TRUE(absl::StrContains(metrics.body,
+                                "cluster2_ecv_up{cluster=\"default\"} 1"));
 }
 
 TEST(MonitorTest, EcvAnswersThroughASlowlorisFlood) {
