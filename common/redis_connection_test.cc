@@ -2,26 +2,22 @@
 // real Sentinel (Debian's redis-server and redis-sentinel mode).
 #include "common/redis_connection.h"
 
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-
-extern char** environ;
+#include "tests/testing/harness.h"
 
 namespace cluster2 {
 namespace {
+
+using ::cluster2::testing::FreePort;
+using ::cluster2::testing::Process;
+using ::cluster2::testing::TempDir;
 
 TEST(ParseRedisAddressTest, TheThreeFormsAndTheirErrors) {
   auto tcp = ParseRedisAddress("redis://10.0.0.5:6380");
@@ -49,41 +45,11 @@ TEST(ParseRedisAddressTest, TheThreeFormsAndTheirErrors) {
   }
 }
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t size = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
-pid_t Spawn(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ),
-            0);
-  return pid;
-}
-
-void Stop(pid_t pid) {
-  if (pid <= 0) return;
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-}
-
 // A master, its replica and one Sentinel on loopback; the Sentinel's file
 // in a directory of its own (it rewrites it).
 class SentinelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/c2sn-XXXXXX";
-    dir_ = mkdtemp(dir);
     master_port_ = FreePort();
     replica_port_ = FreePort();
     sentinel_port_ = FreePort();
@@ -100,7 +66,7 @@ class SentinelTest : public ::testing::Test {
                                        "--dir",
                                        dir_};
       args.insert(args.end(), extra.begin(), extra.end());
-      return Spawn(args);
+      return std::make_unique<Process>(args);
     };
     master_ = server(master_port_, {});
     replica_ = server(replica_port_,
@@ -112,14 +78,8 @@ class SentinelTest : public ::testing::Test {
                         << " 1\n"
                         << "sentinel down-after-milliseconds main 500\n"
                         << "sentinel failover-timeout main 5000\n";
-    sentinel_ = Spawn({"/usr/bin/redis-server", conf, "--sentinel"});
-  }
-  void TearDown() override {
-    Stop(sentinel_);
-    Stop(replica_);
-    Stop(master_);
-    std::string command = "rm -rf " + dir_;
-    (void)std::system(command.c_str());
+    sentinel_ = std::make_unique<Process>(
+        std::vector<std::string>{"/usr/bin/redis-server", conf, "--sentinel"});
   }
 
   // Retries `args` on `redis` until it succeeds or `timeout` passes.
@@ -135,9 +95,11 @@ class SentinelTest : public ::testing::Test {
     return reply;
   }
 
-  std::string dir_;
+  TempDir tmp_;
+  const std::string dir_ = tmp_.path();
   int master_port_ = 0, replica_port_ = 0, sentinel_port_ = 0;
-  pid_t master_ = 0, replica_ = 0, sentinel_ = 0;
+  // Killed (SIGKILL) and reaped when the test ends.
+  std::unique_ptr<Process> master_, replica_, sentinel_;
 };
 
 TEST_F(SentinelTest, ConnectsToTheMasterTheSentinelNamesAndFollowsAFailover) {
@@ -170,8 +132,7 @@ TEST_F(SentinelTest, ConnectsToTheMasterTheSentinelNamesAndFollowsAFailover) {
   ASSERT_TRUE(replicas.ok() && !replicas->elements.empty())
       << "the Sentinel never saw the replica";
 
-  Stop(master_);
-  master_ = 0;
+  master_.reset();  // SIGKILL
   // The Sentinel promotes the replica; the connection asks it again.
   auto written = Eventually(redis, {"SET", "k2", "v2"}, absl::Seconds(30));
   ASSERT_TRUE(written.ok()) << written.status();

@@ -5,22 +5,21 @@
 #include <unistd.h>
 
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "cache_client/cache.h"
 #include "gtest/gtest.h"
+#include "tests/testing/cache_workers.h"
 #include "tests/testing/harness.h"
 
 namespace cluster2 {
 namespace {
 
+using ::cluster2::testing::AwaitCacheWorkers;
 using ::cluster2::testing::BinaryPath;
+using ::cluster2::testing::CacheWorkersOutcome;
 using ::cluster2::testing::Lines;
 using ::cluster2::testing::Process;
 using ::cluster2::testing::TempDir;
@@ -86,26 +85,10 @@ TEST_F(RedisBackendTest, ProcessesOnTwoServersRunTheLoaderOnce) {
   auto barrier = client->Use("barrier", {});
   ASSERT_TRUE(barrier.ok());
   ASSERT_TRUE((*barrier)->Set("go", "1").ok());
-  int loads = 0, got = 0;
-  std::set<std::string> values;
-  for (auto& worker : workers) {
-    std::optional<int> status = worker->Wait(absl::Seconds(30));
-    ASSERT_TRUE(status.has_value());
-    std::string out = worker->Stdout();
-    EXPECT_EQ(*status, 0) << out << worker->Stderr();
-    loads += static_cast<int>(Lines(out, "loading").size());
-    for (const std::string& line : Lines(out, "got ")) {
-      std::vector<std::string> parts = absl::StrSplit(line, ' ');
-      ASSERT_EQ(parts.size(), 3u) << line;
-      int n = 0;
-      ASSERT_TRUE(absl::SimpleAtoi(parts[1], &n));
-      got += n;
-      values.insert(parts[2]);
-    }
-  }
-  EXPECT_EQ(loads, 1) << "the loader runs in exactly one process";
-  EXPECT_EQ(got, 120);
-  EXPECT_EQ(values.size(), 1u) << "every caller got the loaded value";
+  CacheWorkersOutcome outcome = AwaitCacheWorkers(workers);
+  EXPECT_EQ(outcome.loads, 1) << "the loader runs in exactly one process";
+  EXPECT_EQ(outcome.got, 120);
+  EXPECT_EQ(outcome.values.size(), 1u) << "every caller got the loaded value";
 }
 
 TEST_F(RedisBackendTest, ANearCacheFollowsWritesMadeThroughAnotherServer) {
