@@ -204,7 +204,7 @@ class Host:
         self.proc = subprocess.Popen(
             [MASTER, f"--name={name}", f"--runDir={self.run_dir}", f"--port={free_port()}",
              "--host=127.0.0.1", f"--monPort={free_port()}", f"--noWorkers={WORKERS_PER_HOST}",
-             "--heartbeatInterval=200", "--cache.enable=false", f"--emitter.bridge={bridge}",
+             "--heartbeatInterval=200", "--nanny.tolerance=10000", "--cache.enable=false", f"--emitter.bridge={bridge}",
              "--", "/usr/bin/python3", worker_script],
             stdout=self.log, stderr=subprocess.STDOUT, env=dict(env, C2EB_HOST=label))
         self.client = None

@@ -310,7 +310,7 @@ class Host(BaseHost):
         self.start_master([MASTER, "--noWorkers=1", f"--host={self.bind}", f"--port={self.port}",
                            f"--monHost={self.bind}", f"--monPort={self.mon_port}", f"--runDir={self.run_dir}",
                            f"--cache.backend={backend}", f"--cache.persistPath={self.dir}/cache-data",
-                           "--heartbeatInterval=200", "--", HELLO], env=clean_env())
+                           "--heartbeatInterval=200", "--nanny.tolerance=10000", "--", HELLO], env=clean_env())
 
     def wait_ready(self, timeout=30):
         def ready():
